@@ -1,0 +1,109 @@
+"""What every script shares at its edge: argument parsing, logging, signals, error translation."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import NoReturn
+
+from churnstream.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PipelineError
+
+logger = logging.getLogger("churnstream")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but usage errors exit with EX_USAGE (64), not 2, which means "broker down" here."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"Error: {message}\n")
+
+
+def make_parser(prog: str, description: str, epilog: str | None = None) -> ArgumentParser:
+    return ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_logging_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("logging")
+    group.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr (-vv for debug)")
+    group.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Configure the root logger once, at the entry point. Logs go to stderr; stdout is for data."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose >= 2 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # kafka-python logs every reconnect attempt at INFO/WARNING/ERROR; our own code reports outages
+    # once, so keep the client quiet unless asked for debug output.
+    logging.getLogger("kafka").setLevel(logging.DEBUG if verbose >= 3 else logging.CRITICAL)
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM; long-running loops check it between batches and stop cleanly."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signal_name: str | None = None
+
+    def set(self, signal_name: str = "request") -> None:
+        if self.signal_name is None:
+            self.signal_name = signal_name
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(timeout)
+
+
+@contextmanager
+def stop_on_signals(stop: StopFlag) -> Iterator[StopFlag]:
+    """Turn the first SIGINT/SIGTERM into ``stop``; a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            raise KeyboardInterrupt
+        logger.warning("%s received: finishing the current batch, then stopping", name)
+        stop.set(name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run(body: Callable[[], int]) -> int:
+    """Run a script body, turning expected failures into one line and an exit code."""
+    try:
+        return body()
+    except PipelineError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_OK
+    except Exception:
+        logger.exception("unexpected error")
+        return EXIT_FAILURE
