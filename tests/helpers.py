@@ -1,0 +1,146 @@
+"""Plain helpers for tests: subprocess runners, private clusters, small CSV rows."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+from churnstream import broker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_port_pair() -> tuple[int, int]:
+    """Two free ports for a single-node cluster (client, controller)."""
+    while True:
+        port = free_port()
+        if port < 65000 and not broker.port_in_use(port + 1):
+            return port, port + 1
+
+
+def broker_answers(bootstrap: str, timeout_ms: int = 3000) -> bool:
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
+    try:
+        with socket.create_connection((host or "localhost", int(port)), timeout=1):
+            pass
+    except OSError:
+        return False
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), bootstrap_timeout_ms=timeout_ms)
+    except KafkaError:
+        return False
+    admin.close()
+    return True
+
+
+def start_local_cluster(home: Path, brokers: int = 1) -> broker.Layout:
+    """A private KRaft cluster on free ports (for tests that stop or kill brokers)."""
+    if brokers == 1:
+        port, controller = free_port_pair()
+    else:  # node n uses port + 100n: find a base whose whole ladder is free
+        while True:
+            port = free_port()
+            controller = port + 1
+            ladder = [p + 100 * n for n in range(brokers) for p in (port, controller)]
+            if max(ladder) < 65535 and not any(broker.port_in_use(p) for p in ladder):
+                break
+    layout = broker.Layout(home=home, brokers=brokers, port=port, controller_port=controller)
+    broker.up(layout)
+    return layout
+
+
+def script_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a script subprocess: ours, minus any developer .env and Kafka settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MODEL_", "DATA_", "CHECKPOINT_"))}
+    env.update({"CHURN_DOTENV": "none", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+def run_script(
+    script: str, args: list[str], env: Mapping[str, str], timeout: float = 120, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run a top-level script (producer.py, consumer.py, ...) as a real subprocess."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        env=script_env(env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
+
+
+def start_script(script: str, args: list[str], env: Mapping[str, str], **kwargs: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / script), *args],
+        env=script_env(env),
+        cwd=ROOT,
+        text=True,
+        **kwargs,
+    )
+
+
+SAMPLE_ROW: dict[str, str] = {
+    "customerID": "0001-TEST",
+    "gender": "Female",
+    "SeniorCitizen": "0",
+    "Partner": "Yes",
+    "Dependents": "No",
+    "tenure": "1",
+    "PhoneService": "No",
+    "MultipleLines": "No phone service",
+    "InternetService": "DSL",
+    "OnlineSecurity": "No",
+    "OnlineBackup": "Yes",
+    "DeviceProtection": "No",
+    "TechSupport": "No",
+    "StreamingTV": "No",
+    "StreamingMovies": "No",
+    "Contract": "Month-to-month",
+    "PaperlessBilling": "Yes",
+    "PaymentMethod": "Electronic check",
+    "MonthlyCharges": "29.85",
+    "TotalCharges": "29.85",
+    "Churn": "No",
+}
+
+
+def make_rows(count: int) -> list[dict[str, str]]:
+    """Small, valid CSV-shaped rows for tests that need no real data."""
+    rows = []
+    for index in range(count):
+        row = dict(SAMPLE_ROW)
+        row["customerID"] = f"{index:04d}-TEST"
+        row["tenure"] = str(index % 72)
+        row["MonthlyCharges"] = f"{20 + index % 90:.2f}"
+        row["TotalCharges"] = " " if index % 50 == 0 else f"{(index % 72) * (20 + index % 90):.2f}"
+        row["Contract"] = ("Month-to-month", "One year", "Two year")[index % 3]
+        row["Churn"] = ("No", "Yes")[index % 4 == 0]
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(SAMPLE_ROW))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -1,0 +1,106 @@
+"""The local broker launcher, exercised on a private home and free ports."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+
+from churnstream import broker
+from churnstream.errors import EXIT_BROKER_TOOLING, BrokerToolingError
+from tests.helpers import ROOT, free_port_pair
+
+pytestmark = pytest.mark.integration
+
+
+def launcher(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "churnstream.broker", "--home", str(home), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+
+
+@pytest.mark.timeout(300)
+def test_up_twice_down_up_keeps_the_data(tmp_path: Path) -> None:
+    port, controller = free_port_pair()
+    home = tmp_path / "home"
+    ports = ["--port", str(port), "--controller-port", str(controller)]
+    try:
+        first = launcher(home, "up", *ports)
+        assert first.returncode == 0, first.stderr
+        assert f"Kafka 4.3.1 is up at localhost:{port}" in first.stdout
+
+        second = launcher(home, "up")  # the home remembers its ports
+        assert second.returncode == 0
+        assert "already running" in second.stdout
+
+        admin = KafkaAdminClient(bootstrap_servers=f"localhost:{port}", bootstrap_timeout_ms=5000)
+        try:
+            admin.create_topics([NewTopic("survivor", 2, 1)])
+            assert admin._client.check_version()[:2] == (4, 3)
+        finally:
+            admin.close()
+        assert "Kafka version: 4.3.1" in (home / "node-1" / "logs" / "server.log").read_text()
+
+        status = launcher(home, "status")
+        assert status.returncode == 0 and "running" in status.stdout
+
+        stopped = launcher(home, "down")
+        assert stopped.returncode == 0 and "data kept" in stopped.stdout
+        assert launcher(home, "status").returncode == 1
+
+        again = launcher(home, "up")
+        assert again.returncode == 0, again.stderr
+        admin = KafkaAdminClient(bootstrap_servers=f"localhost:{port}", bootstrap_timeout_ms=5000)
+        try:
+            assert "survivor" in admin.list_topics()
+        finally:
+            admin.close()
+
+        tool = launcher(home, "tool", "kafka-topics", "--list")
+        assert tool.returncode == 0 and "survivor" in tool.stdout
+    finally:
+        launcher(home, "down")
+
+
+def test_a_port_taken_by_something_else_fails_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        _, controller = free_port_pair()
+        start = time.monotonic()
+        result = launcher(tmp_path / "home", "up", "--port", str(port), "--controller-port", str(controller))
+    assert result.returncode == EXIT_BROKER_TOOLING
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"Error: port {port} is already in use by another process (not this project's broker in "
+        f"{tmp_path / 'home'}); stop that process, or choose other ports with --port/--controller-port"
+    ]
+    assert time.monotonic() - start < 30
+
+
+def test_missing_java_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(BrokerToolingError, match=r"Java 17\+ is needed.*not on PATH"):
+        broker.require_java()
+
+
+def test_server_properties_fit_one_node_and_three(tmp_path: Path) -> None:
+    single = broker.server_properties(broker.Layout(home=tmp_path), 0)
+    assert "offsets.topic.replication.factor=1\n" in single
+    assert "transaction.state.log.replication.factor=1\n" in single
+    assert "controller.quorum.voters=1@localhost:29093\n" in single
+    three = broker.server_properties(broker.Layout(home=tmp_path, brokers=3), 2)
+    assert "node.id=3\n" in three and "listeners=PLAINTEXT://localhost:29292," in three
+    assert "min.insync.replicas=2\n" in three and "default.replication.factor=3\n" in three
