@@ -443,7 +443,14 @@ def stop_node(layout: Layout, node: int, hard: bool = False, timeout_s: float = 
 
 
 def down(layout: Layout) -> str:
-    stopped = [n + 1 for n in range(layout.brokers) if stop_node(layout, n)]
+    """Stop every node. SIGTERM goes to all nodes at once: stopping them one by one would leave
+    the last ones without a controller quorum, and their controlled shutdown would hang."""
+    running = {n: pid for n in range(layout.brokers) if (pid := node_pid(layout, n)) is not None}
+    for pid in running.values():
+        os.kill(pid, signal.SIGTERM)
+    for node in running:
+        stop_node(layout, node)  # waits; a repeated SIGTERM is harmless
+    stopped = [n + 1 for n in running]
     if not stopped:
         return "Kafka is not running"
     return f"stopped Kafka node(s) {', '.join(map(str, stopped))}; data kept in {layout.home}"
