@@ -20,6 +20,7 @@ EXIT_AUTH = 8  # the broker refused our credentials or our rights
 EXIT_TLS = 9  # the TLS handshake failed or the CA file is unusable
 EXIT_CHECKPOINT = 10  # an unfinished batch checkpoint needs --resume or --restart
 EXIT_BROKER_TOOLING = 11  # Java, Maven or the local broker launcher failed
+EXIT_PROTOCOL = 12  # the broker closed the connection unanswered: it expects another security protocol
 EXIT_USAGE = 64  # bad command-line arguments (BSD sysexits EX_USAGE)
 
 
@@ -43,6 +44,10 @@ class AuthenticationFailed(PipelineError):
 
 class TlsError(PipelineError):
     exit_code = EXIT_TLS
+
+
+class SecurityProtocolMismatch(PipelineError):
+    exit_code = EXIT_PROTOCOL
 
 
 class TopicMissing(PipelineError):

@@ -22,10 +22,11 @@ from churnstream.errors import (
     BrokerUnavailable,
     ConfigError,
     PipelineError,
+    SecurityProtocolMismatch,
     TlsError,
     TopicMissing,
 )
-from config import ENV_BOOTSTRAP_SERVERS, Settings
+from config import ENV_BOOTSTRAP_SERVERS, ENV_SECURITY_PROTOCOL, ENV_SSL_CAFILE, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,9 @@ def security_options(settings: Settings) -> dict[str, Any]:
     if settings.security_protocol in ("SSL", "SASL_SSL"):
         if settings.ssl_cafile is not None:
             if not settings.ssl_cafile.is_file():
-                raise TlsError(f"CA file {settings.ssl_cafile} (KAFKA_SSL_CAFILE) does not exist")
+                raise ConfigError(
+                    f"{ENV_SSL_CAFILE}={str(settings.ssl_cafile)!r} is not valid: the CA file does not exist"
+                )
             options["ssl_cafile"] = str(settings.ssl_cafile)
         options["ssl_check_hostname"] = True
     if settings.security_protocol.startswith("SASL_"):
@@ -96,8 +99,77 @@ def kafka_errors_translated(settings: Settings) -> Iterator[None]:
         raise translate(exc, settings) from None
 
 
+class _KafkaLogCapture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def diagnose_bootstrap(exc: Exception, client_log: list[str], settings: Settings) -> PipelineError:
+    """Why bootstrap failed, from what kafka-python logged while it tried.
+
+    kafka-python reports every bootstrap failure as the same timeout; the reason (bad
+    credentials, an untrusted certificate, a TLS listener spoken to in plaintext) is only in its
+    log. The broker gives the same answer for a wrong password and an unknown user, on purpose.
+    """
+    text = "\n".join(client_log)
+    servers = settings.bootstrap_servers
+    if "SaslAuthenticationFailed" in text:
+        return AuthenticationFailed(
+            f"the broker at {servers} rejected user {settings.sasl_username!r} ({settings.sasl_mechanism}): "
+            "invalid credentials (a wrong password or an unknown user); check KAFKA_SASL_USERNAME and "
+            "KAFKA_SASL_PASSWORD"
+        )
+    if "UnsupportedSaslMechanism" in text:
+        return AuthenticationFailed(
+            f"the broker at {servers} does not accept SASL mechanism {settings.sasl_mechanism}; "
+            "set KAFKA_SASL_MECHANISM to one the cluster enables"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        detail = text.split("certificate verify failed:", 1)[-1].split("(_ssl", 1)[0].strip()
+        return TlsError(
+            f"the TLS certificate of {servers} is not trusted ({detail}); set {ENV_SSL_CAFILE} to the CA that signed it"
+        )
+    if settings.security_protocol in ("SSL", "SASL_SSL") and ("Handshake failed" in text or "SSL" in text):
+        return TlsError(
+            f"the TLS handshake with {servers} failed; is it a TLS listener? ({ENV_SECURITY_PROTOCOL}="
+            f"{settings.security_protocol})"
+        )
+    if "socket disconnected" in text and "ECONNREFUSED" not in text:
+        return SecurityProtocolMismatch(
+            f"the broker at {servers} accepted the connection but closed it without a Kafka answer: it "
+            f"expects another security protocol than {ENV_SECURITY_PROTOCOL}={settings.security_protocol} "
+            "(a TLS listener needs SSL or SASL_SSL)"
+        )
+    return translate(exc, settings)
+
+
+@contextmanager
+def bootstrap_diagnosed(settings: Settings) -> Iterator[None]:
+    """Create a client; if it cannot bootstrap, raise one error that says why."""
+    kafka_logger = logging.getLogger("kafka")
+    capture = _KafkaLogCapture()
+    level, propagate = kafka_logger.level, kafka_logger.propagate
+    quiet = kafka_logger.getEffectiveLevel() > logging.WARNING
+    kafka_logger.addHandler(capture)
+    if quiet:  # capture the client's warnings without printing them
+        kafka_logger.setLevel(logging.WARNING)
+        kafka_logger.propagate = False
+    try:
+        yield
+    except kafka_errors.KafkaError as exc:
+        raise diagnose_bootstrap(exc, capture.messages, settings) from None
+    finally:
+        kafka_logger.removeHandler(capture)
+        kafka_logger.setLevel(level)
+        kafka_logger.propagate = propagate
+
+
 def make_admin(settings: Settings, client_id: str = "churn-admin") -> KafkaAdminClient:
-    with kafka_errors_translated(settings):
+    with bootstrap_diagnosed(settings):
         return KafkaAdminClient(**_base_options(settings, client_id))
 
 
@@ -109,7 +181,7 @@ def make_producer(settings: Settings, client_id: str = "churn-producer", **overr
         "compression_type": "lz4",
         **overrides,
     }
-    with kafka_errors_translated(settings):
+    with bootstrap_diagnosed(settings):
         return KafkaProducer(**options)
 
 
@@ -117,7 +189,7 @@ def make_consumer(
     settings: Settings, *topics: str, client_id: str = "churn-consumer", **overrides: Any
 ) -> KafkaConsumer:
     options = {**_base_options(settings, client_id), **overrides}
-    with kafka_errors_translated(settings):
+    with bootstrap_diagnosed(settings):
         return KafkaConsumer(*topics, **options)
 
 
