@@ -11,7 +11,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KAFKA := $(PY) -m churnstream.broker
 BROKERS ?=
-KAFKA_UP_FLAGS := $(if $(BROKERS),--brokers $(BROKERS),)
+SECURE ?=
+KAFKA_UP_FLAGS := $(if $(BROKERS),--brokers $(BROKERS),) $(if $(SECURE),--secure,)
 PYTEST_ARGS ?=
 
 .PHONY: help setup venv data model broker-libs demo test test-fast lint bench \
@@ -52,7 +53,7 @@ lint: venv ## ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-kafka-up: venv ## start the local broker (BROKERS=3 for a cluster)
+kafka-up: venv ## start the local broker (BROKERS=3 for a cluster, SECURE=1 for a SASL_SSL listener)
 	$(KAFKA) up $(KAFKA_UP_FLAGS)
 
 kafka-down: venv ## stop the local broker, keeping its data
