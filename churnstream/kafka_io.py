@@ -30,7 +30,7 @@ from config import ENV_BOOTSTRAP_SERVERS, ENV_SECURITY_PROTOCOL, ENV_SSL_CAFILE,
 
 logger = logging.getLogger(__name__)
 
-BOOTSTRAP_TIMEOUT_MS = 8_000  # "one line within 10 s" when the broker is down
+BOOTSTRAP_TIMEOUT_MS = 7_000  # "one line within 10 s" when the broker is down, start-up included
 LOCAL_BROKER_HINT = "start the local broker with 'make kafka-up'"
 
 
