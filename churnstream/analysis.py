@@ -1,0 +1,126 @@
+"""What the harness concludes from what it read: conservation, latency, criteria. Pure functions.
+
+The unit of accounting is the raw record, named by (partition, offset) on the run's raw topic.
+Each must have exactly one outcome: a prediction whose ``source_partition``/``source_offset``
+name it, or a dead letter whose ``dl.source_partition``/``dl.source_offset`` headers do.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Source = tuple[int, int]  # (partition, offset) on the raw topic
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    source: Source
+    event_id: str
+    customer_id: str
+    churn_probability: float
+    prediction: str
+    event_ts_ms: float
+    processed_ts_ms: float
+    readable_ms: float  # wall-clock time the harness's read_committed reader received it
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    source: Source
+    stage: str
+    reason: str
+    key: bytes | None
+    value: bytes | None
+    readable_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    source: Source
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+@dataclass
+class Conservation:
+    raw_records: int
+    scored: int
+    dead_lettered: int
+    lost: int
+    duplicated: int
+    unknown_sources: int
+    duplicate_event_ids: int
+    lost_examples: list[Source] = field(default_factory=list)
+
+    @property
+    def exact(self) -> bool:
+        return self.lost == 0 and self.duplicated == 0 and self.unknown_sources == 0
+
+
+def conservation(
+    raw: Iterable[RawRecord], predictions: Sequence[Prediction], dead_letters: Sequence[DeadLetter]
+) -> Conservation:
+    """Match every raw record to its outcomes; count the missing and the extra."""
+    raw_sources = {record.source for record in raw}
+    outcomes = Counter(p.source for p in predictions) + Counter(d.source for d in dead_letters)
+    lost = sorted(source for source in raw_sources if outcomes[source] == 0)
+    duplicated = sum(count - 1 for source, count in outcomes.items() if count > 1 and source in raw_sources)
+    unknown = sum(count for source, count in outcomes.items() if source not in raw_sources)
+    per_event = Counter(p.event_id for p in predictions)
+    return Conservation(
+        raw_records=len(raw_sources),
+        scored=len(predictions),
+        dead_lettered=len(dead_letters),
+        lost=len(lost),
+        duplicated=duplicated,
+        unknown_sources=unknown,
+        duplicate_event_ids=sum(count - 1 for count in per_event.values() if count > 1),
+        lost_examples=lost[:10],
+    )
+
+
+def latency_summary(values_ms: Sequence[float]) -> dict[str, float | None]:
+    """p50/p95/p99/max/mean in milliseconds (None when there is nothing to measure)."""
+    if len(values_ms) == 0:
+        return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None, "count": 0}
+    array = np.asarray(values_ms, dtype=float)
+    p50, p95, p99 = np.percentile(array, [50, 95, 99])
+    return {
+        "p50": round(float(p50), 2),
+        "p95": round(float(p95), 2),
+        "p99": round(float(p99), 2),
+        "max": round(float(array.max()), 2),
+        "mean": round(float(array.mean()), 2),
+        "count": len(array),
+    }
+
+
+def per_second(times_ms: Sequence[float], origin_ms: float) -> list[int]:
+    """Counts per whole second after ``origin_ms`` (a throughput timeline)."""
+    if not times_ms:
+        return []
+    seconds = np.floor((np.asarray(times_ms, dtype=float) - origin_ms) / 1000.0).astype(int)
+    seconds = seconds[seconds >= 0]
+    if seconds.size == 0:
+        return []
+    return np.bincount(seconds).tolist()
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    passed: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+
+
+def stage_counts(dead_letters: Iterable[DeadLetter]) -> dict[str, int]:
+    return dict(sorted(Counter(d.stage for d in dead_letters).items()))

@@ -1,0 +1,201 @@
+"""Does the whole pipeline work on this broker, how fast, and did it lose anything?
+
+Runs the same producer.py and consumer.py a user runs, as subprocesses, on run-unique topics,
+and measures from the outside: throughput, end-to-end latency, dead letters, and whether
+every raw record got exactly one outcome. Writes a results JSON and regenerates TEST_RESULTS.md.
+
+Examples:
+  python test_pipeline.py --verify-only
+  python test_pipeline.py --mode streaming --events-per-sec 1000 --duration 60
+  python test_pipeline.py --mode batch --consumers 2 --inject-bad 30
+  python test_pipeline.py --suite benchmark          # the run documented in TEST_RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from churnstream import broker
+from churnstream.cli import add_logging_options, make_parser, run, setup_logging
+from churnstream.errors import EXIT_FAILURE, EXIT_OK
+from churnstream.harness import RunPlan, environment, run_scenario, verify
+from churnstream.report import plot, render_markdown, scenario_lines
+from config import PROJECT_ROOT, Settings, load_settings
+
+logger = logging.getLogger("test_pipeline")
+
+DEFAULT_RESULTS_JSON = PROJECT_ROOT / "results" / "latest.json"
+DEFAULT_REPORT = PROJECT_ROOT / "TEST_RESULTS.md"
+
+# The documented benchmark: the goals of the harness issue, one scenario each.
+BENCHMARK_SUITE = (
+    RunPlan(mode="streaming", events_per_sec=1000, duration_s=60, p99_goal_ms=50, label="streaming 1,000 events/s"),
+    RunPlan(mode="streaming", events_per_sec=5000, duration_s=30, p99_goal_ms=100, label="streaming 5,000 events/s"),
+    RunPlan(mode="batch", batch_goal_s=3.0, label="batch, 7,043 events"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("test_pipeline.py", __doc__.split("\n\n")[0], epilog=__doc__.split("Examples:")[1])
+    what = parser.add_argument_group("what to run")
+    what.add_argument("--verify-only", action="store_true", help="check broker, topics, model and data; run nothing")
+    what.add_argument(
+        "--mode", choices=("streaming", "batch"), default="streaming", help="producer mode (default %(default)s)"
+    )
+    what.add_argument(
+        "--suite", choices=("benchmark",), help="run a preset list of scenarios (benchmark: the TEST_RESULTS.md run)"
+    )
+    what.add_argument("--events-per-sec", type=float, default=100.0, help="streaming rate (default %(default)s)")
+    what.add_argument(
+        "--duration", type=float, default=10.0, help="streaming duration in seconds (default %(default)s)"
+    )
+    what.add_argument("--limit", type=int, help="batch: only the first N rows")
+    what.add_argument("--repeat", type=int, default=1, help="batch: passes over the file (default %(default)s)")
+    what.add_argument("--consumers", type=int, default=1, help="consumer processes in the group (default %(default)s)")
+    what.add_argument("--inject-bad", type=int, default=0, metavar="K", help="mix K malformed events into the stream")
+    what.add_argument(
+        "--guarantee",
+        choices=("exactly-once", "at-least-once"),
+        default="exactly-once",
+        help="consumer guarantee (default %(default)s)",
+    )
+    what.add_argument(
+        "--consumer-arg", action="append", default=[], metavar="ARG", help="extra argument for consumer.py (repeatable)"
+    )
+    what.add_argument("--seed", type=int, default=42, help="random seed for the producer and the sample check")
+    judge = parser.add_argument_group("criteria")
+    judge.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for outcomes after the producer ends"
+    )
+    judge.add_argument("--p99-goal-ms", type=float, help="also fail when p99 end-to-end latency exceeds this")
+    judge.add_argument(
+        "--batch-goal-s",
+        type=float,
+        help="also fail when the last outcome is readable later than this after the producer starts",
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--results-json", type=Path, default=DEFAULT_RESULTS_JSON, help="results file (default results/latest.json)"
+    )
+    output.add_argument(
+        "--report", type=Path, default=DEFAULT_REPORT, help="markdown report to regenerate (default TEST_RESULTS.md)"
+    )
+    output.add_argument("--no-report", action="store_true", help="write the JSON only")
+    output.add_argument(
+        "--keep-topics", action="store_true", help="keep the run's topics for inspection (default: delete them)"
+    )
+    add_logging_options(parser)
+    return parser
+
+
+def plans_from(args: argparse.Namespace) -> list[RunPlan]:
+    common = {
+        "consumers": args.consumers,
+        "inject_bad": args.inject_bad,
+        "guarantee": args.guarantee,
+        "seed": args.seed,
+        "timeout_s": args.timeout,
+        "keep_topics": args.keep_topics,
+        "consumer_args": tuple(args.consumer_arg),
+    }
+    if args.suite == "benchmark":
+        return [replace(plan, **common) for plan in BENCHMARK_SUITE]
+    return [
+        RunPlan(
+            mode=args.mode,
+            events_per_sec=args.events_per_sec,
+            duration_s=args.duration,
+            limit=args.limit,
+            repeat=args.repeat,
+            p99_goal_ms=args.p99_goal_ms,
+            batch_goal_s=args.batch_goal_s,
+            **common,
+        )
+    ]
+
+
+def summarise(scenarios: list[dict[str, Any]]) -> dict[str, Any]:
+    """Top-level figures: the scenario's own for one run; sums (and worst latencies) for a suite."""
+    if len(scenarios) == 1:
+        only = scenarios[0]
+        return {key: only[key] for key in ("scored", "dead_lettered", "lost", "duplicated", "latency_ms")}
+    worst = {name: max((s["latency_ms"][name] or 0.0) for s in scenarios) for name in ("p50", "p95", "p99", "max")}
+    return {
+        "scored": sum(s["scored"] for s in scenarios),
+        "dead_lettered": sum(s["dead_lettered"] for s in scenarios),
+        "lost": sum(s["lost"] for s in scenarios),
+        "duplicated": sum(s["duplicated"] for s in scenarios),
+        "latency_ms": worst,
+    }
+
+
+def broker_note(settings: Settings) -> str:
+    """Say so when the broker is this project's own launcher, which knows its exact version."""
+    layout = broker.load_layout(broker.DEFAULT_HOME)
+    if layout is not None and layout.bootstrap_servers == settings.bootstrap_servers:
+        return f"the project's local launcher: Apache Kafka {broker.KAFKA_VERSION}, KRaft"
+    return ""
+
+
+def write_outputs(results: dict[str, Any], args: argparse.Namespace) -> None:
+    args.results_json.parent.mkdir(parents=True, exist_ok=True)
+    args.results_json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    if args.no_report:
+        return
+    plot_path = args.report.with_suffix(".png")
+    plot(results, plot_path)
+    args.report.write_text(render_markdown(results, plot_path.name), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.suite and (args.limit or args.repeat != 1):
+        parser.error("--suite runs fixed scenarios; --limit and --repeat do not apply")
+    if args.consumers < 1 or args.inject_bad < 0 or args.repeat < 1:
+        parser.error("--consumers and --repeat must be at least 1, --inject-bad at least 0")
+    setup_logging(args.verbose, args.quiet)
+
+    def body() -> int:
+        settings = load_settings()
+        if args.verify_only:
+            checks = verify(settings)
+            width = max(len(c.name) for c in checks)
+            for check in checks:
+                print(f"{'PASS' if check.passed else 'FAIL'}  {check.name:<{width}}  {check.detail}")
+            return EXIT_OK if all(c.passed for c in checks) else EXIT_FAILURE
+        results_dir = args.results_json.parent
+        scenarios = []
+        for plan in plans_from(args):
+            result = run_scenario(settings, plan, results_dir)
+            scenarios.append(result)
+            print("\n".join(scenario_lines(result)), flush=True)
+        results = {
+            "passed": all(s["passed"] for s in scenarios),
+            **summarise(scenarios),
+            "command": "python test_pipeline.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+            "finished_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            "environment": environment(settings),
+            "broker_note": broker_note(settings),
+            "scenarios": scenarios,
+        }
+        write_outputs(results, args)
+        verdict = "PASSED" if results["passed"] else "FAILED"
+        report = "" if args.no_report else f" and {args.report}"
+        print(f"{verdict}: results in {args.results_json}{report}")
+        return EXIT_OK if results["passed"] else EXIT_FAILURE
+
+    return run(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

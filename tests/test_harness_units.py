@@ -1,0 +1,66 @@
+"""The harness's pure parts: the malformed-event catalogue and the accounting."""
+
+from __future__ import annotations
+
+import pytest
+
+from churnstream import badinput
+from churnstream.analysis import DeadLetter, Prediction, RawRecord, conservation, latency_summary, per_second
+from churnstream.errors import InvalidEvent
+from churnstream.events import decode_value, utc_now_iso, validate_event
+
+CATALOGUE = badinput.catalogue("unit", utc_now_iso())
+
+
+def test_the_catalogue_has_at_least_thirty_distinct_kinds() -> None:
+    kinds = [item.kind for item in CATALOGUE]
+    assert len(kinds) >= 30
+    assert len(set(kinds)) == len(kinds)
+
+
+@pytest.mark.parametrize("item", CATALOGUE, ids=lambda item: item.kind)
+def test_every_catalogue_entry_is_rejected_at_its_stage(item: badinput.BadEvent) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        validate_event(decode_value(item.value))
+    assert caught.value.stage == item.stage
+
+
+def test_pick_cycles_through_both_families() -> None:
+    picked = badinput.pick(4, "p", utc_now_iso())
+    assert len(picked) == 4
+    assert {item.stage for item in picked} == {"decode", "validate"}
+    assert len({item.kind for item in picked}) == 4
+
+
+def _prediction(source: tuple[int, int], event_id: str) -> Prediction:
+    return Prediction(source, event_id, "c", 0.5, "Yes", 0.0, 1.0, 2.0)
+
+
+def _dead_letter(source: tuple[int, int]) -> DeadLetter:
+    return DeadLetter(source, "decode", "empty", None, b"", 2.0)
+
+
+def test_conservation_counts_lost_duplicated_and_unknown() -> None:
+    raw = [RawRecord((0, offset), None, b"", 0) for offset in range(5)]
+    predictions = [_prediction((0, 0), "a"), _prediction((0, 1), "b"), _prediction((0, 1), "b")]
+    dead = [_dead_letter((0, 2)), _dead_letter((9, 9))]
+    counts = conservation(raw, predictions, dead)
+    assert (counts.raw_records, counts.scored, counts.dead_lettered) == (5, 3, 2)
+    assert counts.lost == 2 and counts.lost_examples == [(0, 3), (0, 4)]
+    assert counts.duplicated == 1
+    assert counts.unknown_sources == 1
+    assert counts.duplicate_event_ids == 1
+    assert not counts.exact
+
+
+def test_exact_conservation() -> None:
+    raw = [RawRecord((1, 7), None, b"", 0), RawRecord((2, 0), None, None, 0)]
+    counts = conservation(raw, [_prediction((1, 7), "x")], [_dead_letter((2, 0))])
+    assert counts.exact and counts.lost == 0 and counts.duplicated == 0
+
+
+def test_latency_summary_and_timeline() -> None:
+    summary = latency_summary([float(v) for v in range(1, 101)])
+    assert summary["p50"] == 50.5 and summary["max"] == 100.0 and summary["count"] == 100
+    assert latency_summary([])["p99"] is None
+    assert per_second([1000.0, 1500.0, 2100.0, 4999.0], origin_ms=1000.0) == [2, 1, 0, 1]

@@ -1,0 +1,104 @@
+"""test_pipeline.py itself, in short configurations against the real broker, judged by its JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from churnstream.errors import EXIT_FAILURE
+from tests.helpers import run_script
+
+pytestmark = pytest.mark.integration
+
+
+def harness(env: dict[str, str], tmp_path: Path, *args: str, timeout: float = 170) -> tuple[int, dict[str, Any], str]:
+    results = tmp_path / "results.json"
+    report = tmp_path / "TEST_RESULTS.md"
+    completed = run_script(
+        "test_pipeline.py",
+        [*args, "--results-json", str(results), "--report", str(report)],
+        env=env,
+        timeout=timeout,
+    )
+    assert results.is_file(), completed.stdout + completed.stderr
+    return completed.returncode, json.loads(results.read_text()), completed.stdout
+
+
+def test_streaming_with_malformed_events(pipeline_env: dict[str, str], tmp_path: Path) -> None:
+    code, results, stdout = harness(
+        pipeline_env,
+        tmp_path,
+        "--mode",
+        "streaming",
+        "--events-per-sec",
+        "200",
+        "--duration",
+        "3",
+        "--inject-bad",
+        "12",
+    )
+    assert code == 0, stdout
+    assert results["passed"] is True
+    scenario = results["scenarios"][0]
+    assert scenario["producer"]["sent"] == 600 == scenario["producer"]["acknowledged"]
+    assert results["scored"] == 600
+    assert results["dead_lettered"] == 12
+    assert results["lost"] == 0 and results["duplicated"] == 0
+    assert set(scenario["dead_letter_stages"]) == {"decode", "validate"}
+    latency = results["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+    assert scenario["sample_check"]["checked"] > 0 and scenario["sample_check"]["mismatches"] == 0
+    report = (tmp_path / "TEST_RESULTS.md").read_text()
+    assert "**PASSED**" in report and "python test_pipeline.py --mode streaming" in report
+    assert (tmp_path / "TEST_RESULTS.png").stat().st_size > 10_000
+
+
+def test_batch_with_two_consumers(pipeline_env: dict[str, str], tmp_path: Path) -> None:
+    code, results, stdout = harness(pipeline_env, tmp_path, "--mode", "batch", "--limit", "1500", "--consumers", "2")
+    assert code == 0, stdout
+    assert results["passed"] is True
+    scenario = results["scenarios"][0]
+    assert len(scenario["consumers"]) == 2
+    assert all(consumer["exit_code"] == 0 for consumer in scenario["consumers"])
+    # Both consumers did part of the work, and together all of it.
+    scored = [consumer["scored"] for consumer in scenario["consumers"]]
+    assert sum(scored) == 1500 and min(scored) > 0
+    assert results["scored"] == 1500 and results["lost"] == 0 and results["duplicated"] == 0
+
+
+def test_a_crashing_consumer_fails_the_run_and_shows_its_log(pipeline_env: dict[str, str], tmp_path: Path) -> None:
+    code, results, stdout = harness(
+        pipeline_env,
+        tmp_path,
+        "--mode",
+        "batch",
+        "--limit",
+        "50",
+        "--timeout",
+        "5",
+        "--consumer-arg=--max-batch=0",
+    )
+    assert code == EXIT_FAILURE
+    assert results["passed"] is False
+    failed = {c["name"] for c in results["scenarios"][0]["criteria"] if not c["passed"]}
+    assert "no consumer crashed" in failed or "harness ran cleanly" in failed
+    assert "last log lines" in stdout
+
+
+def test_verify_only_prints_a_table_of_checks(pipeline_env: dict[str, str], tmp_path: Path) -> None:
+    completed = run_script("test_pipeline.py", ["--verify-only"], env=pipeline_env, timeout=60)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    lines = completed.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["PASS"] * 4
+    assert "Kafka API 4.3" in lines[0]
+    assert f"created {pipeline_env['KAFKA_TOPIC_RAW']}" in completed.stdout
+
+
+def test_verify_only_fails_on_a_missing_model(pipeline_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**pipeline_env, "MODEL_PATH": str(tmp_path / "absent.pkl")}
+    completed = run_script("test_pipeline.py", ["--verify-only"], env=env, timeout=60)
+    assert completed.returncode == EXIT_FAILURE
+    assert "FAIL  model integrity" in completed.stdout
