@@ -7,14 +7,18 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
 from churnstream import broker
+from churnstream.kafka_io import make_consumer
+from config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,6 +90,39 @@ def run_script(
         check=False,
         **kwargs,
     )
+
+
+def run_module(
+    module: str, args: list[str], env: Mapping[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m module`` (churnstream.replay, churnstream.broker, ...) as a real subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=script_env(env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def read_all_records(settings: Settings, topic: str) -> list[ConsumerRecord]:
+    """Every committed record of a topic, in partition then offset order (read_committed)."""
+    consumer = make_consumer(settings, isolation_level="read_committed", enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+    finally:
+        consumer.close()
 
 
 def start_script(script: str, args: list[str], env: Mapping[str, str], **kwargs: Any) -> subprocess.Popen[str]:
