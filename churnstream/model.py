@@ -104,5 +104,5 @@ def load_model(model_path: Path, card_path: Path | None = None) -> ChurnModel:
     card_path = card_path or model_path.parent / "model_card.json"
     card = verify_model(model_path, card_path)
     pipeline = joblib.load(model_path)
-    logger.info("loaded model %s (%s)", card["model_version"], model_path)
+    logger.debug("loaded model %s (%s)", card["model_version"], model_path)
     return ChurnModel(pipeline=pipeline, card=card)

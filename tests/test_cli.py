@@ -12,6 +12,12 @@ from tests.helpers import ROOT
 
 COMMANDS = [
     ["config.py"],
+    ["producer.py"],
+    ["consumer.py"],
+    ["test_pipeline.py"],
+    ["-m", "churnstream.replay"],
+    ["-m", "benchmarks.bench_producer"],
+    ["-m", "benchmarks.bench_consumer"],
     ["-m", "churnstream.broker"],
     ["-m", "churnstream.data"],
     ["-m", "churnstream.train"],

@@ -1,0 +1,476 @@
+"""How fast does the consumer score, against what kafka-python itself can move, and against the naive loop?
+
+One run, one broker, one pre-filled raw topic (real Telco rows, cycled, unique event ids):
+
+(a) passthrough: kafka-python consumes and produces the same bytes, no decoding, no model; one
+    flush+commit (at-least-once) or one transaction (exactly-once) per poll batch. The ceiling.
+(b) our consumer: ``churnstream.consuming.run_consumer`` run in this process in batch mode, i.e.
+    the real loop, sinks and scoring the CLI runs (only the model is loaded once, up front).
+(c) the naive loop: one ``predict_proba`` and one send per message, auto-commit. Slow, so it runs
+    for ``--naive-seconds`` or ``--naive-events``, whichever comes first.
+
+Every run reads the topic from the start with a fresh group and writes to fresh topics. Events/s
+are counted from the first records returned by poll to the last batch committed, so the group
+join is not counted against anyone. The stage breakdown comes from (b)'s own timers.
+
+    .venv/bin/python -m benchmarks.bench_consumer --events 20000
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from churnstream.cli import add_logging_options, make_parser, run, setup_logging
+from churnstream.consuming import (
+    AT_LEAST_ONCE,
+    DEFAULT_FETCH_MAX_WAIT_MS,
+    DEFAULT_MAX_BATCH,
+    EXACTLY_ONCE,
+    GUARANTEES,
+    MODE_BATCH,
+    PRODUCER_BATCH_SIZE,
+    PRODUCER_LINGER_MS,
+    PRODUCER_RETRY_BACKOFF_MS,
+    ConsumerOptions,
+    run_consumer,
+    tune_garbage_collector,
+)
+from churnstream.data import load_rows
+from churnstream.errors import PipelineError
+from churnstream.events import decode_value, encode_event, row_to_event, ts_to_epoch_ms, utc_now_iso, validate_event
+from churnstream.kafka_io import ensure_topics, kafka_errors_translated, make_admin, make_consumer, make_producer
+from churnstream.model import ChurnModel, load_model
+from config import PROJECT_ROOT, Settings, load_settings
+
+logger = logging.getLogger("benchmarks.bench_consumer")
+
+STAGES = ("poll", "decode", "validate", "predict", "encode", "send", "flush", "commit")
+
+
+def fill_topic(settings: Settings, topic: str, events: int) -> int:
+    """Produce ``events`` real rows (cycled) with unique event ids; returns the mean value size."""
+    rows = load_rows(settings.data_path)
+    producer = make_producer(settings, client_id="bench-fill", batch_size=PRODUCER_BATCH_SIZE, linger_ms=5)
+    total_bytes = 0
+    try:
+        stamp = utc_now_iso()
+        for index in range(events):
+            event = row_to_event(rows[index % len(rows)], event_id=f"bench-{index}", event_ts=stamp)
+            value = encode_event(event)
+            total_bytes += len(value)
+            producer.send(topic, key=event["customerID"].encode(), value=value)
+        with kafka_errors_translated(settings):
+            producer.flush(timeout=120)
+    finally:
+        producer.close()
+    return total_bytes // max(events, 1)
+
+
+def _create_topic(settings: Settings, topic: str) -> None:
+    admin = make_admin(settings)
+    try:
+        ensure_topics(admin, settings, [topic])
+    finally:
+        admin.close()
+
+
+def _consumer(settings: Settings, group: str, **overrides: Any) -> Any:
+    options: dict[str, Any] = {
+        "group_id": group,
+        "enable_auto_commit": False,
+        "isolation_level": "read_committed",
+        "auto_offset_reset": "earliest",
+        "max_poll_records": DEFAULT_MAX_BATCH,
+        "fetch_max_wait_ms": DEFAULT_FETCH_MAX_WAIT_MS,
+        **overrides,
+    }
+    return make_consumer(settings, settings.topic_raw, client_id=f"bench-{group}", **options)
+
+
+def passthrough(settings: Settings, events: int, guarantee: str, max_batch: int, timeout_s: float) -> dict[str, Any]:
+    """(a): consume and re-produce the same bytes, with the same batching and commit as ours."""
+    group = f"bench-pass-{uuid.uuid4().hex[:8]}"
+    out_topic = f"{settings.topic_raw}-pass-{uuid.uuid4().hex[:6]}"
+    _create_topic(settings, out_topic)
+    extra: dict[str, Any] = {
+        "batch_size": PRODUCER_BATCH_SIZE,
+        "linger_ms": PRODUCER_LINGER_MS,
+        "retry_backoff_ms": PRODUCER_RETRY_BACKOFF_MS,
+    }
+    if guarantee == EXACTLY_ONCE:
+        extra["transactional_id"] = f"{group}-tx"
+    producer = make_producer(settings, client_id=f"bench-{group}", **extra)
+    consumer = _consumer(settings, group, max_poll_records=max_batch)
+    moved = 0
+    first = last = None
+    first_cpu = last_cpu = 0.0
+    deadline = time.monotonic() + timeout_s
+    try:
+        if guarantee == EXACTLY_ONCE:
+            producer.init_transactions()
+        while moved < events and time.monotonic() < deadline:
+            polled = consumer.poll(timeout_ms=200)
+            if not polled:
+                continue
+            if first is None:
+                first = time.monotonic()
+                first_cpu = time.process_time()
+            offsets = {tp: OffsetAndMetadata(batch[-1].offset + 1, "", -1) for tp, batch in polled.items() if batch}
+            if guarantee == EXACTLY_ONCE:
+                producer.begin_transaction()
+            futures = [
+                producer.send(out_topic, key=record.key, value=record.value)
+                for batch in polled.values()
+                for record in batch
+            ]
+            if guarantee == EXACTLY_ONCE:
+                producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
+                producer.flush()
+                if any(future.failed() for future in futures):
+                    raise PipelineError("passthrough: an output failed")
+                producer.commit_transaction()
+            else:
+                producer.flush()
+                if any(future.failed() for future in futures):
+                    raise PipelineError("passthrough: an output failed")
+                consumer.commit(offsets)
+            moved += len(futures)
+            last = time.monotonic()
+            last_cpu = time.process_time()
+    finally:
+        consumer.close(autocommit=False)
+        producer.close()
+    seconds = (last - first) if first is not None and last is not None else 0.0
+    return {
+        "events": moved,
+        "seconds": seconds,
+        "events_per_sec": moved / seconds if seconds else 0.0,
+        "cpu_us_per_event": (last_cpu - first_cpu) / max(moved, 1) * 1e6,
+    }
+
+
+def ours(settings: Settings, model: ChurnModel, guarantee: str, max_batch: int, slot_dir: Path) -> dict[str, Any]:
+    """(b): the real consumer loop, in this process, in batch mode (stops when caught up)."""
+    tag = uuid.uuid4().hex[:8]
+    run_settings = replace(
+        settings,
+        consumer_group=f"bench-ours-{tag}",
+        topic_predictions=f"{settings.topic_raw}-pred-{tag}",
+        topic_deadletter=f"{settings.topic_raw}-dlq-{tag}",
+    )
+    options = ConsumerOptions(mode=MODE_BATCH, guarantee=guarantee, max_batch=max_batch, window_size=10**9, log_every=0)
+    summary = run_consumer(run_settings, options, model=model, slot_dir=slot_dir)
+    return {
+        "events": summary["consumed"],
+        "seconds": summary["processing_s"],
+        "events_per_sec": summary["events_per_sec"],
+        "cpu_us_per_event": summary["processing_cpu_s"] / max(summary["consumed"], 1) * 1e6,
+        "dead_lettered": summary["dead_lettered"],
+        "batches": summary["batches"],
+        "stage_seconds": summary["stage_seconds"],
+        "transactions_aborted": summary["transactions_aborted"],
+    }
+
+
+def naive(settings: Settings, model: ChurnModel, max_events: int, max_seconds: float) -> dict[str, Any]:
+    """(c): the loop this project replaces: one model call and one send per message, auto-commit."""
+    group = f"bench-naive-{uuid.uuid4().hex[:8]}"
+    out_topic = f"{settings.topic_raw}-naive-{uuid.uuid4().hex[:6]}"
+    _create_topic(settings, out_topic)
+    producer = make_producer(settings, client_id=f"bench-{group}")
+    consumer = _consumer(settings, group, enable_auto_commit=True, max_poll_records=500)
+    done = 0
+    first: float | None = None
+    deadline = time.monotonic() + max_seconds + 15  # the group join is not counted
+
+    def finished() -> bool:
+        if done >= max_events:
+            return True
+        return time.monotonic() - first >= max_seconds if first is not None else time.monotonic() > deadline
+
+    try:
+        while not finished():
+            records = [record for batch in consumer.poll(timeout_ms=200).values() for record in batch]
+            for record in records:
+                if first is None:
+                    first = time.monotonic()
+                event = validate_event(decode_value(record.value))
+                probability = float(model.predict_proba([event.features])[0])
+                payload = {"customerID": event.customer_id, "churn_probability": probability}
+                producer.send(out_topic, key=record.key, value=orjson.dumps(payload))
+                done += 1
+                if finished():
+                    break
+        seconds = time.monotonic() - first if first is not None else 0.0
+        producer.flush()
+    finally:
+        consumer.close(autocommit=False)
+        producer.close()
+    return {"events": done, "seconds": seconds, "events_per_sec": done / seconds if seconds else 0.0}
+
+
+def latency(settings: Settings, guarantee: str, fetch_max_wait_ms: int, rate: int, seconds: float) -> dict[str, Any]:
+    """End-to-end latency at a steady rate: event_ts (stamped at send) to readable (read_committed).
+
+    The consumer runs as a real ``consumer.py`` subprocess here, so the producer and the reader in
+    this process do not share its interpreter lock.
+    """
+    tag = uuid.uuid4().hex[:8]
+    run_settings = replace(
+        settings,
+        topic_raw=f"bench-lat-{tag}",
+        topic_predictions=f"bench-lat-{tag}-pred",
+        topic_deadletter=f"bench-lat-{tag}-dlq",
+        consumer_group=f"bench-lat-{tag}",
+    )
+    _create_topic(run_settings, run_settings.topic_raw)
+    env = {**os.environ, **run_settings.describe(), "CHURN_DOTENV": "none"}
+    with tempfile.NamedTemporaryFile("w+", prefix="bench-lat-", suffix=".log") as log:
+        args = ["--mode", "streaming", "--guarantee", guarantee, "--fetch-max-wait-ms", str(fetch_max_wait_ms)]
+        process = subprocess.Popen(
+            [sys.executable, str(PROJECT_ROOT / "consumer.py"), *args, "--log-every", "0"],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
+        try:
+            _wait_for_assignment(Path(log.name), process)
+            latencies, scored = _measure_latency(run_settings, rate, seconds)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+    ranked = sorted(latencies)
+    scored.sort()
+
+    def percentile(share: float, values: list[float] = ranked) -> float:
+        return values[min(len(values) - 1, int(share * len(values)))] if values else float("nan")
+
+    return {
+        "guarantee": guarantee,
+        "fetch_max_wait_ms": fetch_max_wait_ms,
+        "rate": rate,
+        "events": len(ranked),
+        "p50_ms": percentile(0.50),
+        "p95_ms": percentile(0.95),
+        "p99_ms": percentile(0.99),
+        "max_ms": ranked[-1] if ranked else float("nan"),
+        "p50_until_scored_ms": percentile(0.50, scored),  # event_ts -> processed_ts: before the send
+    }
+
+
+def _wait_for_assignment(log: Path, process: subprocess.Popen[str], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise PipelineError(f"consumer.py exited with {process.returncode}: {log.read_text()[-500:]}")
+        if re.search(r"partitions assigned: (?!none)", log.read_text()):
+            return
+        time.sleep(0.05)
+    raise PipelineError("consumer.py did not get its partitions within 60 s")
+
+
+def _measure_latency(settings: Settings, rate: int, seconds: float) -> tuple[list[float], list[float]]:
+    rows = load_rows(settings.data_path)
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    scored: list[float] = []  # event_ts -> processed_ts (set once the batch is scored)
+    done = threading.Event()
+
+    def read() -> None:
+        reader = make_consumer(
+            settings,
+            client_id="bench-latency-reader",
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=10,
+        )
+        try:
+            deadline = time.monotonic() + seconds + 60
+            while len(latencies) < total and time.monotonic() < deadline and not done.is_set():
+                if not reader.assignment():
+                    partitions = reader.partitions_for_topic(settings.topic_predictions) or set()
+                    reader.assign([TopicPartition(settings.topic_predictions, p) for p in partitions])
+                for batch in reader.poll(timeout_ms=100).values():
+                    arrived_ms = time.time() * 1000.0
+                    for record in batch:
+                        payload = orjson.loads(record.value)
+                        sent_ms = ts_to_epoch_ms(payload["event_ts"])
+                        latencies.append(arrived_ms - sent_ms)
+                        scored.append(ts_to_epoch_ms(payload["processed_ts"]) - sent_ms)
+        finally:
+            reader.close()
+
+    thread = threading.Thread(target=read, name="latency-reader", daemon=True)
+    thread.start()
+    producer = make_producer(settings, client_id="bench-latency-producer")
+    try:
+        started = time.monotonic()
+        for index in range(total):
+            pause = started + index / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            event = row_to_event(rows[index % len(rows)], event_id=f"lat-{index}", event_ts=utc_now_iso())
+            producer.send(settings.topic_raw, key=event["customerID"].encode(), value=encode_event(event))
+        producer.flush()
+    finally:
+        producer.close()
+    thread.join(timeout=60)
+    done.set()
+    return latencies, scored
+
+
+def _median(values: list[float]) -> float:
+    ranked = sorted(values)
+    return ranked[len(ranked) // 2]
+
+
+def _pairs(
+    times: int, measure_a: Callable[[], dict[str, Any]], measure_b: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """Run (a) then (b), ``times`` over: on a shared machine the load drifts, so compare neighbours."""
+    a_runs: list[dict[str, Any]] = []
+    b_runs: list[dict[str, Any]] = []
+    for _ in range(times):
+        a_runs.append(measure_a())
+        b_runs.append(measure_b())
+    median_b = sorted(b_runs, key=lambda r: r["events_per_sec"])[len(b_runs) // 2]
+    return {
+        "a_events_per_sec": _median([r["events_per_sec"] for r in a_runs]),
+        "b_events_per_sec": _median([r["events_per_sec"] for r in b_runs]),
+        "b_over_a": _median([b["events_per_sec"] / a["events_per_sec"] for a, b in zip(a_runs, b_runs, strict=True)]),
+        "a_cpu_us_per_event": _median([r["cpu_us_per_event"] for r in a_runs]),
+        "b_cpu_us_per_event": _median([r["cpu_us_per_event"] for r in b_runs]),
+        "a_runs": [round(r["events_per_sec"], 1) for r in a_runs],
+        "b_runs": [round(r["events_per_sec"], 1) for r in b_runs],
+        "b_median_run": median_b,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(
+        "python -m benchmarks.bench_consumer",
+        "Measure passthrough vs our consumer vs the naive loop on one pre-filled topic.",
+    )
+    parser.add_argument("--events", type=int, default=20_000, help="events in the raw topic (default %(default)s)")
+    parser.add_argument(
+        "--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="max events per poll (default %(default)s)"
+    )
+    parser.add_argument(
+        "--guarantee",
+        choices=(*GUARANTEES, "both"),
+        default="both",
+        help="which guarantee(s) to measure (default %(default)s)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="pairs of (a) then (b) runs; medians are shown (default %(default)s)"
+    )
+    parser.add_argument("--naive-seconds", type=float, default=5.0, help="time limit of the naive loop")
+    parser.add_argument("--naive-events", type=int, default=500, help="event limit of the naive loop")
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="also measure end-to-end latency at each --latency-rates rate and --fetch-waits value",
+    )
+    parser.add_argument(
+        "--latency-rates", default="1000", help="events/s for the latency runs, comma-separated (default %(default)s)"
+    )
+    parser.add_argument("--latency-seconds", type=float, default=10.0, help="length of each latency run")
+    parser.add_argument(
+        "--fetch-waits", default="500,50,20", help="fetch_max_wait_ms values for the latency runs (default %(default)s)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    add_logging_options(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    # The consumer logs every start and stop at INFO; keep the benchmark's stderr readable.
+    logging.getLogger("churnstream").setLevel(logging.DEBUG if args.verbose >= 2 else logging.WARNING)
+
+    def body() -> int:
+        base = load_settings()
+        topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
+        settings = replace(base, topic_raw=topic)
+        model = load_model(settings.model_path, settings.model_card_path)
+        tune_garbage_collector()  # what the consumer does at start-up; here it applies to every run alike
+        _create_topic(settings, topic)
+        mean_bytes = fill_topic(settings, topic, args.events)
+        print(
+            f"topic {topic}: {args.events} events of {mean_bytes} bytes on average, "
+            f"{settings.topic_partitions} partitions, broker {settings.bootstrap_servers}"
+        )
+        guarantees = GUARANTEES if args.guarantee == "both" else (args.guarantee,)
+        timeout_s = max(60.0, args.events / 500)
+        results: dict[str, Any] = {"events": args.events, "value_bytes": mean_bytes, "max_batch": args.max_batch}
+        with tempfile.TemporaryDirectory(prefix="bench-slots-") as slots:
+            for guarantee in guarantees:
+                results[guarantee] = _pairs(
+                    args.repeat,
+                    lambda g=guarantee: passthrough(settings, args.events, g, args.max_batch, timeout_s),
+                    lambda g=guarantee: ours(settings, model, g, args.max_batch, Path(slots)),
+                )
+        results["c_naive"] = naive(settings, model, args.naive_events, args.naive_seconds)
+        _report(results, guarantees)
+        if args.latency:
+            runs = [
+                latency(settings, guarantee, int(wait), int(rate), args.latency_seconds)
+                for rate in args.latency_rates.split(",")
+                for guarantee in guarantees
+                for wait in args.fetch_waits.split(",")
+            ]
+            results["latency"] = runs
+            for entry in runs:
+                print(
+                    f"latency {entry['guarantee']:13} fetch_max_wait_ms={entry['fetch_max_wait_ms']:<4} "
+                    f"at {entry['rate']}/s over {entry['events']} events: p50 {entry['p50_ms']:.0f} ms, "
+                    f"p95 {entry['p95_ms']:.0f} ms, p99 {entry['p99_ms']:.0f} ms, max {entry['max_ms']:.0f} ms "
+                    f"(p50 until scored {entry['p50_until_scored_ms']:.0f} ms)"
+                )
+        if args.json is not None:
+            args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+        return 0
+
+    return run(body)
+
+
+def _report(results: dict[str, Any], guarantees: tuple[str, ...]) -> None:
+    naive_rate = results["c_naive"]["events_per_sec"]
+    print(f"(c) naive per-message loop:  {naive_rate:9.1f} events/s  ({results['c_naive']['events']} events)")
+    for guarantee in guarantees:
+        pair = results[guarantee]
+        b = pair["b_median_run"]
+        print(f"--- {guarantee} (median of {len(pair['b_runs'])} interleaved pairs)")
+        print(f"(a) passthrough (ceiling):  {pair['a_events_per_sec']:9.1f} events/s  runs {pair['a_runs']}")
+        print(f"(b) our consumer:           {pair['b_events_per_sec']:9.1f} events/s  runs {pair['b_runs']}")
+        print(f"    b/a = {pair['b_over_a']:.0%} (goal >= 70%)", end="")
+        print(f"   b/c = {pair['b_events_per_sec'] / naive_rate:.0f}x (goal >= 100x)" if naive_rate else "   b/c = n/a")
+        cpu_a, cpu_b = pair["a_cpu_us_per_event"], pair["b_cpu_us_per_event"]
+        print(f"    CPU per event: a {cpu_a:.1f} us, b {cpu_b:.1f} us -> b/a by CPU = {cpu_a / cpu_b:.0%}")
+        stages = b["stage_seconds"]
+        per_event = {name: stages.get(name, 0.0) / max(b["events"], 1) * 1e6 for name in STAGES}
+        print("    (b) per event, us: " + "  ".join(f"{name} {per_event[name]:.1f}" for name in STAGES))
+    if len(guarantees) == len(GUARANTEES):
+        eos = results[EXACTLY_ONCE]["b_events_per_sec"]
+        alo = results[AT_LEAST_ONCE]["b_events_per_sec"]
+        print(f"exactly-once vs at-least-once, ours: {eos / alo:.0%} of the throughput")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,201 @@
+"""Score churn events from Kafka in micro-batches; dead-letter what cannot be scored.
+
+``python consumer.py`` (streaming, exactly-once) or ``python consumer.py --mode batch``.
+A thin shell: the loop is churnstream.consuming, the scoring churnstream.scoring.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from churnstream.cli import StopFlag, add_logging_options, make_parser, run, setup_logging, stop_on_signals
+from churnstream.consuming import (
+    AT_LEAST_ONCE,
+    DEFAULT_FETCH_MAX_WAIT_MS,
+    DEFAULT_LOG_EVERY,
+    DEFAULT_MAX_BATCH,
+    DEFAULT_SESSION_TIMEOUT_MS,
+    DEFAULT_TRANSACTION_TIMEOUT_MS,
+    DEFAULT_WINDOW_SIZE,
+    EXACTLY_ONCE,
+    GUARANTEES,
+    MODE_BATCH,
+    MODE_STREAMING,
+    MODES,
+    ConsumerOptions,
+    format_summary,
+    format_window,
+    run_consumer,
+    valid_instance_id,
+    write_summary,
+)
+from config import load_settings
+
+EPILOG = f"""\
+exit codes: 0 done or stopped cleanly, 1 outputs could not be delivered/committed or an unexpected
+error, 2 broker unreachable, 3 bad setting, 5 model missing, 6 model fails its integrity check,
+7 input topic missing, 64 bad arguments.
+
+guarantees: {EXACTLY_ONCE} (default) commits each batch's outputs and input offsets in one Kafka
+transaction (read outputs with isolation.level=read_committed); {AT_LEAST_ONCE} commits offsets
+after the outputs are acknowledged (a crash can repeat a batch, never lose one).
+
+settings (topics, group, broker, model path) come from the environment or .env: see config.py.
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
+
+
+def _instance_id(text: str) -> str:
+    if not valid_instance_id(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: use 1-200 characters of A-Z a-z 0-9 . _ -")
+    return text
+
+
+def make_argument_parser() -> argparse.ArgumentParser:
+    parser = make_parser("consumer.py", __doc__.split("\n\n")[0], EPILOG)
+    what = parser.add_argument_group("what to run")
+    what.add_argument("--mode", choices=MODES, default=MODE_STREAMING, help="streaming (default) or batch")
+    what.add_argument(
+        "--guarantee", choices=GUARANTEES, default=EXACTLY_ONCE, help="processing guarantee (default %(default)s)"
+    )
+    what.add_argument(
+        "--duration", type=_seconds, metavar="S", help="streaming: stop after S seconds (default: until a signal)"
+    )
+    what.add_argument(
+        "--window-size",
+        type=_positive_int,
+        metavar="N",
+        help=f"batch: events per window, one stdout line each (default {DEFAULT_WINDOW_SIZE})",
+    )
+    what.add_argument(
+        "--num-windows",
+        type=_positive_int,
+        metavar="K",
+        help="batch: stop after K windows (default: when caught up with the end offsets seen at start)",
+    )
+    tuning = parser.add_argument_group("tuning")
+    tuning.add_argument(
+        "--max-batch",
+        type=_positive_int,
+        default=DEFAULT_MAX_BATCH,
+        metavar="N",
+        help="most events per poll, i.e. per model call and per commit (default %(default)s)",
+    )
+    tuning.add_argument(
+        "--fetch-max-wait-ms",
+        type=_non_negative_int,
+        default=DEFAULT_FETCH_MAX_WAIT_MS,
+        metavar="MS",
+        help="how long the broker may hold a fetch for more data; sets latency at low rates (default %(default)s)",
+    )
+    tuning.add_argument(
+        "--instance-id",
+        type=_instance_id,
+        metavar="ID",
+        help="stable id of this consumer (transactional id and static group member); "
+        "default: <host>-<slot>, the lowest slot free on this host",
+    )
+    tuning.add_argument(
+        "--no-static-membership",
+        dest="static_membership",
+        action="store_false",
+        help="join as a dynamic member: a clean stop hands partitions over at once, but a restart "
+        "after a crash waits for the session timeout",
+    )
+    tuning.add_argument(
+        "--session-timeout-ms",
+        type=_positive_int,
+        default=DEFAULT_SESSION_TIMEOUT_MS,
+        metavar="MS",
+        help="how soon the group reassigns a silent consumer's partitions (default %(default)s; broker minimum 6000)",
+    )
+    tuning.add_argument(
+        "--transaction-timeout-ms",
+        type=_positive_int,
+        default=DEFAULT_TRANSACTION_TIMEOUT_MS,
+        metavar="MS",
+        help="exactly-once: the broker aborts a transaction left open this long (default %(default)s)",
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--log-every",
+        type=_non_negative_int,
+        default=DEFAULT_LOG_EVERY,
+        metavar="N",
+        help="log progress on stderr every N events, 0 for never (default %(default)s)",
+    )
+    output.add_argument("--summary-json", type=Path, metavar="PATH", help="also write the final summary as JSON")
+    add_logging_options(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_argument_parser()
+    args = parser.parse_args(argv)
+    if args.mode == MODE_STREAMING and (args.window_size is not None or args.num_windows is not None):
+        parser.error("--window-size and --num-windows apply to --mode batch only")
+    if args.mode == MODE_BATCH and args.duration is not None:
+        parser.error("--duration applies to --mode streaming only (batch mode stops when caught up)")
+    setup_logging(args.verbose, args.quiet)
+    options = ConsumerOptions(
+        mode=args.mode,
+        guarantee=args.guarantee,
+        duration_s=args.duration,
+        window_size=args.window_size or DEFAULT_WINDOW_SIZE,
+        num_windows=args.num_windows,
+        max_batch=args.max_batch,
+        fetch_max_wait_ms=args.fetch_max_wait_ms,
+        log_every=args.log_every,
+        instance_id=args.instance_id,
+        static_membership=args.static_membership,
+        session_timeout_ms=args.session_timeout_ms,
+        transaction_timeout_ms=args.transaction_timeout_ms,
+    )
+
+    def show_window(window: dict[str, object]) -> None:
+        print(format_window(window), flush=True)
+
+    def body() -> int:
+        settings = load_settings()
+        with stop_on_signals(StopFlag()) as stop:
+            summary = run_consumer(settings, options, stop, on_window=show_window)
+        print(format_summary(summary), flush=True)
+        if args.summary_json is not None:
+            write_summary(args.summary_json, summary)
+        return 0
+
+    return run(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
