@@ -20,21 +20,18 @@ import joblib
 import numpy as np
 import pandas as pd
 import sklearn
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from churnstream.cli import add_logging_options, make_parser, run, setup_logging
 from churnstream.data import read_rows, sha256_file, verify_dataset
 from churnstream.errors import DataError, InvalidEvent, ModelIntegrityError, ModelMissing
 from churnstream.events import parse_features
+from churnstream.features import TelcoFeatureEncoder
 from churnstream.model import features_frame, verify_model
 from churnstream.schema import (
-    CATEGORICAL_NAMES,
     FEATURE_NAMES,
     FEATURES,
     LABEL_COLUMN,
@@ -52,28 +49,9 @@ MODEL_FAMILY = "logreg"
 
 
 def build_pipeline() -> Pipeline:
-    categories = [list(f.allowed) for f in FEATURES if isinstance(f, Categorical)]
-    preprocess = ColumnTransformer(
-        [
-            (
-                "categorical",
-                OneHotEncoder(categories=categories, handle_unknown="ignore"),
-                list(CATEGORICAL_NAMES),
-            ),
-            (
-                "numeric",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="constant", fill_value=0.0)),
-                        ("scale", StandardScaler()),
-                    ]
-                ),
-                list(NUMERIC_NAMES),
-            ),
-        ]
-    )
+    """Preprocessing inside the pipeline, so the consumer feeds it raw (validated) fields."""
     classifier = LogisticRegression(max_iter=2000, C=1.0, random_state=RANDOM_STATE)
-    return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
+    return Pipeline([("preprocess", TelcoFeatureEncoder(fill_value=0.0)), ("classifier", classifier)])
 
 
 def load_training_frame(csv_path: Path) -> tuple[pd.DataFrame, np.ndarray]:
@@ -104,9 +82,9 @@ def train(csv_path: Path, model_path: Path, card_path: Path, verify_checksum: bo
     metrics = {
         "roc_auc": round(float(roc_auc_score(y_test, probabilities)), 6),
         "accuracy": round(float(accuracy_score(y_test, predicted)), 6),
-        "precision": round(float(precision_score(y_test, predicted)), 6),
-        "recall": round(float(recall_score(y_test, predicted)), 6),
-        "f1": round(float(f1_score(y_test, predicted)), 6),
+        "precision": round(float(precision_score(y_test, predicted, zero_division=0)), 6),
+        "recall": round(float(recall_score(y_test, predicted, zero_division=0)), 6),
+        "f1": round(float(f1_score(y_test, predicted, zero_division=0)), 6),
         "train_rows": len(y_train),
         "test_rows": len(y_test),
         "test_churn_rate": round(float(y_test.mean()), 6),
@@ -121,7 +99,7 @@ def train(csv_path: Path, model_path: Path, card_path: Path, verify_checksum: bo
         "model_version": f"{MODEL_FAMILY}-{model_sha256[:12]}",
         "model_sha256": model_sha256,
         "model_file": model_path.name,
-        "estimator": "Pipeline(ColumnTransformer(OneHotEncoder, SimpleImputer(0)+StandardScaler), LogisticRegression)",
+        "estimator": "Pipeline(TelcoFeatureEncoder(one-hot, impute 0, standardize), LogisticRegression)",
         "threshold": THRESHOLD,
         "features": list(FEATURE_NAMES),
         "categories": {f.name: list(f.allowed) for f in FEATURES if isinstance(f, Categorical)},
