@@ -15,7 +15,7 @@ SECURE ?=
 KAFKA_UP_FLAGS := $(if $(BROKERS),--brokers $(BROKERS),) $(if $(SECURE),--secure,)
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv data model broker-libs demo test test-fast lint bench \
+.PHONY: help setup venv data model broker-libs demo benchmark test test-fast lint \
         kafka-up kafka-down kafka-status kafka-reset kafka-tool clean
 
 help: ## list the targets
@@ -40,8 +40,13 @@ broker-libs: venv ## download Apache Kafka from Maven Central into broker/libs
 
 setup: venv data model broker-libs ## everything the demo and the tests need
 
-demo: setup kafka-up ## set up, start Kafka, and run the demo
-	$(PY) -m churnstream.demo
+DEMO_ARGS ?= --mode streaming --events-per-sec 200 --duration 10 --inject-bad 5
+
+demo: setup kafka-up ## set up, start Kafka, and run a short test_pipeline.py streaming run
+	$(PY) test_pipeline.py $(DEMO_ARGS) --results-json results/demo/results.json --report results/demo/TEST_RESULTS.md
+
+benchmark: setup kafka-up ## the documented benchmark run: regenerates TEST_RESULTS.md
+	$(PY) test_pipeline.py --suite benchmark
 
 test: setup ## set up and run the whole test suite against a real broker
 	$(PY) -m pytest $(PYTEST_ARGS)

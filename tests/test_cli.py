@@ -21,7 +21,6 @@ COMMANDS = [
     ["-m", "churnstream.broker"],
     ["-m", "churnstream.data"],
     ["-m", "churnstream.train"],
-    ["-m", "churnstream.demo"],
 ]
 
 
