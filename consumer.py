@@ -9,7 +9,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from churnstream.cli import StopFlag, add_logging_options, make_parser, run, setup_logging, stop_on_signals
+from churnstream.cli import (
+    StopFlag,
+    add_logging_options,
+    count_or_zero,
+    make_parser,
+    positive_number,
+    run,
+    setup_logging,
+    stop_on_signals,
+    whole_number,
+)
 from churnstream.consuming import (
     AT_LEAST_ONCE,
     DEFAULT_FETCH_MAX_WAIT_MS,
@@ -45,36 +55,6 @@ settings (topics, group, broker, model path) come from the environment or .env: 
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
-    return value
-
-
 def _instance_id(text: str) -> str:
     if not valid_instance_id(text):
         raise argparse.ArgumentTypeError(f"{text!r}: use 1-200 characters of A-Z a-z 0-9 . _ -")
@@ -89,31 +69,34 @@ def make_argument_parser() -> argparse.ArgumentParser:
         "--guarantee", choices=GUARANTEES, default=EXACTLY_ONCE, help="processing guarantee (default %(default)s)"
     )
     what.add_argument(
-        "--duration", type=_seconds, metavar="S", help="streaming: stop after S seconds (default: until a signal)"
+        "--duration",
+        type=positive_number,
+        metavar="S",
+        help="streaming: stop after S seconds (default: until a signal)",
     )
     what.add_argument(
         "--window-size",
-        type=_positive_int,
+        type=whole_number,
         metavar="N",
         help=f"batch: events per window, one stdout line each (default {DEFAULT_WINDOW_SIZE})",
     )
     what.add_argument(
         "--num-windows",
-        type=_positive_int,
+        type=whole_number,
         metavar="K",
         help="batch: stop after K windows (default: when caught up with the end offsets seen at start)",
     )
     tuning = parser.add_argument_group("tuning")
     tuning.add_argument(
         "--max-batch",
-        type=_positive_int,
+        type=whole_number,
         default=DEFAULT_MAX_BATCH,
         metavar="N",
         help="most events per poll, i.e. per model call and per commit (default %(default)s)",
     )
     tuning.add_argument(
         "--fetch-max-wait-ms",
-        type=_non_negative_int,
+        type=count_or_zero,
         default=DEFAULT_FETCH_MAX_WAIT_MS,
         metavar="MS",
         help="how long the broker may hold a fetch for more data; sets latency at low rates (default %(default)s)",
@@ -134,14 +117,14 @@ def make_argument_parser() -> argparse.ArgumentParser:
     )
     tuning.add_argument(
         "--session-timeout-ms",
-        type=_positive_int,
+        type=whole_number,
         default=DEFAULT_SESSION_TIMEOUT_MS,
         metavar="MS",
         help="how soon the group reassigns a silent consumer's partitions (default %(default)s; broker minimum 6000)",
     )
     tuning.add_argument(
         "--transaction-timeout-ms",
-        type=_positive_int,
+        type=whole_number,
         default=DEFAULT_TRANSACTION_TIMEOUT_MS,
         metavar="MS",
         help="exactly-once: the broker aborts a transaction left open this long (default %(default)s)",
@@ -149,7 +132,7 @@ def make_argument_parser() -> argparse.ArgumentParser:
     output = parser.add_argument_group("output")
     output.add_argument(
         "--log-every",
-        type=_non_negative_int,
+        type=count_or_zero,
         default=DEFAULT_LOG_EVERY,
         metavar="N",
         help="log progress on stderr every N events, 0 for never (default %(default)s)",

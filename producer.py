@@ -11,7 +11,16 @@ import sys
 from pathlib import Path
 
 from churnstream.checkpoint import write_json_atomically
-from churnstream.cli import StopFlag, add_logging_options, make_parser, run, setup_logging, stop_on_signals
+from churnstream.cli import (
+    StopFlag,
+    add_logging_options,
+    make_parser,
+    positive_number,
+    run,
+    setup_logging,
+    stop_on_signals,
+    whole_number,
+)
 from churnstream.errors import EXIT_FAILURE, EXIT_OK
 from churnstream.producing import (
     MODE_BATCH,
@@ -46,26 +55,6 @@ STREAMING_ONLY = ("events_per_sec", "duration", "seed")
 BATCH_ONLY = ("batch_size", "resume", "restart", "limit", "repeat", "checkpoint_file")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser("producer.py", DESCRIPTION, EPILOG)
     parser.add_argument(
@@ -85,12 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     streaming = parser.add_argument_group("streaming mode")
     streaming.add_argument(
         "--events-per-sec",
-        type=_positive_float,
+        type=positive_number,
         metavar="R",
         help="events per second (required in streaming mode; fractions allowed)",
     )
     streaming.add_argument(
-        "--duration", type=_positive_float, metavar="S", help="seconds to run (default: until Ctrl-C or SIGTERM)"
+        "--duration", type=positive_number, metavar="S", help="seconds to run (default: until Ctrl-C or SIGTERM)"
     )
     streaming.add_argument(
         "--seed", type=int, metavar="N", help="random seed for the choice of rows (default: random, logged)"
@@ -99,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch = parser.add_argument_group("batch mode")
     batch.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=whole_number,
         default=5000,
         metavar="N",
         help="rows per acknowledged chunk; a checkpoint is written after each (default: %(default)s)",
@@ -111,10 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     resume_group.add_argument(
         "--restart", action="store_true", help="abandon an unfinished load and start a new one from the first row"
     )
-    batch.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N data rows of the file")
+    batch.add_argument("--limit", type=whole_number, metavar="N", help="only the first N data rows of the file")
     batch.add_argument(
         "--repeat",
-        type=_positive_int,
+        type=whole_number,
         metavar="K",
         help="send the file K times, each event with a fresh event_id, for load tests (default: 1)",
     )

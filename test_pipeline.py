@@ -25,7 +25,15 @@ from typing import Any
 import orjson
 
 from churnstream import broker
-from churnstream.cli import add_logging_options, make_parser, run, setup_logging
+from churnstream.cli import (
+    add_logging_options,
+    count_or_zero,
+    make_parser,
+    positive_number,
+    run,
+    setup_logging,
+    whole_number,
+)
 from churnstream.errors import EXIT_FAILURE, EXIT_OK
 from churnstream.harness import RunPlan, environment, run_scenario, verify
 from churnstream.report import plot, render_markdown, scenario_lines
@@ -54,14 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument(
         "--suite", choices=("benchmark",), help="run a preset list of scenarios (benchmark: the TEST_RESULTS.md run)"
     )
-    what.add_argument("--events-per-sec", type=float, default=100.0, help="streaming rate (default %(default)s)")
     what.add_argument(
-        "--duration", type=float, default=10.0, help="streaming duration in seconds (default %(default)s)"
+        "--events-per-sec", type=positive_number, default=100.0, help="streaming rate (default %(default)s)"
     )
-    what.add_argument("--limit", type=int, help="batch: only the first N rows")
-    what.add_argument("--repeat", type=int, default=1, help="batch: passes over the file (default %(default)s)")
-    what.add_argument("--consumers", type=int, default=1, help="consumer processes in the group (default %(default)s)")
-    what.add_argument("--inject-bad", type=int, default=0, metavar="K", help="mix K malformed events into the stream")
+    what.add_argument(
+        "--duration", type=positive_number, default=10.0, help="streaming duration in seconds (default %(default)s)"
+    )
+    what.add_argument("--limit", type=whole_number, help="batch: only the first N rows")
+    what.add_argument(
+        "--repeat", type=whole_number, default=1, help="batch: passes over the file (default %(default)s)"
+    )
+    what.add_argument(
+        "--consumers", type=whole_number, default=1, help="consumer processes in the group (default %(default)s)"
+    )
+    what.add_argument(
+        "--inject-bad", type=count_or_zero, default=0, metavar="K", help="mix K malformed events into the stream"
+    )
     what.add_argument(
         "--guarantee",
         choices=("exactly-once", "at-least-once"),
@@ -74,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--seed", type=int, default=42, help="random seed for the producer and the sample check")
     judge = parser.add_argument_group("criteria")
     judge.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait for outcomes after the producer ends"
+        "--timeout", type=positive_number, default=60.0, help="seconds to wait for outcomes after the producer ends"
     )
     judge.add_argument("--p99-goal-ms", type=float, help="also fail when p99 end-to-end latency exceeds this")
     judge.add_argument(
@@ -161,8 +177,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.suite and (args.limit or args.repeat != 1):
         parser.error("--suite runs fixed scenarios; --limit and --repeat do not apply")
-    if args.consumers < 1 or args.inject_bad < 0 or args.repeat < 1:
-        parser.error("--consumers and --repeat must be at least 1, --inject-bad at least 0")
     setup_logging(args.verbose, args.quiet)
 
     def body() -> int:

@@ -34,6 +34,33 @@ def make_parser(prog: str, description: str, epilog: str | None = None) -> Argum
     )
 
 
+def whole_number(text: str, minimum: int = 1) -> int:
+    """argparse type: a whole number of at least ``minimum`` (1 by default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, got {text!r}")
+    return value
+
+
+def count_or_zero(text: str) -> int:
+    """argparse type: a whole number of at least 0."""
+    return whole_number(text, minimum=0)
+
+
+def positive_number(text: str) -> float:
+    """argparse type: a finite number above 0 (rates, seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
 def add_logging_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("logging")
     group.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr (-vv for debug)")
