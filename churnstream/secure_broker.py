@@ -41,6 +41,12 @@ class SecureMaterial:
     def client_env(self) -> Path:
         return self.folder / "client.env"
 
+    def redact(self, text: str) -> str:
+        """``text`` with every generated password masked (for error messages quoting a tool)."""
+        for secret in (self.store_password, *self.users.values()):
+            text = text.replace(secret, "***")
+        return text
+
     def scram_arguments(self) -> list[str]:
         """``kafka-storage format`` arguments that create the SCRAM users at format time."""
         args = []
@@ -68,8 +74,14 @@ class SecureMaterial:
         }
 
 
-def _keytool(*args: str) -> None:
-    result = subprocess.run(["keytool", *args], capture_output=True, text=True, check=False)
+STORE_PASSWORD_ENV = "CHURN_KEYSTORE_PASSWORD"
+
+
+def _keytool(*args: str, password: str) -> None:
+    """Run keytool; ``-storepass:env``/``-keypass:env`` in ``args`` read ``password`` from the
+    environment, so it never shows on a command line (``ps``) or in keytool's messages."""
+    env = {**os.environ, STORE_PASSWORD_ENV: password}
+    result = subprocess.run(["keytool", *args], capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0:
         raise BrokerToolingError(f"keytool {args[0]} failed: {(result.stdout + result.stderr).strip()[-300:]}")
 
@@ -116,25 +128,30 @@ def ensure_material(home: Path, secure_bootstrap: str) -> SecureMaterial:
 def _generate_certificates(material: SecureMaterial) -> None:
     folder, password = material.folder, material.store_password
     ca_store, csr, signed = folder / "ca.p12", folder / "broker.csr", folder / "broker.crt"
-    common = ["-storetype", "PKCS12", "-storepass", password, "-keypass", password]
+    storepass = ["-storepass:env", STORE_PASSWORD_ENV]
+    common = ["-storetype", "PKCS12", *storepass, "-keypass:env", STORE_PASSWORD_ENV]
     _keytool(
         "-genkeypair", "-alias", "ca", "-dname", "CN=telco-churn-stream local CA", "-keyalg", "RSA",
         "-keysize", "2048", "-validity", "3650", "-ext", "bc:c", "-keystore", str(ca_store), *common,
+        password=password,
     )  # fmt: skip
-    _keytool("-exportcert", "-alias", "ca", "-rfc", "-keystore", str(ca_store), "-storepass", password,
-             "-file", str(material.ca_pem))  # fmt: skip
+    _keytool("-exportcert", "-alias", "ca", "-rfc", "-keystore", str(ca_store), *storepass,
+             "-file", str(material.ca_pem), password=password)  # fmt: skip
     _keytool(
         "-genkeypair", "-alias", "broker", "-dname", "CN=localhost", "-keyalg", "RSA", "-keysize", "2048",
-        "-validity", "3650", "-keystore", str(material.keystore), *common,
+        "-validity", "3650", "-keystore", str(material.keystore), *common, password=password,
     )  # fmt: skip
-    _keytool("-certreq", "-alias", "broker", "-keystore", str(material.keystore), "-storepass", password,
-             "-file", str(csr))  # fmt: skip
+    _keytool("-certreq", "-alias", "broker", "-keystore", str(material.keystore), *storepass,
+             "-file", str(csr), password=password)  # fmt: skip
     _keytool(
-        "-gencert", "-alias", "ca", "-keystore", str(ca_store), "-storepass", password, "-infile", str(csr),
+        "-gencert", "-alias", "ca", "-keystore", str(ca_store), *storepass, "-infile", str(csr),
         "-outfile", str(signed), "-rfc", "-validity", "3650", "-ext", "SAN=dns:localhost,ip:127.0.0.1",
-        "-ext", "EKU=serverAuth",
+        "-ext", "EKU=serverAuth", password=password,
     )  # fmt: skip
     for alias, certificate in (("ca", material.ca_pem), ("broker", signed)):
         _keytool("-importcert", "-alias", alias, "-file", str(certificate), "-keystore", str(material.keystore),
-                 "-storepass", password, "-noprompt")  # fmt: skip
+                 *storepass, "-noprompt", password=password)  # fmt: skip
     csr.unlink()
+    # The CA's private key signs nothing after this; a key left lying around could sign a
+    # certificate that every client trusting ca.pem would accept.
+    ca_store.unlink()

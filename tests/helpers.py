@@ -52,18 +52,22 @@ def broker_answers(bootstrap: str, timeout_ms: int = 3000) -> bool:
     return True
 
 
-def start_local_cluster(home: Path, brokers: int = 1) -> broker.Layout:
-    """A private KRaft cluster on free ports (for tests that stop or kill brokers)."""
-    if brokers == 1:
+def start_local_cluster(home: Path, brokers: int = 1, secure: bool = False) -> broker.Layout:
+    """A private KRaft cluster on free ports (for tests that stop or kill brokers).
+
+    ``secure`` adds the SASL_SSL listener on port + 2 of each node (``up --secure``).
+    """
+    offsets = (0, 1, 2) if secure else (0, 1)
+    if brokers == 1 and not secure:
         port, controller = free_port_pair()
     else:  # node n uses port + 100n: find a base whose whole ladder is free
         while True:
             port = free_port()
             controller = port + 1
-            ladder = [p + 100 * n for n in range(brokers) for p in (port, controller)]
+            ladder = [port + offset + 100 * n for n in range(brokers) for offset in offsets]
             if max(ladder) < 65535 and not any(broker.port_in_use(p) for p in ladder):
                 break
-    layout = broker.Layout(home=home, brokers=brokers, port=port, controller_port=controller)
+    layout = broker.Layout(home=home, brokers=brokers, port=port, controller_port=controller, secure=secure)
     broker.up(layout)
     return layout
 
