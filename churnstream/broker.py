@@ -32,8 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import GroupIdNotFoundError, KafkaError, TopicAlreadyExistsError, TransactionalIdNotFoundError
 
 from churnstream.acl import grant, harness_acls, pipeline_acls
 from churnstream.cli import add_logging_options, make_parser, run, setup_logging
@@ -243,7 +242,9 @@ def _is_kafka(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # not Linux /proc: trust the pid file
-    return b"kafka.Kafka" in cmdline
+    # Right after the launcher forks, the child's command line can still read as empty (seen 16
+    # times in 300): that is our JVM starting, not a dead node.
+    return not cmdline or b"kafka.Kafka" in cmdline
 
 
 def port_in_use(port: int) -> bool:
@@ -341,7 +342,10 @@ def _format_storage(layout: Layout) -> None:
             command += material.scram_arguments()  # SCRAM users exist from the first start
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise BrokerToolingError(f"kafka-storage format failed: {(result.stdout + result.stderr).strip()[-400:]}")
+            output = (result.stdout + result.stderr).strip()
+            if material is not None:  # the tool may echo an --add-scram argument, password and all
+                output = material.redact(output)
+            raise BrokerToolingError(f"kafka-storage format failed: {output[-400:]}")
         logger.info("formatted KRaft storage for node %d (cluster id %s)", node + 1, cluster_id)
     state["cluster_id"] = _cluster_id(layout)
     state["kafka_version"] = KAFKA_VERSION
@@ -354,7 +358,10 @@ def _cluster_id(layout: Layout) -> str:
     except (OSError, ValueError, KeyError):
         pass
     # Kafka's cluster id is a base64url UUID without padding, as 'kafka-storage random-uuid' makes.
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # Like Kafka's own Uuid.randomUuid, never one starting with "-": the tool would read it as a flag.
+    cluster_id = "-"
+    while cluster_id.startswith("-"):
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     layout.home.mkdir(parents=True, exist_ok=True)
     layout.state_file.write_text(json.dumps({"cluster_id": cluster_id}) + "\n")
     return cluster_id
@@ -385,7 +392,10 @@ def _check_layout_matches(layout: Layout) -> None:
 
 
 def _require_free_ports(layout: Layout, node: int) -> None:
-    for port in (layout.client_port(node), layout.node_controller_port(node)):
+    ports = [layout.client_port(node), layout.node_controller_port(node)]
+    if layout.secure:
+        ports.append(layout.secure_port(node))
+    for port in ports:
         if port_in_use(port):
             raise BrokerToolingError(
                 f"port {port} is already in use by another process (not this project's broker "
@@ -428,15 +438,34 @@ def wait_until_ready(layout: Layout, timeout_s: float = READY_TIMEOUT_S) -> None
                 )
                 try:
                     registered = len(admin.describe_cluster()["brokers"])
+                    if registered >= layout.brokers:
+                        _check_coordinators(admin)  # raises a KafkaError until they answer
+                        return
                 finally:
                     admin.close()
-                if registered >= layout.brokers:
-                    return
             except KafkaError:
                 pass  # not ready yet; the deadline below bounds the wait
         if time.monotonic() > deadline:
             raise BrokerToolingError(f"the broker did not answer within {timeout_s:.0f} s; see {layout.log_file(0)}")
         time.sleep(0.5)
+
+
+READINESS_PROBE_ID = "churn-launcher-readiness-probe"
+
+
+def _check_coordinators(admin: KafkaAdminClient) -> None:
+    """Return once a consumer group and a transactional id each find their coordinator.
+
+    The first such lookup creates ``__consumer_offsets`` and ``__transaction_state``; until their
+    partition leaders are elected the brokers answer COORDINATOR_NOT_AVAILABLE. On one node that
+    lasts well under a second; on three (replication 3, 12 partitions each) it took seconds, and a
+    client that asked first (the harness's group check) failed instead of waiting. So "ready"
+    includes it. The probe ids are never created: the coordinators answer "not found".
+    """
+    with contextlib.suppress(GroupIdNotFoundError):  # answered by the group coordinator: it is there
+        admin.describe_groups([READINESS_PROBE_ID])
+    with contextlib.suppress(TransactionalIdNotFoundError):  # the transaction coordinator, likewise
+        admin.describe_transactions([READINESS_PROBE_ID])
 
 
 def up(layout: Layout, fresh: bool = False) -> str:
@@ -471,19 +500,34 @@ def up(layout: Layout, fresh: bool = False) -> str:
 
 
 def _prepare_secure_listener(layout: Layout) -> None:
-    """Create the default topics and grant the pipeline user its least rights (over plaintext,
-    where the launcher is a super user). Idempotent, so every ``up`` can run it."""
-    defaults = Settings()
-    names = (defaults.topic_raw, defaults.topic_predictions, defaults.topic_deadletter, defaults.consumer_group)
+    """The default topics and the pipeline user's rights on them, and on test_pipeline.py's run
+    topics. Idempotent, so every ``up`` can run it."""
+    provision_pipeline(layout, Settings(), PIPELINE_USER, harness=True)
+
+
+def provision_pipeline(layout: Layout, settings: Settings, user: str = PIPELINE_USER, harness: bool = False) -> None:
+    """What a cluster's administrator does once for a pipeline user that may not create topics:
+    create its topics, and grant it its least rights (acl.pipeline_acls; with ``harness``, also
+    the prefixed rights test_pipeline.py needs). Done over the plaintext listener, where the
+    launcher is a super user. Existing topics and ACLs are left as they are."""
+    from churnstream.consuming import DEADLETTER_MAX_MESSAGE_BYTES  # noqa: PLC0415 - only secure mode needs it
+
+    names = (settings.topic_raw, settings.topic_predictions, settings.topic_deadletter, settings.consumer_group)
+    replicas = min(layout.brokers, 3)
+    specs: dict[str, dict[str, object]] = {
+        name: {"num_partitions": settings.topic_partitions, "replication_factor": replicas} for name in names[:3]
+    }
+    # as the consumer would create it: a dead letter carries a raw value as large as the raw topic takes
+    specs[settings.topic_deadletter]["configs"] = {"max.message.bytes": str(DEADLETTER_MAX_MESSAGE_BYTES)}
     admin = KafkaAdminClient(bootstrap_servers=layout.bootstrap_servers.split(","), client_id="churn-launcher")
     try:
         existing = set(admin.list_topics())
-        replicas = min(layout.brokers, 3)
-        missing = [NewTopic(t, defaults.topic_partitions, replicas) for t in names[:3] if t not in existing]
+        missing = {name: spec for name, spec in specs.items() if name not in existing}
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(missing)
-        grant(admin, pipeline_acls(PIPELINE_USER, *names) + harness_acls(PIPELINE_USER, *names))
+                admin.create_topics(missing, wait_for_metadata=True)
+        acls = pipeline_acls(user, *names) + (harness_acls(user, *names) if harness else [])
+        grant(admin, acls)
     finally:
         admin.close()
 

@@ -104,3 +104,13 @@ def test_server_properties_fit_one_node_and_three(tmp_path: Path) -> None:
     three = broker.server_properties(broker.Layout(home=tmp_path, brokers=3), 2)
     assert "node.id=3\n" in three and "listeners=PLAINTEXT://localhost:29292," in three
     assert "min.insync.replicas=2\n" in three and "default.replication.factor=3\n" in three
+
+
+def test_cluster_ids_never_start_with_a_dash(tmp_path: Path) -> None:
+    """kafka-storage reads '-t -abc' as two flags; 1 random id in 64 starts with '-'."""
+    ids = []
+    for index in range(300):
+        layout = broker.Layout(home=tmp_path / f"h{index}")
+        ids.append(broker._cluster_id(layout))
+    assert not any(cluster_id.startswith("-") for cluster_id in ids)
+    assert all(len(cluster_id) == 22 for cluster_id in ids)
