@@ -100,7 +100,10 @@ class Settings:
     topic_deadletter: str = "telco-deadletter"
     consumer_group: str = "telco-churn-consumer-group"
     topic_partitions: int = 6
-    replication_factor: int = 1
+    # None: KAFKA_REPLICATION_FACTOR is not set, and topics the pipeline creates get
+    # min(3, brokers in the cluster) replicas (kafka_io.replication_for): 1 on the single local
+    # broker, 3 on the three-node cluster or a larger one. A number is used as it is.
+    replication_factor: int | None = None
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -123,7 +126,7 @@ class Settings:
             ENV_TOPIC_DEADLETTER: self.topic_deadletter,
             ENV_CONSUMER_GROUP: self.consumer_group,
             ENV_TOPIC_PARTITIONS: str(self.topic_partitions),
-            ENV_REPLICATION_FACTOR: str(self.replication_factor),
+            ENV_REPLICATION_FACTOR: "" if self.replication_factor is None else str(self.replication_factor),
             ENV_SECURITY_PROTOCOL: self.security_protocol,
             ENV_SASL_MECHANISM: self.sasl_mechanism or "",
             ENV_SASL_USERNAME: self.sasl_username or "",
@@ -150,6 +153,13 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise _bad(name, raw, f"expected a whole number from {low} to {high}")
     return value
+
+
+def _optional_int(env: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    """A whole number, or None when the variable is unset or blank (the caller decides then)."""
+    if not env.get(name, "").strip():
+        return None
+    return _int(env, name, low, low, high)
 
 
 def _topic(env: Mapping[str, str], name: str, default: str) -> str:
@@ -228,7 +238,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         topic_deadletter=_topic(env, ENV_TOPIC_DEADLETTER, Settings.topic_deadletter),
         consumer_group=_topic(env, ENV_CONSUMER_GROUP, Settings.consumer_group),
         topic_partitions=_int(env, ENV_TOPIC_PARTITIONS, Settings.topic_partitions, 1, 1000),
-        replication_factor=_int(env, ENV_REPLICATION_FACTOR, Settings.replication_factor, 1, 7),
+        replication_factor=_optional_int(env, ENV_REPLICATION_FACTOR, 1, 7),
         security_protocol=security_protocol,
         sasl_mechanism=sasl_mechanism,
         sasl_username=username,

@@ -108,3 +108,12 @@ def test_config_script_reports_a_bad_dotenv_in_one_line(tmp_path: Path) -> None:
         "Error: KAFKA_TOPIC_PARTITIONS='lots' is not valid: expected a whole number from 1 to 1000"
     ]
     assert "s3cr3t-pw" not in result.stdout + result.stderr
+
+
+def test_replication_factor_unset_means_chosen_from_the_cluster() -> None:
+    assert settings_from({}).replication_factor is None
+    assert settings_from({"KAFKA_REPLICATION_FACTOR": " "}).replication_factor is None
+    assert settings_from({}).describe()["KAFKA_REPLICATION_FACTOR"] == ""
+    assert settings_from({"KAFKA_REPLICATION_FACTOR": "3"}).replication_factor == 3
+    with pytest.raises(ConfigError, match=r"^KAFKA_REPLICATION_FACTOR='0' is not valid: expected a whole number"):
+        settings_from({"KAFKA_REPLICATION_FACTOR": "0"})
