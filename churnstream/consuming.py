@@ -47,8 +47,10 @@ from churnstream.kafka_io import (
     make_admin,
     make_consumer,
     make_producer,
+    replication_for,
     require_topics,
 )
+from churnstream.outage import OutageMonitor, watch_broker
 from churnstream.scoring import BatchResult, Scorer, StageTimes, score_batch
 from config import PROJECT_ROOT, Settings
 
@@ -66,7 +68,7 @@ GUARANTEES = (EXACTLY_ONCE, AT_LEAST_ONCE)
 
 # Per poll, so per model call and per transaction. At streaming rates a poll holds far fewer
 # (what arrived during one fetch wait); the cap matters when catching up, where 5,000 measured
-# 81-87% of the passthrough ceiling against 65-77% at 2,000 (docs/consumer.md).
+# 81-87% of the passthrough ceiling against 65-77% at 2,000 (KAFKA_README.md, "Consumer").
 DEFAULT_MAX_BATCH = 5000
 DEFAULT_FETCH_MAX_WAIT_MS = 50  # kafka-python's 500 ms default puts p95 latency near 250 ms
 DEFAULT_WINDOW_SIZE = 1000
@@ -206,7 +208,7 @@ def prepare_topics(admin: KafkaAdminClient, settings: Settings) -> None:
         if settings.topic_deadletter not in existing:
             spec = {
                 "num_partitions": settings.topic_partitions,
-                "replication_factor": settings.replication_factor,
+                "replication_factor": replication_for(admin, settings),
                 "configs": {"max.message.bytes": str(DEADLETTER_MAX_MESSAGE_BYTES)},
             }
             with contextlib.suppress(kafka_errors.TopicAlreadyExistsError):
@@ -720,6 +722,7 @@ def consume_loop(
     consumer: KafkaConsumer,
     sink: TransactionalSink | AtLeastOnceSink,
     run: ConsumerRun,
+    outage: OutageMonitor | None = None,
 ) -> None:
     """Poll, score, deliver, commit, until stopped. Never per-message predict, flush or commit."""
     consecutive_aborts = 0
@@ -750,6 +753,8 @@ def consume_loop(
             continue
         consecutive_aborts = 0
         run.record(result)
+        if outage is not None:
+            outage.progress()  # a committed batch: the broker is there
 
 
 class _BrokerCheck:
@@ -881,14 +886,20 @@ def run_consumer(
         )
         stack.enter_context(_closing_consumer(consumer))
         consumer.subscribe([settings.topic_raw], listener=RebalanceLogger())
+        # Learn the input's partitions before the first join. Otherwise kafka-python 3.0.12 joins
+        # first, assigns nothing ("No partition metadata"), and rejoins when the metadata arrives;
+        # if a poll times out during that second join, its assignment is dropped and the consumer
+        # idles with no partitions and no heartbeat (seen in tests/test_faults.py: 3 min, 1 in ~9).
+        with kafka_errors_translated(settings):
+            consumer.partitions_for_topic(settings.topic_raw)
         run = ConsumerRun(settings, options, model, identity=identity, stop=stop, on_window=on_window)
         sink: TransactionalSink | AtLeastOnceSink = (
             TransactionalSink(producer, consumer, settings)
             if options.guarantee == EXACTLY_ONCE
             else AtLeastOnceSink(producer, consumer, settings)
         )
-        with kafka_errors_translated(settings):
-            consume_loop(consumer, sink, run)
+        with kafka_errors_translated(settings), watch_broker(settings.bootstrap_servers) as outage:
+            consume_loop(consumer, sink, run, outage)
         summary = run.summary(sink.times)
         # A clean stop: every batch is committed. Leave the group so the others take over now.
         consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_S * 1000)

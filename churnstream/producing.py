@@ -44,6 +44,7 @@ from churnstream.data import read_rows, sha256_file
 from churnstream.errors import DataError, InvalidEvent
 from churnstream.events import EVENT_ID, EVENT_TS, encode_event, format_ts, row_to_event
 from churnstream.kafka_io import ensure_topics, kafka_errors_translated, make_admin, make_producer
+from churnstream.outage import watch_broker
 from churnstream.schema import ID_COLUMN
 from config import Settings
 
@@ -299,9 +300,10 @@ class DeliveryTracker:
     sender thread for acknowledged/failed, the caller for sent/refused), so no lock is needed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_ack: Callable[[], None] | None = None) -> None:
         self.sent = 0
         self.acknowledged = 0
+        self._on_ack_hook = on_ack  # outage.OutageMonitor.progress: an acknowledgement means the broker is there
         self._failed_deliveries = 0
         self.refused = 0  # send() itself raised: the client could not even buffer the event
         self.first_errors: list[str] = []
@@ -325,6 +327,8 @@ class DeliveryTracker:
 
     def _on_ack(self, _metadata: object) -> None:
         self.acknowledged += 1
+        if self._on_ack_hook is not None:
+            self._on_ack_hook()
 
     def _on_error(self, event_id: str, exc: BaseException) -> None:
         self._failed_deliveries += 1
@@ -453,6 +457,7 @@ def run_streaming(
     clock: Callable[[], float] = time.monotonic,
     wait: Callable[[float], bool] | None = None,
     event_clock: Callable[[], str] | None = None,
+    on_ack: Callable[[], None] | None = None,
 ) -> RunSummary:
     """Send random rows of ``pool`` on ``schedule`` until its duration ends or ``stop`` is set."""
     if not pool:
@@ -460,7 +465,7 @@ def run_streaming(
     wait = wait or _default_wait(stop)
     event_clock = event_clock or EventClock()
     rng = random.Random(seed)
-    tracker = DeliveryTracker()
+    tracker = DeliveryTracker(on_ack)
     monitor = PaceMonitor()
     total = schedule.total_events
     start = clock()
@@ -554,6 +559,7 @@ def run_batch(
     show_progress: bool = False,
     clock: Callable[[], float] = time.monotonic,
     event_clock: Callable[[], str] | None = None,
+    on_ack: Callable[[], None] | None = None,
 ) -> RunSummary:
     """Send the load from ``checkpoint.next_row`` on, in chunks of ``batch_size`` rows.
 
@@ -569,7 +575,7 @@ def run_batch(
     event_clock = event_clock or EventClock()
     topic, load_id, total = checkpoint.topic, checkpoint.load_id, checkpoint.total_rows
     rows, rows_per_pass = data.rows, data.rows_per_pass
-    tracker = DeliveryTracker()
+    tracker = DeliveryTracker(on_ack)
     start_row = position = checkpoint.next_row
     progress = _Progress(show_progress, total, position)
     start = clock()
@@ -702,8 +708,10 @@ def produce_streaming(settings: Settings, options: StreamingOptions, stop: StopF
             run_id,
             seed,
         )
-        with kafka_errors_translated(settings):
-            summary = run_streaming(producer, topic, data.valid_rows, schedule, seed=seed, run_id=run_id, stop=stop)
+        with kafka_errors_translated(settings), watch_broker(settings.bootstrap_servers) as outage:
+            summary = run_streaming(
+                producer, topic, data.valid_rows, schedule, seed=seed, run_id=run_id, stop=stop, on_ack=outage.progress
+            )
     finally:
         _close(producer)
     summary.skipped_rows = len(data.skipped)
@@ -766,7 +774,7 @@ def produce_batch(settings: Settings, options: BatchOptions, stop: StopFlag) -> 
                     checkpoint.load_id,
                     checkpoint_path,
                 )
-            with kafka_errors_translated(settings):
+            with kafka_errors_translated(settings), watch_broker(settings.bootstrap_servers) as outage:
                 return run_batch(
                     producer,
                     data,
@@ -776,6 +784,7 @@ def produce_batch(settings: Settings, options: BatchOptions, stop: StopFlag) -> 
                     stop=stop,
                     resumed=options.resume,
                     show_progress=options.show_progress,
+                    on_ack=outage.progress,
                 )
         finally:
             _close(producer)
