@@ -36,7 +36,6 @@ from churnstream.cli import (
 )
 from churnstream.errors import EXIT_FAILURE, EXIT_OK
 from churnstream.harness import RunPlan, environment, run_scenario, verify
-from churnstream.report import plot, render_markdown, scenario_lines
 from config import PROJECT_ROOT, Settings, load_settings
 
 logger = logging.getLogger("test_pipeline")
@@ -163,6 +162,8 @@ def broker_note(settings: Settings) -> str:
 
 
 def write_outputs(results: dict[str, Any], args: argparse.Namespace) -> None:
+    from churnstream.report import plot, render_markdown  # noqa: PLC0415 - matplotlib: only when writing
+
     args.results_json.parent.mkdir(parents=True, exist_ok=True)
     args.results_json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     if args.no_report:
@@ -187,12 +188,14 @@ def main(argv: list[str] | None = None) -> int:
             for check in checks:
                 print(f"{'PASS' if check.passed else 'FAIL'}  {check.name:<{width}}  {check.detail}")
             return EXIT_OK if all(c.passed for c in checks) else EXIT_FAILURE
+        from churnstream import report  # noqa: PLC0415 - matplotlib's import: not for --verify-only
+
         results_dir = args.results_json.parent
         scenarios = []
         for plan in plans_from(args):
             result = run_scenario(settings, plan, results_dir)
             scenarios.append(result)
-            print("\n".join(scenario_lines(result)), flush=True)
+            print("\n".join(report.scenario_lines(result)), flush=True)
         results = {
             "passed": all(s["passed"] for s in scenarios),
             **summarise(scenarios),

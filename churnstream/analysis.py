@@ -2,7 +2,8 @@
 
 The unit of accounting is the raw record, named by (partition, offset) on the run's raw topic.
 Each must have exactly one outcome: a prediction whose ``source_partition``/``source_offset``
-name it, or a dead letter whose ``dl.source_partition``/``dl.source_offset`` headers do.
+name it, or a dead letter whose ``dl.source_partition``/``dl.source_offset`` headers do. A dead
+letter must also carry the raw record's key and value byte for byte.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     readable_ms: float
+    key_absent: bool = False  # header dl.key_absent=true: the raw record had neither key nor value
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,22 +59,38 @@ class Conservation:
     unknown_sources: int
     duplicate_event_ids: int
     lost_examples: list[Source] = field(default_factory=list)
+    dead_letter_bytes_mismatch: int = 0  # dead letters whose key or value differ from the raw record's
 
     @property
     def exact(self) -> bool:
         return self.lost == 0 and self.duplicated == 0 and self.unknown_sources == 0
 
 
+def dead_letter_keeps_bytes(raw: RawRecord, dead: DeadLetter) -> bool:
+    """The dead letter's key and value are the raw record's, byte for byte (None stays None).
+
+    kafka-python cannot send a record with neither key nor value, so the consumer sends such a
+    dead letter with an empty key and the header ``dl.key_absent=true``: that counts as equal.
+    """
+    if dead.key_absent:
+        return raw.key is None and raw.value is None and dead.key == b"" and dead.value is None
+    return dead.key == raw.key and dead.value == raw.value
+
+
 def conservation(
     raw: Iterable[RawRecord], predictions: Sequence[Prediction], dead_letters: Sequence[DeadLetter]
 ) -> Conservation:
-    """Match every raw record to its outcomes; count the missing and the extra."""
-    raw_sources = {record.source for record in raw}
+    """Match every raw record to its outcomes; count the missing, the extra and the altered."""
+    raw_by_source = {record.source: record for record in raw}
+    raw_sources = raw_by_source.keys()
     outcomes = Counter(p.source for p in predictions) + Counter(d.source for d in dead_letters)
     lost = sorted(source for source in raw_sources if outcomes[source] == 0)
     duplicated = sum(count - 1 for source, count in outcomes.items() if count > 1 and source in raw_sources)
     unknown = sum(count for source, count in outcomes.items() if source not in raw_sources)
     per_event = Counter(p.event_id for p in predictions)
+    altered = sum(
+        1 for d in dead_letters if d.source in raw_by_source and not dead_letter_keeps_bytes(raw_by_source[d.source], d)
+    )
     return Conservation(
         raw_records=len(raw_sources),
         scored=len(predictions),
@@ -82,6 +100,7 @@ def conservation(
         unknown_sources=unknown,
         duplicate_event_ids=sum(count - 1 for count in per_event.values() if count > 1),
         lost_examples=lost[:10],
+        dead_letter_bytes_mismatch=altered,
     )
 
 

@@ -20,13 +20,14 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from churnstream import badinput
 from churnstream.analysis import (
@@ -50,7 +51,7 @@ from churnstream.kafka_io import (
     make_consumer,
     make_producer,
 )
-from churnstream.model import load_model
+from churnstream.scoring import HEADER_KEY_ABSENT
 from config import (
     ENV_CONSUMER_GROUP,
     ENV_TOPIC_DEADLETTER,
@@ -59,6 +60,9 @@ from config import (
     PROJECT_ROOT,
     Settings,
 )
+
+if TYPE_CHECKING:
+    from churnstream.model import ChurnModel
 
 logger = logging.getLogger(__name__)
 
@@ -135,10 +139,47 @@ class Check:
 
 
 def verify(settings: Settings) -> list[Check]:
-    """Broker, topics, model and data: each checked on its own, so one failure hides no other."""
+    """Broker, topics, model and data: each checked on its own, so one failure hides no other.
+
+    The model and the data are checked first, and missing topics are created only when both
+    pass: a start-up fault (a missing model, an altered CSV) changes nothing on the broker.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Connect while the model loads (scikit-learn's import alone takes seconds), so a broker
+        # that is down is reported within the same 10 s as from the scripts.
+        connecting = pool.submit(make_admin, settings, "churn-verify")
+        local = _local_checks(settings)
+        return _broker_checks(connecting, settings, local) + local
+
+
+def _load_model(path: Path) -> ChurnModel:
+    """Imported here, not at the top: scikit-learn's import takes seconds, and --verify-only
+    connects to the broker meanwhile (see verify)."""
+    from churnstream.model import load_model  # noqa: PLC0415
+
+    return load_model(path)
+
+
+def _local_checks(settings: Settings) -> list[Check]:
+    local: list[Check] = []
+    try:
+        model = _load_model(settings.model_path)
+        detail = f"{model.version}, sha256 matches its card ({settings.model_path.name})"
+        local.append(Check("model integrity", True, detail))
+    except PipelineError as exc:
+        local.append(Check("model integrity", False, str(exc)))
+    try:
+        verify_dataset(settings.data_path)
+        local.append(Check("data checksum", True, f"{settings.data_path.name} sha256 {DATASET_SHA256[:12]}..."))
+    except PipelineError as exc:
+        local.append(Check("data checksum", False, str(exc)))
+    return local
+
+
+def _broker_checks(connecting: Future[KafkaAdminClient], settings: Settings, local: list[Check]) -> list[Check]:
     checks: list[Check] = []
     try:
-        admin = make_admin(settings, client_id="churn-verify")
+        admin = connecting.result()
     except PipelineError as exc:
         checks.append(Check("broker answers", False, str(exc)))
         checks.append(Check("topics exist", False, "skipped: no broker"))
@@ -147,24 +188,19 @@ def verify(settings: Settings) -> list[Check]:
             version = broker_version(admin)
             checks.append(Check("broker answers", True, f"{settings.bootstrap_servers}, Kafka API {version}"))
             topics = [settings.topic_raw, settings.topic_predictions, settings.topic_deadletter]
-            created = ensure_topics(admin, settings, topics)
-            detail = ", ".join(topics) + (f" (created {', '.join(created)})" if created else "")
-            checks.append(Check("topics exist", True, detail))
+            if all(check.passed for check in local):
+                created = ensure_topics(admin, settings, topics)
+                detail = ", ".join(topics) + (f" (created {', '.join(created)})" if created else "")
+                checks.append(Check("topics exist", True, detail))
+            else:
+                with kafka_errors_translated(settings):
+                    missing = sorted(set(topics) - set(admin.list_topics()))
+                detail = f"skipped creating {', '.join(missing)}: fix the failed checks first" if missing else ""
+                checks.append(Check("topics exist", not missing, detail or ", ".join(topics)))
         except PipelineError as exc:
             checks.append(Check("topics exist", False, str(exc)))
         finally:
             admin.close()
-    try:
-        model = load_model(settings.model_path)
-        detail = f"{model.version}, sha256 matches its card ({settings.model_path.name})"
-        checks.append(Check("model integrity", True, detail))
-    except PipelineError as exc:
-        checks.append(Check("model integrity", False, str(exc)))
-    try:
-        verify_dataset(settings.data_path)
-        checks.append(Check("data checksum", True, f"{settings.data_path.name} sha256 {DATASET_SHA256[:12]}..."))
-    except PipelineError as exc:
-        checks.append(Check("data checksum", False, str(exc)))
     return checks
 
 
@@ -311,6 +347,7 @@ class OutcomeReader(threading.Thread):
                 key=record.key,
                 value=record.value,
                 readable_ms=now_ms,
+                key_absent=_header(record.headers, HEADER_KEY_ABSENT) == "true",
             )
         )
 
@@ -430,7 +467,7 @@ def _sample_check(
     settings: Settings, raw: dict[tuple[int, int], RawRecord], predictions: list[Prediction], seed: int
 ) -> dict[str, Any]:
     """Recompute a sample of published probabilities offline, with the same model, in one call."""
-    model = load_model(settings.model_path)
+    model = _load_model(settings.model_path)
     sample = random.Random(seed).sample(predictions, min(SAMPLE_SIZE, len(predictions)))
     features, published = [], []
     for prediction in sample:
@@ -572,6 +609,7 @@ def run_scenario(settings: Settings, plan: RunPlan, results_dir: Path) -> dict[s
             "duplicated": counts.duplicated + counts.unknown_sources,
             "duplicate_event_ids": counts.duplicate_event_ids,
             "lost_examples": [list(s) for s in counts.lost_examples],
+            "dead_letter_bytes_mismatch": counts.dead_letter_bytes_mismatch,
             "malformed_outputs": reader.malformed_outputs,
             "dead_letter_stages": stage_counts(reader.dead_letters),
             "latency_ms": latency_summary(e2e),
@@ -653,6 +691,14 @@ def judge(results: dict[str, Any], plan: RunPlan, failures: list[str]) -> list[C
             "dead letters = injected malformed events",
             results["dead_lettered"] == plan.inject_bad,
             f"dead-lettered {results['dead_lettered']}, injected {plan.inject_bad}",
+        )
+    )
+    mismatched = results["dead_letter_bytes_mismatch"]
+    criteria.append(
+        Criterion(
+            "dead letters keep the original key and value bytes",
+            mismatched == 0,
+            f"{mismatched} of {results['dead_lettered']} dead letters differ from the raw record they name",
         )
     )
     valid_sent = producer["acknowledged"]

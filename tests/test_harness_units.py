@@ -5,9 +5,18 @@ from __future__ import annotations
 import pytest
 
 from churnstream import badinput
-from churnstream.analysis import DeadLetter, Prediction, RawRecord, conservation, latency_summary, per_second
+from churnstream.analysis import (
+    DeadLetter,
+    Prediction,
+    RawRecord,
+    conservation,
+    dead_letter_keeps_bytes,
+    latency_summary,
+    per_second,
+)
 from churnstream.errors import InvalidEvent
 from churnstream.events import decode_value, utc_now_iso, validate_event
+from churnstream.harness import RunPlan, judge
 
 CATALOGUE = badinput.catalogue("unit", utc_now_iso())
 
@@ -64,3 +73,42 @@ def test_latency_summary_and_timeline() -> None:
     assert summary["p50"] == 50.5 and summary["max"] == 100.0 and summary["count"] == 100
     assert latency_summary([])["p99"] is None
     assert per_second([1000.0, 1500.0, 2100.0, 4999.0], origin_ms=1000.0) == [2, 1, 0, 1]
+
+
+def test_dead_letter_bytes_are_compared_with_the_raw_record_they_name() -> None:
+    raw = [
+        RawRecord((0, 0), b"k", b'{"a": 1}', 0),
+        RawRecord((0, 1), None, None, 0),  # neither key nor value
+        RawRecord((0, 2), None, b"\xff", 0),
+        RawRecord((0, 3), b"k", b"", 0),
+    ]
+    dead = [
+        DeadLetter((0, 0), "decode", "r", b"k", b'{"a": 2}', 1.0),  # value altered
+        DeadLetter((0, 1), "decode", "r", b"", None, 1.0, key_absent=True),  # the consumer's stand-in: equal
+        DeadLetter((0, 2), "decode", "r", b"", b"\xff", 1.0),  # a null key became empty: altered
+        DeadLetter((0, 3), "decode", "r", b"k", b"", 1.0),  # equal
+    ]
+    counts = conservation(raw, [], dead)
+    assert counts.dead_letter_bytes_mismatch == 2
+    assert counts.exact  # every record has its one outcome; the bytes are judged on their own
+    assert not dead_letter_keeps_bytes(raw[0], DeadLetter((0, 0), "d", "r", b"k", b"x", 1.0, key_absent=True))
+
+
+def test_the_harness_fails_a_run_whose_dead_letters_lost_bytes() -> None:
+    results = {
+        "producer": {"exit_code": 0, "sent": 10, "acknowledged": 10},
+        "consumers": [{"exit_code": 0}],
+        "lost": 0,
+        "raw_records": 12,
+        "duplicated": 0,
+        "duplicate_event_ids": 0,
+        "dead_lettered": 2,
+        "dead_letter_bytes_mismatch": 1,
+        "scored": 10,
+        "sample_check": {"checked": 10, "mismatches": 0, "max_abs_diff": 0.0},
+        "malformed_outputs": 0,
+    }
+    criteria = {c.name: c for c in judge(results, RunPlan(inject_bad=2), [])}
+    failed = [name for name, c in criteria.items() if not c.passed]
+    assert failed == ["dead letters keep the original key and value bytes"]
+    assert criteria[failed[0]].detail == "1 of 2 dead letters differ from the raw record they name"
