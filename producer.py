@@ -1,6 +1,6 @@
 """Send Telco customer rows to Kafka as events: a steady stream, or a resumable batch load.
 
-A thin CLI over :mod:`churnstream.producing`; see docs/producer.md for the event contract,
+A thin CLI over :mod:`churnstream.producing`; see KAFKA_README.md ("Producer") for the event contract,
 every flag, the checkpoint and the exit codes.
 """
 
@@ -48,7 +48,7 @@ examples:
 
 exit codes: 0 every event acknowledged, 1 some failed, 2 no broker, 3 bad setting,
 4 bad data file, 8/9 authentication/TLS, 10 checkpoint conflict, 64 bad arguments
-(all of them: docs/producer.md)
+(all of them: KAFKA_README.md, "Exit codes")
 """
 
 STREAMING_ONLY = ("events_per_sec", "duration", "seed")

@@ -38,7 +38,7 @@ from churnstream.schema import FEATURES, ID_COLUMN, Categorical, Numeric
 
 logger = logging.getLogger(__name__)
 
-# Dead-letter header names: a contract with whoever reads the dead-letter topic (docs/consumer.md).
+# Dead-letter header names: a contract with whoever reads the dead-letter topic (KAFKA_README.md, "Consumer").
 HEADER_STAGE = "dl.stage"
 HEADER_REASON = "dl.reason"
 HEADER_ERROR_CLASS = "dl.error_class"

@@ -299,7 +299,7 @@ def test_kill_9_mid_run_then_restart_loses_nothing(
     assert set(committed) == {event["event_id"] for event in events}  # nothing lost
     duplicates = sum(committed.values()) - len(events)
     written = len(read_all(settings, settings.topic_predictions, committed=False))
-    print(  # shown with -s: the evidence for docs/consumer.md
+    print(  # shown with -s: the evidence for KAFKA_README.md
         f"\n{guarantee}: {len(KILL_DELAYS_S)} kill -9s; the final run took {restart_s:.1f} s and scored "
         f"{restarted['consumed']}; read_committed sees {sum(committed.values())} predictions for {len(events)} "
         f"events ({duplicates} duplicates); {written} were written in all (aborted transactions included)"
