@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from churnstream.cli import add_logging_options, make_parser, run, setup_logging
+from churnstream.cli import add_logging_options, make_parser, run, setup_logging, tune_garbage_collector
 from churnstream.consuming import (
     AT_LEAST_ONCE,
     DEFAULT_FETCH_MAX_WAIT_MS,
@@ -49,7 +49,6 @@ from churnstream.consuming import (
     PRODUCER_RETRY_BACKOFF_MS,
     ConsumerOptions,
     run_consumer,
-    tune_garbage_collector,
 )
 from churnstream.data import load_rows
 from churnstream.errors import PipelineError

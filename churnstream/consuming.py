@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import gc
 import logging
 import os
 import re
@@ -38,7 +37,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, Me
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 
-from churnstream.cli import StopFlag
+from churnstream.cli import StopFlag, tune_garbage_collector
 from churnstream.errors import PipelineError
 from churnstream.events import DEFAULT_MAX_VALUE_BYTES
 from churnstream.kafka_io import (
@@ -799,24 +798,6 @@ class _BrokerCheck:
             if self._admin is not None:
                 self._admin.close()
                 self._admin = None
-
-
-GC_GEN0_THRESHOLD = 20_000
-
-
-def tune_garbage_collector() -> None:
-    """Freeze what start-up built and collect young objects less often.
-
-    A full collection walks every object alive, and after importing scikit-learn and pandas that
-    is a lot: measured 240 ms per 20,000 events (12 us an event, ~10 % of the consumer's time),
-    nearly all of it in generation-2 passes over the imported modules. ``gc.freeze()`` moves
-    them out of the collector's sight; a larger generation-0 threshold suits a loop that makes
-    and drops a batch of short-lived, acyclic objects (freed by reference counting anyway).
-    """
-    gc.collect()
-    gc.freeze()
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def load_model_and_admin(settings: Settings, model: Scorer | None) -> tuple[Scorer, KafkaAdminClient]:

@@ -40,6 +40,7 @@ from churnstream.analysis import (
     per_second,
     stage_counts,
 )
+from churnstream.cli import tune_garbage_collector
 from churnstream.data import DATASET_SHA256, verify_dataset
 from churnstream.errors import InvalidEvent, PipelineError
 from churnstream.events import decode_value, ts_to_epoch_ms, utc_now_iso, validate_event
@@ -518,6 +519,7 @@ def run_scenario(settings: Settings, plan: RunPlan, results_dir: Path) -> dict[s
         admin.close()
 
     reader = OutcomeReader(run_settings, topics)
+    tune_garbage_collector()  # GC passes would hold the GIL and delay the reader's timestamps
     reader.start_reading()
     results: dict[str, Any] = {
         "run_id": run_id,

@@ -39,7 +39,7 @@ from churnstream.checkpoint import (
     remove_stale_temp_files,
     write_checkpoint,
 )
-from churnstream.cli import StopFlag
+from churnstream.cli import StopFlag, tune_garbage_collector
 from churnstream.data import read_rows, sha256_file
 from churnstream.errors import DataError, InvalidEvent
 from churnstream.events import EVENT_ID, EVENT_TS, encode_event, format_ts, row_to_event
@@ -696,6 +696,7 @@ def produce_streaming(settings: Settings, options: StreamingOptions, stop: StopF
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
     topic = settings.topic_raw
     producer = connect(settings, topic, "churn-producer-streaming", **STREAMING_PRODUCER_OPTIONS)
+    tune_garbage_collector()  # the prepared rows and the client live for the whole run
     try:
         run_id = new_run_id()
         logger.info(
@@ -754,6 +755,7 @@ def produce_batch(settings: Settings, options: BatchOptions, stop: StopFlag) -> 
             now_ts=EventClock()(),
         )
         producer = connect(settings, topic, "churn-producer-batch", **BATCH_PRODUCER_OPTIONS)
+        tune_garbage_collector()  # the prepared rows and the client live for the whole run
         try:
             if options.resume:
                 logger.info("resuming %s from checkpoint %s", checkpoint.describe(), checkpoint_path)
