@@ -34,7 +34,6 @@ import os
 import platform
 import shlex
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -146,21 +145,6 @@ def cores_used(before: CpuSample, after: CpuSample, seconds: float) -> dict[str,
 
 
 # --- a private cluster ------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def private_layout(home: Path, brokers: int) -> broker.Layout:
-    """A layout on free ports: node n uses port + 100n and controller port + 100n."""
-    while True:
-        port = _free_port()
-        ladder = [p + broker.NODE_PORT_STEP * n for n in range(brokers) for p in (port, port + 1)]
-        if max(ladder) < 65535 and not any(broker.port_in_use(p) for p in ladder):
-            return broker.Layout(home=home, brokers=brokers, port=port, controller_port=port + 1)
 
 
 # --- one run --------------------------------------------------------------------------------
@@ -565,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         work_root = Path(tempfile.mkdtemp(prefix="bench-scaling-"))
         try:
             for brokers in args.brokers:
-                layout = private_layout(work_root / f"cluster-{brokers}", brokers)
+                layout = broker.private_layout(work_root / f"cluster-{brokers}", brokers)
                 logger.warning("starting a %d-broker cluster at %s", brokers, layout.bootstrap_servers)
                 broker.up(layout)
                 try:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import signal
@@ -251,6 +252,33 @@ def port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.5)
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def private_layout(home: Path, brokers: int = 1, secure: bool = False) -> Layout:
+    """A layout on free ports, for tests and benchmarks that need a cluster of their own.
+
+    Ports are taken below the kernel's ephemeral range (32768-60999 on Linux): a port there can be
+    free when checked and then taken by some client's outgoing connection before the JVM binds it
+    (seen: a 3-node benchmark cluster failing with "Address already in use"). Every port of every
+    node (client, controller, secure) must be free.
+    """
+    offsets = (0, 1, 2) if secure else (0, 1)
+    rng = random.Random()
+    for _ in range(1000):
+        base = rng.randrange(20_000, 32_000 - NODE_PORT_STEP * brokers)
+        ladder = [base + offset + NODE_PORT_STEP * node for node in range(brokers) for offset in offsets]
+        if all(_bindable(port) and not port_in_use(port) for port in ladder):
+            return Layout(home=home, brokers=brokers, port=base, controller_port=base + 1, secure=secure)
+    raise BrokerToolingError("found no free ports for a private cluster between 20000 and 32000")
 
 
 def load_layout(home: Path) -> Layout | None:

@@ -29,14 +29,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def free_port_pair() -> tuple[int, int]:
-    """Two free ports for a single-node cluster (client, controller)."""
-    while True:
-        port = free_port()
-        if port < 65000 and not broker.port_in_use(port + 1):
-            return port, port + 1
-
-
 def broker_answers(bootstrap: str, timeout_ms: int = 3000) -> bool:
     host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
     try:
@@ -57,17 +49,7 @@ def start_local_cluster(home: Path, brokers: int = 1, secure: bool = False) -> b
 
     ``secure`` adds the SASL_SSL listener on port + 2 of each node (``up --secure``).
     """
-    offsets = (0, 1, 2) if secure else (0, 1)
-    if brokers == 1 and not secure:
-        port, controller = free_port_pair()
-    else:  # node n uses port + 100n: find a base whose whole ladder is free
-        while True:
-            port = free_port()
-            controller = port + 1
-            ladder = [port + offset + 100 * n for n in range(brokers) for offset in offsets]
-            if max(ladder) < 65535 and not any(broker.port_in_use(p) for p in ladder):
-                break
-    layout = broker.Layout(home=home, brokers=brokers, port=port, controller_port=controller, secure=secure)
+    layout = broker.private_layout(home, brokers, secure)
     broker.up(layout)
     return layout
 

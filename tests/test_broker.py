@@ -14,7 +14,7 @@ from kafka.admin import NewTopic
 
 from churnstream import broker
 from churnstream.errors import EXIT_BROKER_TOOLING, BrokerToolingError
-from tests.helpers import ROOT, free_port_pair
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -32,8 +32,9 @@ def launcher(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.timeout(300)
 def test_up_twice_down_up_keeps_the_data(tmp_path: Path) -> None:
-    port, controller = free_port_pair()
     home = tmp_path / "home"
+    free = broker.private_layout(home)
+    port, controller = free.port, free.controller_port
     ports = ["--port", str(port), "--controller-port", str(controller)]
     try:
         first = launcher(home, "up", *ports)
@@ -78,7 +79,7 @@ def test_a_port_taken_by_something_else_fails_in_one_line(tmp_path: Path) -> Non
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        _, controller = free_port_pair()
+        controller = broker.private_layout(tmp_path / "unused").controller_port
         start = time.monotonic()
         result = launcher(tmp_path / "home", "up", "--port", str(port), "--controller-port", str(controller))
     assert result.returncode == EXIT_BROKER_TOOLING
