@@ -736,5 +736,4 @@ def test_6_startup_fault_is_one_line_a_distinct_code_and_changes_nothing(
     figures(f"scenario-6 fault={name} command={command[0]}", exit=result.returncode, seconds=seconds, lines=len(lines))
     assert result.returncode == code
     assert not created, f"{name} left topics behind: {created}"
-    if command[0] != VERIFY[0]:
-        assert seconds < 10  # verify-only runs every check in turn: its times are reported, not bounded
+    assert seconds < 10  # verify-only connects while the model loads, so it fits the bound too
