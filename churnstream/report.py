@@ -116,6 +116,15 @@ def render_markdown(results: dict[str, Any], plot_name: str | None) -> str:
         "",
         "## Scenarios",
         "",
+        *(
+            [
+                f"Before them, a warm-up run ({results['warm_up']['plan_text']}) let the broker's JIT compile its "
+                "code; it is not judged or counted. ",
+                "",
+            ]
+            if results.get("warm_up")
+            else []
+        ),
         "| Scenario | Sent | Scored | Dead-lettered | Lost | Duplicated | p50 ms | p95 ms | p99 ms | max ms | Result |",
         "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --- |",
     ]
