@@ -120,15 +120,21 @@ def latency_summary(values_ms: Sequence[float]) -> dict[str, float | None]:
     }
 
 
-def per_second(times_ms: Sequence[float], origin_ms: float) -> list[int]:
-    """Counts per whole second after ``origin_ms`` (a throughput timeline)."""
+def timeline_bin_ms(times_ms: Sequence[float], origin_ms: float) -> float:
+    """A bin width that shows the shape of a run: 1 s bins, or 100 ms ones for runs under 10 s."""
+    span_ms = max(times_ms, default=origin_ms) - origin_ms
+    return 100.0 if span_ms < 10_000 else 1000.0
+
+
+def rate_per_bin(times_ms: Sequence[float], origin_ms: float, bin_ms: float = 1000.0) -> list[float]:
+    """Events per second in consecutive bins of ``bin_ms`` after ``origin_ms`` (a throughput timeline)."""
     if not times_ms:
         return []
-    seconds = np.floor((np.asarray(times_ms, dtype=float) - origin_ms) / 1000.0).astype(int)
-    seconds = seconds[seconds >= 0]
-    if seconds.size == 0:
+    bins = np.floor((np.asarray(times_ms, dtype=float) - origin_ms) / bin_ms).astype(int)
+    bins = bins[bins >= 0]
+    if bins.size == 0:
         return []
-    return np.bincount(seconds).tolist()
+    return (np.bincount(bins) * (1000.0 / bin_ms)).tolist()
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,9 @@ from churnstream.analysis import (
     RawRecord,
     conservation,
     latency_summary,
-    per_second,
+    rate_per_bin,
     stage_counts,
+    timeline_bin_ms,
 )
 from churnstream.cli import tune_garbage_collector
 from churnstream.data import DATASET_SHA256, verify_dataset
@@ -577,6 +578,8 @@ def run_scenario(settings: Settings, plan: RunPlan, results_dir: Path) -> dict[s
     processing = [p.processed_ts_ms - p.event_ts_ms for p in reader.predictions]
     producer_start_ms = producer.started_at * 1000.0
     outcome_times = [p.readable_ms for p in reader.predictions] + [d.readable_ms for d in reader.dead_letters]
+    produced_times = [float(r.timestamp_ms) for r in raw_records]
+    bin_ms = timeline_bin_ms(outcome_times, producer_start_ms)
     sample = _sample_check(run_settings, raw_by_source, reader.predictions, plan.seed)
 
     results.update(
@@ -625,8 +628,9 @@ def run_scenario(settings: Settings, plan: RunPlan, results_dir: Path) -> dict[s
             ),
             "sample_check": sample,
             "timeline": {
-                "produced_per_s": per_second([float(r.timestamp_ms) for r in raw_records], producer_start_ms),
-                "readable_per_s": per_second(outcome_times, producer_start_ms),
+                "bin_s": bin_ms / 1000.0,
+                "produced_per_s": rate_per_bin(produced_times, producer_start_ms, bin_ms),
+                "readable_per_s": rate_per_bin(outcome_times, producer_start_ms, bin_ms),
             },
             "latencies_ms_sample": _thin(e2e, 5000),
         }

@@ -70,8 +70,11 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     for row, result in enumerate(scenarios):
         timeline = result["timeline"]
         left, right = axes[row]
-        left.plot(timeline["produced_per_s"], label="produced (raw topic)", drawstyle="steps-post")
-        left.plot(timeline["readable_per_s"], label="outcomes readable", drawstyle="steps-post")
+        bin_s = timeline.get("bin_s", 1.0)
+        for key, label in (("produced_per_s", "produced (raw topic)"), ("readable_per_s", "outcomes readable")):
+            rates = timeline[key]
+            if rates:
+                left.stairs(rates, [i * bin_s for i in range(len(rates) + 1)], label=label, linewidth=1.5)
         left.set_title(f"{result['label'] or result['mode']}: throughput", fontsize=10)
         left.set_xlabel("seconds since the producer started")
         left.set_ylabel("events per second")

@@ -12,7 +12,8 @@ from churnstream.analysis import (
     conservation,
     dead_letter_keeps_bytes,
     latency_summary,
-    per_second,
+    rate_per_bin,
+    timeline_bin_ms,
 )
 from churnstream.errors import InvalidEvent
 from churnstream.events import decode_value, utc_now_iso, validate_event
@@ -72,7 +73,11 @@ def test_latency_summary_and_timeline() -> None:
     summary = latency_summary([float(v) for v in range(1, 101)])
     assert summary["p50"] == 50.5 and summary["max"] == 100.0 and summary["count"] == 100
     assert latency_summary([])["p99"] is None
-    assert per_second([1000.0, 1500.0, 2100.0, 4999.0], origin_ms=1000.0) == [2, 1, 0, 1]
+    assert rate_per_bin([1000.0, 1500.0, 2100.0, 4999.0], origin_ms=1000.0) == [2.0, 1.0, 0.0, 1.0]
+    assert rate_per_bin([0.0, 50.0, 150.0], origin_ms=0.0, bin_ms=100.0) == [20.0, 10.0]  # events per second
+    assert rate_per_bin([], origin_ms=0.0) == []
+    assert timeline_bin_ms([1000.0, 2500.0], origin_ms=0.0) == 100.0  # a 2.5 s run: bins of 100 ms
+    assert timeline_bin_ms([60_000.0], origin_ms=0.0) == 1000.0
 
 
 def test_dead_letter_bytes_are_compared_with_the_raw_record_they_name() -> None:
