@@ -18,8 +18,8 @@ from kafka import KafkaAdminClient
 
 from churnstream import broker
 from churnstream.data import DATASET_SHA256, sha256_file
-from config import DEFAULT_BOOTSTRAP_SERVERS, DEFAULT_DATA_PATH, DEFAULT_MODEL_PATH, Settings, settings_from
-from tests.helpers import broker_answers, start_local_cluster
+from config import DEFAULT_BOOTSTRAP_SERVERS, DEFAULT_DATA_PATH, Settings, settings_from
+from tests.helpers import broker_answers, private_pipeline_env, start_local_cluster
 
 
 @pytest.fixture(scope="session")
@@ -53,16 +53,7 @@ def unique(request: pytest.FixtureRequest) -> Callable[[str], str]:
 @pytest.fixture
 def pipeline_env(kafka_bootstrap: str, unique: Callable[[str], str], tmp_path: Path) -> dict[str, str]:
     """Environment variables for one test's private pipeline: its own topics, group, checkpoints."""
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "KAFKA_TOPIC_RAW": unique("raw"),
-        "KAFKA_TOPIC_PREDICTIONS": unique("pred"),
-        "KAFKA_TOPIC_DEADLETTER": unique("dlq"),
-        "KAFKA_CONSUMER_GROUP": unique("group"),
-        "CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
-        "MODEL_PATH": str(DEFAULT_MODEL_PATH),
-        "DATA_PATH": str(DEFAULT_DATA_PATH),
-    }
+    return private_pipeline_env(kafka_bootstrap, unique, tmp_path)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,23 @@ from kafka.errors import KafkaError
 
 from churnstream import broker
 from churnstream.kafka_io import make_consumer
-from config import Settings
+from config import DEFAULT_DATA_PATH, DEFAULT_MODEL_PATH, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def private_pipeline_env(bootstrap: str, unique: Callable[[str], str], workdir: Path) -> dict[str, str]:
+    """Environment variables for one test's private pipeline: its own topics, group, checkpoints."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_TOPIC_RAW": unique("raw"),
+        "KAFKA_TOPIC_PREDICTIONS": unique("pred"),
+        "KAFKA_TOPIC_DEADLETTER": unique("dlq"),
+        "KAFKA_CONSUMER_GROUP": unique("group"),
+        "CHECKPOINT_DIR": str(workdir / "checkpoints"),
+        "MODEL_PATH": str(DEFAULT_MODEL_PATH),
+        "DATA_PATH": str(DEFAULT_DATA_PATH),
+    }
 
 
 def free_port() -> int:
@@ -62,12 +76,9 @@ def script_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def run_script(
-    script: str, args: list[str], env: Mapping[str, str], timeout: float = 120, **kwargs: Any
-) -> subprocess.CompletedProcess[str]:
-    """Run a top-level script (producer.py, consumer.py, ...) as a real subprocess."""
+def _run(command: list[str], env: Mapping[str, str], timeout: float, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
+        command,
         env=script_env(env),
         cwd=ROOT,
         capture_output=True,
@@ -78,19 +89,18 @@ def run_script(
     )
 
 
+def run_script(
+    script: str, args: list[str], env: Mapping[str, str], timeout: float = 120, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run a top-level script (producer.py, consumer.py, ...) as a real subprocess."""
+    return _run([sys.executable, str(ROOT / script), *args], env, timeout, **kwargs)
+
+
 def run_module(
     module: str, args: list[str], env: Mapping[str, str], timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m module`` (churnstream.replay, churnstream.broker, ...) as a real subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        env=script_env(env),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return _run([sys.executable, "-m", module, *args], env, timeout)
 
 
 def read_all_records(settings: Settings, topic: str) -> list[ConsumerRecord]:

@@ -24,8 +24,8 @@ from churnstream.analysis import conservation
 from churnstream.errors import ConfigError
 from churnstream.harness import ManagedProcess, OutcomeReader, RunTopics, read_topic, wait_for_group
 from churnstream.kafka_io import choose_replication_factor, ensure_topics, make_admin
-from config import DEFAULT_DATA_PATH, DEFAULT_MODEL_PATH, PROJECT_ROOT, Settings, settings_from
-from tests.helpers import run_script, script_env, start_local_cluster
+from config import PROJECT_ROOT, Settings, settings_from
+from tests.helpers import private_pipeline_env, run_script, script_env, start_local_cluster
 
 STREAM_RATE = 250  # events/s: well inside what one consumer scores on a busy 2-core machine
 STREAM_SECONDS = 24
@@ -83,16 +83,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[broker.Layout]
 @pytest.fixture
 def cluster_env(cluster: broker.Layout, unique: Callable[[str], str], tmp_path: Path) -> dict[str, str]:
     """A private pipeline on the cluster. KAFKA_REPLICATION_FACTOR is left unset on purpose."""
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": cluster.bootstrap_servers,
-        "KAFKA_TOPIC_RAW": unique("raw"),
-        "KAFKA_TOPIC_PREDICTIONS": unique("pred"),
-        "KAFKA_TOPIC_DEADLETTER": unique("dlq"),
-        "KAFKA_CONSUMER_GROUP": unique("group"),
-        "CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
-        "MODEL_PATH": str(DEFAULT_MODEL_PATH),
-        "DATA_PATH": str(DEFAULT_DATA_PATH),
-    }
+    return private_pipeline_env(cluster.bootstrap_servers, unique, tmp_path)
 
 
 def _replicas(settings: Settings, topics: list[str]) -> dict[str, set[int]]:
