@@ -317,16 +317,20 @@ def _first_failure(futures: list[Any]) -> BaseException | None:
     return None
 
 
-class TransactionalSink:
-    """Exactly-once: the batch's outputs and its input offsets commit together, or not at all."""
-
-    guarantee = EXACTLY_ONCE
+class _Sink:
+    """What both sinks hold: the output producer, the input consumer, the settings, their timings."""
 
     def __init__(self, producer: KafkaProducer, consumer: KafkaConsumer, settings: Settings) -> None:
         self._producer = producer
         self._consumer = consumer
         self._settings = settings
         self.times = SinkTimes()
+
+
+class TransactionalSink(_Sink):
+    """Exactly-once: the batch's outputs and its input offsets commit together, or not at all."""
+
+    guarantee = EXACTLY_ONCE
 
     def deliver(
         self,
@@ -376,16 +380,10 @@ class TransactionalSink:
                 self._consumer.seek(tp, offset)
 
 
-class AtLeastOnceSink:
+class AtLeastOnceSink(_Sink):
     """At-least-once: commit the input offsets only after every output is acknowledged."""
 
     guarantee = AT_LEAST_ONCE
-
-    def __init__(self, producer: KafkaProducer, consumer: KafkaConsumer, settings: Settings) -> None:
-        self._producer = producer
-        self._consumer = consumer
-        self._settings = settings
-        self.times = SinkTimes()
 
     def deliver(
         self,
