@@ -25,6 +25,11 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def _stages(counts: dict[str, int]) -> str:
+    """{'decode': 3, 'validate': 2} -> 'decode 3, validate 2'."""
+    return ", ".join(f"{stage} {count:,}" for stage, count in counts.items()) or "none"
+
+
 def scenario_lines(result: dict[str, Any]) -> list[str]:
     """The human-readable block for one scenario (stdout and the markdown share it)."""
     producer = result["producer"]
@@ -37,7 +42,7 @@ def scenario_lines(result: dict[str, Any]) -> list[str]:
         f"failed {_fmt(producer['failed'])}; rate requested {_fmt(producer['requested_rate'])}/s, "
         f"achieved {_fmt(producer['achieved_rate'])}/s",
         f"  consumers: scored {_fmt(result['scored'])}, dead-lettered {_fmt(result['dead_lettered'])} "
-        f"(by stage: {result['dead_letter_stages'] or 'none'}); throughput "
+        f"(by stage: {_stages(result['dead_letter_stages'])}); throughput "
         f"{_fmt(throughput['consumer_events_per_sec'])} events/s by the consumers' own count, "
         f"{_fmt(throughput['observed_outcomes_per_sec'])} outcomes/s observed",
         f"  latency  : end-to-end (readable - event_ts) p50 {_fmt(latency['p50'])} / p95 {_fmt(latency['p95'])} / "
