@@ -7,13 +7,13 @@ A thin shell: the loop is churnstream.consuming, the scoring churnstream.scoring
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from churnstream.cli import (
     StopFlag,
     add_logging_options,
     count_or_zero,
     make_parser,
+    output_file,
     positive_number,
     run,
     setup_logging,
@@ -45,7 +45,8 @@ from config import load_settings
 EPILOG = f"""\
 exit codes: 0 done or stopped cleanly, 1 outputs could not be delivered/committed or an unexpected
 error, 2 broker unreachable, 3 bad setting, 5 model missing, 6 model fails its integrity check,
-7 input topic missing, 64 bad arguments.
+7 input topic missing, 8/9 authentication/TLS, 12 wrong security protocol, 64 bad arguments,
+130 a second Ctrl-C cut the clean stop short.
 
 guarantees: {EXACTLY_ONCE} (default) commits each batch's outputs and input offsets in one Kafka
 transaction (read outputs with isolation.level=read_committed); {AT_LEAST_ONCE} commits offsets
@@ -137,7 +138,7 @@ def make_argument_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="log progress on stderr every N events, 0 for never (default %(default)s)",
     )
-    output.add_argument("--summary-json", type=Path, metavar="PATH", help="also write the final summary as JSON")
+    output.add_argument("--summary-json", type=output_file, metavar="PATH", help="also write the final summary as JSON")
     add_logging_options(parser)
     return parser
 

@@ -15,6 +15,7 @@ from churnstream.cli import (
     StopFlag,
     add_logging_options,
     make_parser,
+    output_file,
     positive_number,
     run,
     setup_logging,
@@ -47,7 +48,8 @@ examples:
   python producer.py --mode batch --repeat 15 --no-progress --summary-json results/load.json
 
 exit codes: 0 every event acknowledged, 1 some failed, 2 no broker, 3 bad setting,
-4 bad data file, 8/9 authentication/TLS, 10 checkpoint conflict, 64 bad arguments
+4 bad data file, 8/9 authentication/TLS, 10 checkpoint conflict, 12 wrong security protocol,
+64 bad arguments, 130 a second Ctrl-C cut the clean stop short
 (all of them: KAFKA_README.md, "Exit codes")
 """
 
@@ -66,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="report a row that is not a valid event (with its line number) and go on; default: stop",
     )
-    parser.add_argument("--summary-json", type=Path, metavar="PATH", help="also write the run summary as JSON")
+    parser.add_argument("--summary-json", type=output_file, metavar="PATH", help="also write the run summary as JSON")
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar (it is off anyway when stderr is not a terminal)"
     )

@@ -19,7 +19,6 @@ import shlex
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,7 +27,9 @@ from churnstream import broker
 from churnstream.cli import (
     add_logging_options,
     count_or_zero,
+    interrupt_on_sigterm,
     make_parser,
+    output_file,
     positive_number,
     run,
     setup_logging,
@@ -53,6 +54,15 @@ BENCHMARK_SUITE = (
 # JVM's interpreter until the JIT compiles it, and creates its transaction and offsets topics on
 # first use. Measured: p99 at 1,000 events/s was 462 ms on a just-started broker, 175 ms right after.
 WARM_UP = RunPlan(mode="streaming", events_per_sec=1000, duration_s=20, label="warm-up (not judged)")
+
+
+# The flags that shape a run: --verify-only takes none of them; --suite fixes the scenarios'.
+SUITE_FIXES = ("mode", "events_per_sec", "duration", "limit", "repeat", "p99_goal_ms", "batch_goal_s")
+RUN_FLAGS = (*SUITE_FIXES, "suite", "consumers", "inject_bad", "guarantee", "consumer_arg", "seed", "keep_topics")
+
+
+def flag_names(names: list[str]) -> str:
+    return ", ".join("--" + name.replace("_", "-") for name in names)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,10 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output = parser.add_argument_group("output")
     output.add_argument(
-        "--results-json", type=Path, default=DEFAULT_RESULTS_JSON, help="results file (default results/latest.json)"
+        "--results-json",
+        type=output_file,
+        default=DEFAULT_RESULTS_JSON,
+        help="results file (default results/latest.json)",
     )
     output.add_argument(
-        "--report", type=Path, default=DEFAULT_REPORT, help="markdown report to regenerate (default TEST_RESULTS.md)"
+        "--report",
+        type=output_file,
+        default=DEFAULT_REPORT,
+        help="markdown report to regenerate (default TEST_RESULTS.md)",
     )
     output.add_argument("--no-report", action="store_true", help="write the JSON only")
     output.add_argument(
@@ -180,8 +196,11 @@ def write_outputs(results: dict[str, Any], args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.suite and (args.limit or args.repeat != 1):
-        parser.error("--suite runs fixed scenarios; --limit and --repeat do not apply")
+    chosen = [name for name in RUN_FLAGS if getattr(args, name) != parser.get_default(name)]
+    if args.suite and (fixed := [name for name in chosen if name in SUITE_FIXES]):
+        parser.error(f"{flag_names(fixed)}: not used by --suite, which runs fixed scenarios")
+    if args.verify_only and chosen:
+        parser.error(f"{flag_names(chosen)}: not used by --verify-only, which runs nothing")
     setup_logging(args.verbose, args.quiet)
 
     def body() -> int:
@@ -220,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{verdict}: results in {args.results_json}{report}")
         return EXIT_OK if results["passed"] else EXIT_FAILURE
 
-    return run(body)
+    with interrupt_on_sigterm():  # SIGTERM, like Ctrl-C, stops the run's subprocesses on the way out
+        return run(body)
 
 
 if __name__ == "__main__":

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from churnstream.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PipelineError
+from churnstream.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PipelineError
 
 logger = logging.getLogger("churnstream")
 
@@ -60,6 +62,20 @@ def positive_number(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
     return value
+
+
+def output_file(text: str) -> Path:
+    """argparse type: a file the run will write at its end, checked now, so a typo in the path
+    is a usage error before the run rather than a traceback after it."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file")
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {ancestor} is not a writable directory")
+    return path
 
 
 def add_logging_options(parser: argparse.ArgumentParser) -> None:
@@ -143,6 +159,24 @@ def stop_on_signals(stop: StopFlag) -> Iterator[StopFlag]:
             signal.signal(sig, old)
 
 
+@contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so ``finally`` blocks run (the harness's
+    clean-up of its subprocesses). Without it SIGTERM ends Python at once and orphans them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(body: Callable[[], int]) -> int:
     """Run a script body, turning expected failures into one line and an exit code."""
     try:
@@ -151,8 +185,8 @@ def run(body: Callable[[], int]) -> int:
         print(f"Error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
-        return EXIT_OK
+        print("Interrupted: stopped before the clean stop finished; no summary.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception:
         logger.exception("unexpected error")
         return EXIT_FAILURE

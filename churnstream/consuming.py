@@ -758,7 +758,7 @@ class _BrokerCheck:
     """``make_admin`` on a background thread, so its bootstrap timeout overlaps the model load.
 
     Importing scikit-learn and loading the model take 2-4 s here and kafka_io's bootstrap timeout
-    is 8 s: in sequence, "broker down" took 11-12 s to report; overlapped, about 8.5 s.
+    is 6 s: in sequence, "broker down" took 11-12 s to report; overlapped, about 6.5 s.
     """
 
     def __init__(self, settings: Settings) -> None:

@@ -22,6 +22,7 @@ EXIT_CHECKPOINT = 10  # an unfinished batch checkpoint needs --resume or --resta
 EXIT_BROKER_TOOLING = 11  # Java, Maven or the local broker launcher failed
 EXIT_PROTOCOL = 12  # the broker closed the connection unanswered: it expects another security protocol
 EXIT_USAGE = 64  # bad command-line arguments (BSD sysexits EX_USAGE)
+EXIT_INTERRUPTED = 130  # stopped by a second Ctrl-C/SIGTERM before the clean stop finished (128 + SIGINT)
 
 
 class PipelineError(Exception):
