@@ -1,8 +1,9 @@
 """Shared fixtures: one real Kafka broker per test session, unique topics and groups per test.
 
-The broker: if something answers at ``KAFKA_BOOTSTRAP_SERVERS`` (default localhost:29092), the
-tests use it; otherwise the session starts the project's own KRaft broker in a temporary home on
-free ports and stops it at the end, so a test run leaves nothing behind.
+The broker: the session starts the project's own KRaft broker in a temporary home on free ports
+and stops it at the end, so a test run leaves nothing behind (and never touches the broker of
+``make demo`` or a cluster named in ``.env``). ``TEST_KAFKA_BOOTSTRAP_SERVERS`` names a running
+broker to use instead.
 """
 
 from __future__ import annotations
@@ -18,15 +19,25 @@ from kafka import KafkaAdminClient
 
 from churnstream import broker
 from churnstream.data import DATASET_SHA256, sha256_file
-from config import DEFAULT_BOOTSTRAP_SERVERS, DEFAULT_DATA_PATH, Settings, settings_from
+from config import DEFAULT_DATA_PATH, Settings, settings_from
 from tests.helpers import broker_answers, private_pipeline_env, start_local_cluster
+
+TEST_BOOTSTRAP_ENV = "TEST_KAFKA_BOOTSTRAP_SERVERS"
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    candidate = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP_SERVERS
-    if broker_answers(candidate):
-        yield candidate
+    """The session's broker: a private one on free ports, started here and stopped at the end.
+
+    An existing broker is used only when named in TEST_KAFKA_BOOTSTRAP_SERVERS (a faster loop while
+    developing). Never KAFKA_BOOTSTRAP_SERVERS: that may name a real cluster (from .env), and the
+    demo broker on localhost:29092 should not fill with test topics.
+    """
+    named = os.environ.get(TEST_BOOTSTRAP_ENV)
+    if named:
+        if not broker_answers(named):
+            pytest.exit(f"{TEST_BOOTSTRAP_ENV}={named}: no broker answers there", returncode=2)
+        yield named
         return
     layout = start_local_cluster(tmp_path_factory.mktemp("kafka-home"))
     try:
