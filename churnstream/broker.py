@@ -538,15 +538,16 @@ def provision_pipeline(layout: Layout, settings: Settings, user: str = PIPELINE_
     create its topics, and grant it its least rights (acl.pipeline_acls; with ``harness``, also
     the prefixed rights test_pipeline.py needs). Done over the plaintext listener, where the
     launcher is a super user. Existing topics and ACLs are left as they are."""
-    from churnstream.consuming import DEADLETTER_MAX_MESSAGE_BYTES  # noqa: PLC0415 - only secure mode needs it
+    from churnstream.kafka_io import topic_configs  # noqa: PLC0415 - only secure mode needs it
 
     names = (settings.topic_raw, settings.topic_predictions, settings.topic_deadletter, settings.consumer_group)
     replicas = min(layout.brokers, 3)
     specs: dict[str, dict[str, object]] = {
         name: {"num_partitions": settings.topic_partitions, "replication_factor": replicas} for name in names[:3]
     }
-    # as the consumer would create it: a dead letter carries a raw value as large as the raw topic takes
-    specs[settings.topic_deadletter]["configs"] = {"max.message.bytes": str(DEADLETTER_MAX_MESSAGE_BYTES)}
+    for name, spec in specs.items():  # as the pipeline would create them
+        if configs := topic_configs(settings, name):
+            spec["configs"] = configs
     admin = KafkaAdminClient(bootstrap_servers=layout.bootstrap_servers.split(","), client_id="churn-launcher")
     try:
         existing = set(admin.list_topics())

@@ -15,7 +15,6 @@ partitions (which kafka-python does inside ``poll()``) there is nothing pending 
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import errors as kafka_errors
-from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, MemberToRemove
+from kafka.admin import KafkaAdminClient, MemberToRemove
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 
@@ -41,13 +40,14 @@ from churnstream.cli import StopFlag, tune_garbage_collector
 from churnstream.errors import PipelineError
 from churnstream.events import DEFAULT_MAX_VALUE_BYTES
 from churnstream.kafka_io import (
+    DEADLETTER_MAX_MESSAGE_BYTES,
     ensure_topics,
     kafka_errors_translated,
     make_admin,
     make_consumer,
     make_producer,
-    replication_for,
     require_topics,
+    topic_max_message_bytes,
 )
 from churnstream.outage import OutageMonitor, watch_broker
 from churnstream.scoring import BatchResult, Scorer, StageTimes, score_batch
@@ -84,9 +84,7 @@ POLL_TIMEOUT_MS = 200  # how often an idle loop looks at the stop flag and the c
 MAX_CONSECUTIVE_ABORTS = 5  # then something is persistently wrong: stop instead of spinning
 CLOSE_TIMEOUT_S = 10
 
-# The raw topic accepts about 1 MB per message (the broker default); a dead letter carries that
-# value untouched plus its headers, so the dead-letter topic and producer must accept more.
-DEADLETTER_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+# A dead letter carries a raw value as large as the raw topic accepts, plus its headers.
 PRODUCER_MAX_REQUEST_SIZE = DEADLETTER_MAX_MESSAGE_BYTES + 64 * 1024
 # Larger batches than kafka-python's 16 KB: fewer produce requests per poll batch. The loop
 # flushes at the end of every batch, so lingering never delays the last outputs of a batch.
@@ -198,46 +196,22 @@ def claim_identity(group: str, instance_id: str | None = None, slot_dir: Path = 
 def prepare_topics(admin: KafkaAdminClient, settings: Settings) -> None:
     """Input must exist (TopicMissing, exit 7); outputs are created when missing.
 
-    The dead-letter topic is created with a larger message limit than the broker default, so a
-    raw value as large as the raw topic accepts still fits with its headers.
+    The dead-letter topic is created with a larger message limit than the broker default
+    (``kafka_io.topic_configs``), so a raw value as large as the raw topic accepts still fits with
+    its headers; an existing one is left as it is, with a warning if it is too small.
     """
     require_topics(admin, settings, [settings.topic_raw])
-    with kafka_errors_translated(settings):
-        existing = set(admin.list_topics())
-        if settings.topic_deadletter not in existing:
-            spec = {
-                "num_partitions": settings.topic_partitions,
-                "replication_factor": replication_for(admin, settings),
-                "configs": {"max.message.bytes": str(DEADLETTER_MAX_MESSAGE_BYTES)},
-            }
-            with contextlib.suppress(kafka_errors.TopicAlreadyExistsError):
-                admin.create_topics({settings.topic_deadletter: spec}, wait_for_metadata=True)
-                logger.info(
-                    "created topic %s (%d partitions, max.message.bytes %d)",
-                    settings.topic_deadletter,
-                    settings.topic_partitions,
-                    DEADLETTER_MAX_MESSAGE_BYTES,
-                )
-        else:
+    created = ensure_topics(admin, settings, [settings.topic_predictions, settings.topic_deadletter])
+    if settings.topic_deadletter not in created:
+        with kafka_errors_translated(settings):
             _warn_if_deadletter_too_small(admin, settings)
-    ensure_topics(admin, settings, [settings.topic_predictions])
-
-
-def _topic_max_message_bytes(admin: KafkaAdminClient, topic: str) -> int | None:
-    resource = ConfigResource(ConfigResourceType.TOPIC, topic, ["max.message.bytes"])
-    described = admin.describe_configs([resource], config_filter="all")
-    for per_name in described.values():
-        entry = per_name.get(topic, {}).get("max.message.bytes")
-        if isinstance(entry, dict) and entry.get("value") is not None:
-            return int(entry["value"])
-    return None
 
 
 def _warn_if_deadletter_too_small(admin: KafkaAdminClient, settings: Settings) -> None:
     """An existing dead-letter topic is left as it is, but say so if a large event could not fit."""
     try:
-        raw_limit = _topic_max_message_bytes(admin, settings.topic_raw)
-        dead_limit = _topic_max_message_bytes(admin, settings.topic_deadletter)
+        raw_limit = topic_max_message_bytes(admin, settings.topic_raw)
+        dead_limit = topic_max_message_bytes(admin, settings.topic_deadletter)
     except kafka_errors.KafkaError as exc:
         logger.debug("could not read topic limits: %s", exc)
         return

@@ -19,7 +19,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import errors as kafka_errors
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.net.compat import KafkaNetClient
 
 from churnstream.errors import (
@@ -40,6 +40,9 @@ BOOTSTRAP_TIMEOUT_MS = 6_000  # "one line within 10 s" when the broker is down: 
 # survive one broker down with min.insync.replicas=2 (acks=all keeps working); more cost disk and
 # produce latency without surviving more of the failures a small cluster sees.
 AUTO_REPLICATION_CAP = 3
+# The raw topic accepts about 1 MB per message (the broker default); a dead letter carries that
+# value untouched plus its headers, so the dead-letter topic must accept more.
+DEADLETTER_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 # kafka-python's default is 30 s: after a 10 s outage its clients waited 12-25 s more (measured)
 # before trying again, by which time a static group member's session had expired. The Java
 # client's default (reconnect.backoff.max.ms) is 1 s; the backoff stays exponential with jitter.
@@ -390,6 +393,25 @@ def replication_for(admin: KafkaAdminClient, settings: Settings) -> int:
     return choose_replication_factor(settings.replication_factor, brokers, settings.bootstrap_servers)
 
 
+def topic_configs(settings: Settings, name: str) -> dict[str, str]:
+    """The per-topic settings the pipeline needs, the same whoever creates the topic (the consumer,
+    the producer, the harness, --verify-only, the launcher's provisioning)."""
+    if name == settings.topic_deadletter:
+        return {"max.message.bytes": str(DEADLETTER_MAX_MESSAGE_BYTES)}
+    return {}
+
+
+def topic_max_message_bytes(admin: KafkaAdminClient, topic: str) -> int | None:
+    """A topic's max.message.bytes as the broker reports it (its own or the broker default)."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic, ["max.message.bytes"])
+    described = admin.describe_configs([resource], config_filter="all")
+    for per_name in described.values():
+        entry = per_name.get(topic, {}).get("max.message.bytes")
+        if isinstance(entry, dict) and entry.get("value") is not None:
+            return int(entry["value"])
+    return None
+
+
 def ensure_topics(
     admin: KafkaAdminClient,
     settings: Settings,
@@ -406,7 +428,10 @@ def ensure_topics(
     partitions = partitions or settings.topic_partitions
     replication_factor = replication_factor or replication_for(admin, settings)
     with kafka_errors_translated(settings):
-        new_topics = [NewTopic(name, partitions, replication_factor) for name in missing]
+        new_topics = [
+            NewTopic(name, partitions, replication_factor, topic_configs=topic_configs(settings, name) or None)
+            for name in missing
+        ]
         try:
             # Another process may create one between list and create: that is what we wanted.
             with contextlib.suppress(kafka_errors.TopicAlreadyExistsError):
@@ -414,7 +439,8 @@ def ensure_topics(
         except (kafka_errors.TopicAuthorizationFailedError, kafka_errors.ClusterAuthorizationFailedError) as exc:
             raise _topics_refused(admin, settings, missing, exc) from None
     for name in missing:
-        logger.info("created topic %s (%d partitions, replication %d)", name, partitions, replication_factor)
+        configs = "".join(f", {key} {value}" for key, value in topic_configs(settings, name).items())
+        logger.info("created topic %s (%d partitions, replication %d%s)", name, partitions, replication_factor, configs)
     return missing
 
 

@@ -9,7 +9,15 @@ from kafka import KafkaAdminClient
 
 from churnstream.errors import BrokerUnavailable
 from churnstream.events import decode_value, encode_event, row_to_event, utc_now_iso, validate_event
-from churnstream.kafka_io import broker_version, ensure_topics, make_admin, make_consumer, make_producer
+from churnstream.kafka_io import (
+    DEADLETTER_MAX_MESSAGE_BYTES,
+    broker_version,
+    ensure_topics,
+    make_admin,
+    make_consumer,
+    make_producer,
+    topic_max_message_bytes,
+)
 from config import Settings, settings_from
 from tests.helpers import free_port, make_rows
 
@@ -55,6 +63,22 @@ def test_events_round_trip_through_the_real_broker(pipeline_settings: Settings) 
     finally:
         consumer.close()
     assert sorted(received) == sorted(e["event_id"] for e in events)
+
+
+def test_whoever_creates_the_dead_letter_topic_gives_it_room_for_a_full_raw_value(
+    pipeline_settings: Settings,
+) -> None:
+    """--verify-only, the harness and the producer create topics through ensure_topics, not only the
+    consumer: a dead-letter topic created with the broker's 1 MB default could not hold a raw
+    value near 1 MB plus its headers, and the consumer would stop on it at every restart."""
+    settings = pipeline_settings
+    admin = make_admin(settings)
+    try:
+        ensure_topics(admin, settings, [settings.topic_raw, settings.topic_predictions, settings.topic_deadletter])
+        assert topic_max_message_bytes(admin, settings.topic_deadletter) == DEADLETTER_MAX_MESSAGE_BYTES
+        assert topic_max_message_bytes(admin, settings.topic_raw) < DEADLETTER_MAX_MESSAGE_BYTES  # broker default
+    finally:
+        admin.close()
 
 
 def test_a_broker_that_is_down_is_one_line_within_ten_seconds() -> None:
