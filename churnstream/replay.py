@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import orjson
 from kafka import TopicPartition
 
-from churnstream.cli import add_logging_options, make_parser, run, setup_logging
+from churnstream.cli import add_logging_options, count_or_zero, make_parser, run, setup_logging, whole_number
 from churnstream.events import utc_now_iso
 from churnstream.kafka_io import (
     ensure_topics,
@@ -92,19 +92,25 @@ def _read_all(settings: Settings, topic: str) -> list[tuple[int, int, bytes | No
         consumer.close()
 
 
-def replay(settings: Settings, selection: Selection, dry_run: bool = False, limit: int | None = None) -> dict[str, int]:
-    ledger = settings.topic_deadletter + LEDGER_SUFFIX
-    admin = make_admin(settings, client_id="churn-replay-admin")
-    try:
-        require_topics(admin, settings, [settings.topic_deadletter, settings.topic_raw])
-        ensure_topics(admin, settings, [ledger], partitions=1)
-    finally:
-        admin.close()
-    replayed = {key for _, _, key, _, _ in _read_all(settings, ledger) if key is not None}
-    records = [
+# Under the "<group>-" prefix the pipeline's ACLs grant, but with a "~", which consumer instance ids
+# may not contain: a consumer started with --instance-id replay cannot share (and fence) this id.
+def replay_transactional_id(settings: Settings) -> str:
+    return f"{settings.consumer_group}-~replay"
+
+
+def _dead_letters(settings: Settings) -> list[DeadLetterRecord]:
+    return [
         DeadLetterRecord(p, o, k, v, {name: (raw or b"").decode("utf-8", "replace") for name, raw in headers or ()})
         for p, o, k, v, headers in _read_all(settings, settings.topic_deadletter)
     ]
+
+
+def _plan(
+    settings: Settings, ledger: str, selection: Selection, limit: int | None
+) -> tuple[list[DeadLetterRecord], dict[str, int]]:
+    """Read the ledger, then the dead letters: what to send, and the counts for the summary."""
+    replayed = {key for _, _, key, _, _ in _read_all(settings, ledger) if key is not None}
+    records = _dead_letters(settings)
     chosen = select(records, selection, replayed)[:limit]
     # A record with neither key nor value cannot be sent by kafka-python; it carries nothing to
     # score anyway, so it is counted and left in the dead-letter topic.
@@ -118,17 +124,32 @@ def replay(settings: Settings, selection: Selection, dry_run: bool = False, limi
         "to_replay": len(chosen),
         "replayed": 0,
     }
-    if dry_run or not chosen:
-        return summary
+    return chosen, summary
+
+
+def replay(settings: Settings, selection: Selection, dry_run: bool = False, limit: int | None = None) -> dict[str, int]:
+    ledger = settings.topic_deadletter + LEDGER_SUFFIX
+    admin = make_admin(settings, client_id="churn-replay-admin")
+    try:
+        require_topics(admin, settings, [settings.topic_deadletter, settings.topic_raw])
+        ensure_topics(admin, settings, [ledger], partitions=1)
+    finally:
+        admin.close()
+    if dry_run:
+        return _plan(settings, ledger, selection, limit)[1]
     producer = make_producer(
         settings,
         client_id="churn-replay",
-        transactional_id=f"{settings.consumer_group}-replay",
+        transactional_id=replay_transactional_id(settings),
         max_request_size=2_000_000,
     )
     try:
         with kafka_errors_translated(settings):
+            # First, so that the ledger read next is final: init_transactions() fences any other
+            # replay with this id and completes or aborts its open transaction. Read before it, two
+            # replays started together would both see an empty ledger and send the same records.
             producer.init_transactions()
+            chosen, summary = _plan(settings, ledger, selection, limit)
             for start in range(0, len(chosen), CHUNK):
                 producer.begin_transaction()
                 for record in chosen[start : start + CHUNK]:
@@ -157,10 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     choose = parser.add_argument_group("which dead letters (all given filters must match)")
     choose.add_argument("--stage", choices=("decode", "validate", "score"), help="only this failure stage")
     choose.add_argument("--reason-contains", metavar="TEXT", help="only reasons containing TEXT")
-    choose.add_argument("--partition", type=int, help="only this dead-letter partition")
-    choose.add_argument("--from-offset", type=int, help="first dead-letter offset (inclusive)")
-    choose.add_argument("--to-offset", type=int, help="last dead-letter offset (inclusive)")
-    choose.add_argument("--limit", type=int, help="replay at most N")
+    choose.add_argument("--partition", type=count_or_zero, help="only this dead-letter partition")
+    choose.add_argument("--from-offset", type=count_or_zero, help="first dead-letter offset (inclusive)")
+    choose.add_argument("--to-offset", type=count_or_zero, help="last dead-letter offset (inclusive)")
+    choose.add_argument("--limit", type=whole_number, help="replay at most N")
     parser.add_argument("--dry-run", action="store_true", help="count what would be replayed; send nothing")
     add_logging_options(parser)
     args: argparse.Namespace = parser.parse_args(argv)

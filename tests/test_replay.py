@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
+from churnstream import replay as replay_module
 from churnstream.kafka_io import ensure_topics, make_admin, make_producer
 from churnstream.replay import DeadLetterRecord, Selection, replay, select
 from config import Settings
@@ -91,3 +94,42 @@ def test_replay_command_line(pipeline_env: dict[str, str], pipeline_settings: Se
     assert second.stdout.strip() == "4 dead letters, 2 matching, 2 already replayed, replayed 0"
     usage = run_module("churnstream.replay", ["--from-offset", "3"], env=pipeline_env)
     assert usage.returncode == 64
+
+
+def test_two_replays_at_once_never_send_a_dead_letter_twice(
+    pipeline_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worst interleaving, forced: replay B reads the ledger (empty), then replay A runs from
+    start to end, then B goes on. B's ledger read must come after its init_transactions(), so that
+    A's init fences B; read before it, B would send A's records a second time."""
+    settings = pipeline_settings
+    letters = _dead_letters(settings)
+    original_read = replay_module._read_all
+    b_has_read_the_ledger = threading.Event()
+    a_is_done = threading.Event()
+
+    def read_and_pause_b(settings: Settings, topic: str) -> list:
+        rows = original_read(settings, topic)
+        if topic.endswith(replay_module.LEDGER_SUFFIX) and threading.current_thread().name == "replay-b":
+            b_has_read_the_ledger.set()
+            a_is_done.wait(timeout=60)
+        return rows
+
+    monkeypatch.setattr(replay_module, "_read_all", read_and_pause_b)
+    b_outcome: list[object] = []
+
+    def replay_b() -> None:
+        try:
+            b_outcome.append(replay(settings, Selection()))
+        except Exception as exc:  # fenced by A: allowed; a second send is not
+            b_outcome.append(exc)
+
+    b = threading.Thread(target=replay_b, name="replay-b")
+    b.start()
+    assert b_has_read_the_ledger.wait(timeout=60)
+    a_summary = replay(settings, Selection())
+    a_is_done.set()
+    b.join(timeout=120)
+    assert a_summary["replayed"] == len(letters)
+    keys = sorted(r.key for r in read_all_records(settings, settings.topic_raw))
+    assert keys == sorted(k for k, _, _ in letters), f"replayed twice: {keys}; B ended with {b_outcome}"
