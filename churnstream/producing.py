@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -296,8 +297,9 @@ class Sender(Protocol):
 class DeliveryTracker:
     """Counts acknowledged and failed events from the futures' callbacks, never per-message flush.
 
-    The callbacks run on the producer's sender thread; each counter has a single writer (the
-    sender thread for acknowledged/failed, the caller for sent/refused), so no lock is needed.
+    The callbacks usually run on the producer's sender thread, but kafka-python runs a callback at
+    once, in the caller's thread, when the future is already done as it is added: so the delivery
+    counters can have two writers, and take a lock (uncontended: well under a microsecond).
     """
 
     def __init__(self, on_ack: Callable[[], None] | None = None) -> None:
@@ -307,6 +309,7 @@ class DeliveryTracker:
         self._failed_deliveries = 0
         self.refused = 0  # send() itself raised: the client could not even buffer the event
         self.first_errors: list[str] = []
+        self._lock = threading.Lock()
 
     @property
     def failed(self) -> int:
@@ -326,13 +329,15 @@ class DeliveryTracker:
         self._note(event_id, exc)
 
     def _on_ack(self, _metadata: object) -> None:
-        self.acknowledged += 1
+        with self._lock:
+            self.acknowledged += 1
         if self._on_ack_hook is not None:
             self._on_ack_hook()
 
     def _on_error(self, event_id: str, exc: BaseException) -> None:
-        self._failed_deliveries += 1
-        self._note(event_id, exc)
+        with self._lock:
+            self._failed_deliveries += 1
+            self._note(event_id, exc)
 
     def _note(self, event_id: str, exc: BaseException) -> None:
         if len(self.first_errors) < LOGGED_FAILURES:
