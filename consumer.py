@@ -46,7 +46,7 @@ EPILOG = f"""\
 exit codes: 0 done or stopped cleanly, 1 outputs could not be delivered/committed or an unexpected
 error, 2 broker unreachable, 3 bad setting, 5 model missing, 6 model fails its integrity check,
 7 input topic missing, 8/9 authentication/TLS, 12 wrong security protocol, 64 bad arguments,
-130 a second Ctrl-C cut the clean stop short.
+130 interrupted (a second Ctrl-C, or one before consuming began).
 
 guarantees: {EXACTLY_ONCE} (default) commits each batch's outputs and input offsets in one Kafka
 transaction (read outputs with isolation.level=read_committed); {AT_LEAST_ONCE} commits offsets

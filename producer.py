@@ -49,7 +49,7 @@ examples:
 
 exit codes: 0 every event acknowledged, 1 some failed, 2 no broker, 3 bad setting,
 4 bad data file, 8/9 authentication/TLS, 10 checkpoint conflict, 12 wrong security protocol,
-64 bad arguments, 130 a second Ctrl-C cut the clean stop short
+64 bad arguments, 130 interrupted (a second Ctrl-C, or one before sending began)
 (all of them: KAFKA_README.md, "Exit codes")
 """
 

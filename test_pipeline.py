@@ -27,7 +27,7 @@ from churnstream import broker
 from churnstream.cli import (
     add_logging_options,
     count_or_zero,
-    interrupt_on_sigterm,
+    interrupt_once,
     make_parser,
     output_file,
     positive_number,
@@ -158,6 +158,16 @@ def plans_from(args: argparse.Namespace) -> list[RunPlan]:
     ]
 
 
+def warm_up_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The warm-up runs the judged runs' consumers the same way (count, guarantee, extra arguments)."""
+    return {
+        "consumers": args.consumers,
+        "guarantee": args.guarantee,
+        "seed": args.seed,
+        "consumer_args": tuple(args.consumer_arg),
+    }
+
+
 def summarise(scenarios: list[dict[str, Any]]) -> dict[str, Any]:
     """Top-level figures: the scenario's own for one run; sums (and worst latencies) for a suite."""
     if len(scenarios) == 1:
@@ -188,6 +198,7 @@ def write_outputs(results: dict[str, Any], args: argparse.Namespace) -> None:
     args.results_json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     if args.no_report:
         return
+    args.report.parent.mkdir(parents=True, exist_ok=True)
     plot_path = args.report.with_suffix(".png")
     plot(results, plot_path)
     args.report.write_text(render_markdown(results, plot_path.name), encoding="utf-8")
@@ -218,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         warm_up = None
         if args.suite == "benchmark":
             logger.info("warm-up run: %s", WARM_UP.describe())
-            warm_up = run_scenario(settings, replace(WARM_UP, consumers=args.consumers), results_dir)
+            warm_up = run_scenario(settings, replace(WARM_UP, **warm_up_options(args)), results_dir)
         for plan in plans_from(args):
             result = run_scenario(settings, plan, results_dir)
             scenarios.append(result)
@@ -239,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{verdict}: results in {args.results_json}{report}")
         return EXIT_OK if results["passed"] else EXIT_FAILURE
 
-    with interrupt_on_sigterm():  # SIGTERM, like Ctrl-C, stops the run's subprocesses on the way out
+    with interrupt_once():  # Ctrl-C or SIGTERM stops the run's subprocesses on the way out
         return run(body)
 
 

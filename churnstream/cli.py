@@ -67,10 +67,12 @@ def positive_number(text: str) -> float:
 def output_file(text: str) -> Path:
     """argparse type: a file the run will write at its end, checked now, so a typo in the path
     is a usage error before the run rather than a traceback after it."""
-    path = Path(text)
+    path = Path(text).absolute()  # absolute: subprocesses given it run from the project root
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file")
-    ancestor = path.absolute().parent
+    if path.exists() and not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: the file is not writable")
+    ancestor = path.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
@@ -160,21 +162,27 @@ def stop_on_signals(stop: StopFlag) -> Iterator[StopFlag]:
 
 
 @contextmanager
-def interrupt_on_sigterm() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so ``finally`` blocks run (the harness's
-    clean-up of its subprocesses). Without it SIGTERM ends Python at once and orphans them."""
+def interrupt_once() -> Iterator[None]:
+    """The first SIGINT or SIGTERM raises KeyboardInterrupt, so ``finally`` blocks run (the harness's
+    clean-up of its subprocesses); later ones are ignored, so that clean-up is not cut short.
+    Without it SIGTERM ends Python at once, and a second Ctrl-C interrupts the clean-up: either
+    orphans the subprocesses."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        logger.warning("%s received: stopping the run's processes", signal.Signals(signum).name)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run(body: Callable[[], int]) -> int:
@@ -185,7 +193,7 @@ def run(body: Callable[[], int]) -> int:
         print(f"Error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("Interrupted: stopped before the clean stop finished; no summary.", file=sys.stderr)
+        print("Interrupted; no summary.", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception:
         logger.exception("unexpected error")

@@ -224,6 +224,9 @@ class ManagedProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C in the terminal reaches only the harness, which then stops
+            # each child with one SIGTERM (a clean stop) instead of the child seeing two signals.
+            start_new_session=True,
         )
 
     def poll(self) -> int | None:

@@ -72,17 +72,19 @@ def test_an_interrupt_outside_the_clean_stop_exits_130_not_0() -> None:
     assert run(body) == EXIT_INTERRUPTED
 
 
-def test_sigterm_runs_the_finally_blocks_of_the_harness() -> None:
-    """The harness cleans up its subprocesses in ``finally``: SIGTERM must get there, as Ctrl-C does."""
+def test_sigterm_runs_the_finally_blocks_of_the_harness_and_a_second_signal_does_not_cut_them() -> None:
+    """The harness cleans up its subprocesses in ``finally``: SIGTERM must get there, as Ctrl-C does,
+    and a second signal (CI cancellations often send two) must not interrupt the clean-up."""
     code = (
         "import os, signal, sys, time\n"
-        "from churnstream.cli import interrupt_on_sigterm, run\n"
+        "from churnstream.cli import interrupt_once, run\n"
         "def body():\n"
         "    try:\n"
         "        os.kill(os.getpid(), signal.SIGTERM); time.sleep(5); return 0\n"
         "    finally:\n"
+        "        os.kill(os.getpid(), signal.SIGINT); os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.2)\n"
         "        print('cleaned up', flush=True)\n"
-        "with interrupt_on_sigterm():\n"
+        "with interrupt_once():\n"
         "    sys.exit(run(body))\n"
     )
     result = subprocess.run(
