@@ -4,7 +4,9 @@
 re-sends the selected dead letters' original key and value bytes to the raw topic. Which dead
 letters were replayed is recorded in a ledger topic (``<dead-letter topic>.replayed``, keyed by
 ``partition:offset``) *in the same Kafka transaction* as the re-sent records, so a replay that is
-interrupted, repeated or run twice at once never sends a dead letter twice.
+interrupted, repeated or run twice at once never sends a dead letter twice. The guarantee holds
+for replays of one dead-letter topic under one consumer group (``KAFKA_CONSUMER_GROUP``), which
+share the transactional id that fences them.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
-from kafka import TopicPartition
+from kafka import KafkaProducer, TopicPartition
+from kafka import errors as kafka_errors
 
 from churnstream.cli import add_logging_options, count_or_zero, make_parser, run, setup_logging, whole_number
+from churnstream.errors import PipelineError
 from churnstream.events import utc_now_iso
 from churnstream.kafka_io import (
     ensure_topics,
@@ -127,6 +131,27 @@ def _plan(
     return chosen, summary
 
 
+def _fenced(exc: BaseException) -> bool:
+    """kafka-python raises the fence itself, or a KafkaError that carries it as an argument."""
+    return isinstance(exc, kafka_errors.ProducerFencedError) or any(
+        isinstance(arg, kafka_errors.ProducerFencedError) for arg in exc.args
+    )
+
+
+def _send_chunk(producer: KafkaProducer, settings: Settings, ledger: str, chunk: list[DeadLetterRecord]) -> None:
+    """One transaction: the records back to the raw topic, and their ledger entries."""
+    producer.begin_transaction()
+    for record in chunk:
+        headers = [
+            ("replay.of", record.ledger_key),
+            ("replay.reason", record.headers.get("dl.reason", "").encode()),
+        ]
+        producer.send(settings.topic_raw, key=record.key, value=record.value, headers=headers)
+        entry = {"replayed_ts": utc_now_iso(), "stage": record.headers.get("dl.stage")}
+        producer.send(ledger, key=record.ledger_key, value=orjson.dumps(entry))
+    producer.commit_transaction()
+
+
 def replay(settings: Settings, selection: Selection, dry_run: bool = False, limit: int | None = None) -> dict[str, int]:
     ledger = settings.topic_deadletter + LEDGER_SUFFIX
     admin = make_admin(settings, client_id="churn-replay-admin")
@@ -135,8 +160,9 @@ def replay(settings: Settings, selection: Selection, dry_run: bool = False, limi
         ensure_topics(admin, settings, [ledger], partitions=1)
     finally:
         admin.close()
-    if dry_run:
-        return _plan(settings, ledger, selection, limit)[1]
+    chosen, summary = _plan(settings, ledger, selection, limit)
+    if dry_run or not chosen:  # nothing to send: no transactional id is taken, no other replay fenced
+        return summary
     producer = make_producer(
         settings,
         client_id="churn-replay",
@@ -145,22 +171,22 @@ def replay(settings: Settings, selection: Selection, dry_run: bool = False, limi
     )
     try:
         with kafka_errors_translated(settings):
-            # First, so that the ledger read next is final: init_transactions() fences any other
-            # replay with this id and completes or aborts its open transaction. Read before it, two
-            # replays started together would both see an empty ledger and send the same records.
+            # Before the ledger read that counts: init_transactions() fences any other replay with
+            # this id and completes or aborts its open transaction. Read only before it, two replays
+            # started together could both see an empty ledger and send the same records.
             producer.init_transactions()
             chosen, summary = _plan(settings, ledger, selection, limit)
             for start in range(0, len(chosen), CHUNK):
-                producer.begin_transaction()
-                for record in chosen[start : start + CHUNK]:
-                    headers = [
-                        ("replay.of", record.ledger_key),
-                        ("replay.reason", record.headers.get("dl.reason", "").encode()),
-                    ]
-                    producer.send(settings.topic_raw, key=record.key, value=record.value, headers=headers)
-                    entry = {"replayed_ts": utc_now_iso(), "stage": record.headers.get("dl.stage")}
-                    producer.send(ledger, key=record.ledger_key, value=orjson.dumps(entry))
-                producer.commit_transaction()
+                try:
+                    _send_chunk(producer, settings, ledger, chosen[start : start + CHUNK])
+                except kafka_errors.KafkaError as exc:
+                    if not _fenced(exc):
+                        raise
+                    raise PipelineError(
+                        f"another replay took over transactional id {replay_transactional_id(settings)}; this one "
+                        f"stopped after replaying {summary['replayed']} of {len(chosen)}. Run it again: the ledger "
+                        "keeps it from sending any dead letter twice"
+                    ) from None
                 summary["replayed"] += len(chosen[start : start + CHUNK])
     finally:
         producer.close()

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from churnstream import replay as replay_module
+from churnstream.errors import PipelineError
 from churnstream.kafka_io import ensure_topics, make_admin, make_producer
 from churnstream.replay import DeadLetterRecord, Selection, replay, select
 from config import Settings
@@ -99,20 +100,24 @@ def test_replay_command_line(pipeline_env: dict[str, str], pipeline_settings: Se
 def test_two_replays_at_once_never_send_a_dead_letter_twice(
     pipeline_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The worst interleaving, forced: replay B reads the ledger (empty), then replay A runs from
-    start to end, then B goes on. B's ledger read must come after its init_transactions(), so that
-    A's init fences B; read before it, B would send A's records a second time."""
+    """The worst interleaving, forced: replay B reads the ledger (empty) after its
+    init_transactions(), then replay A runs from start to end, then B goes on. A's init fences B,
+    so B sends nothing and says why; without the fence B would send every record a second time."""
     settings = pipeline_settings
     letters = _dead_letters(settings)
     original_read = replay_module._read_all
     b_has_read_the_ledger = threading.Event()
     a_is_done = threading.Event()
 
+    b_ledger_reads = []
+
     def read_and_pause_b(settings: Settings, topic: str) -> list:
         rows = original_read(settings, topic)
         if topic.endswith(replay_module.LEDGER_SUFFIX) and threading.current_thread().name == "replay-b":
-            b_has_read_the_ledger.set()
-            a_is_done.wait(timeout=60)
+            b_ledger_reads.append(len(rows))
+            if len(b_ledger_reads) == 2:  # the read after init_transactions (the first only checks for work)
+                b_has_read_the_ledger.set()
+                a_is_done.wait(timeout=30)
         return rows
 
     monkeypatch.setattr(replay_module, "_read_all", read_and_pause_b)
@@ -124,12 +129,17 @@ def test_two_replays_at_once_never_send_a_dead_letter_twice(
         except Exception as exc:  # fenced by A: allowed; a second send is not
             b_outcome.append(exc)
 
-    b = threading.Thread(target=replay_b, name="replay-b")
+    b = threading.Thread(target=replay_b, name="replay-b", daemon=True)
     b.start()
-    assert b_has_read_the_ledger.wait(timeout=60)
-    a_summary = replay(settings, Selection())
-    a_is_done.set()
-    b.join(timeout=120)
+    try:
+        assert b_has_read_the_ledger.wait(timeout=30), f"B never read the ledger: {b_outcome}"
+        a_summary = replay(settings, Selection())
+    finally:
+        a_is_done.set()
+    b.join(timeout=60)
+    assert not b.is_alive(), "replay B hung after being fenced"
     assert a_summary["replayed"] == len(letters)
     keys = sorted(r.key for r in read_all_records(settings, settings.topic_raw))
     assert keys == sorted(k for k, _, _ in letters), f"replayed twice: {keys}; B ended with {b_outcome}"
+    (b_result,) = b_outcome
+    assert isinstance(b_result, PipelineError) and "another replay took over" in str(b_result), b_result
