@@ -201,10 +201,10 @@ def prepare_topics(admin: KafkaAdminClient, settings: Settings) -> None:
     its headers; an existing one is left as it is, with a warning if it is too small.
     """
     require_topics(admin, settings, [settings.topic_raw])
-    created = ensure_topics(admin, settings, [settings.topic_predictions, settings.topic_deadletter])
-    if settings.topic_deadletter not in created:
-        with kafka_errors_translated(settings):
-            _warn_if_deadletter_too_small(admin, settings)
+    ensure_topics(admin, settings, [settings.topic_predictions, settings.topic_deadletter])
+    # Always checked, even just after creating it: another process may have created it first,
+    # without the larger limit.
+    _warn_if_deadletter_too_small(admin, settings)
 
 
 def _warn_if_deadletter_too_small(admin: KafkaAdminClient, settings: Settings) -> None:
