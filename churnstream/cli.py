@@ -139,12 +139,28 @@ class StopFlag:
         return self._event.wait(timeout)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SignalHandler = Callable[[int, FrameType | None], None]
+
+
+@contextmanager
+def _handling_stop_signals(handler: SignalHandler) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM while the block runs, the previous handlers after it.
+    Only the main thread may install handlers; elsewhere the block runs without them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 @contextmanager
 def stop_on_signals(stop: StopFlag) -> Iterator[StopFlag]:
     """Turn the first SIGINT/SIGTERM into ``stop``; a second one interrupts at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
 
     def handler(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -153,12 +169,8 @@ def stop_on_signals(stop: StopFlag) -> Iterator[StopFlag]:
         logger.warning("%s received: finishing the current batch, then stopping", name)
         stop.set(name)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _handling_stop_signals(handler):
         yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @contextmanager
@@ -167,22 +179,15 @@ def interrupt_once() -> Iterator[None]:
     clean-up of its subprocesses); later ones are ignored, so that clean-up is not cut short.
     Without it SIGTERM ends Python at once, and a second Ctrl-C interrupts the clean-up: either
     orphans the subprocesses."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         logger.warning("%s received: stopping the run's processes", signal.Signals(signum).name)
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _handling_stop_signals(handler):
         yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def run(body: Callable[[], int]) -> int:
@@ -196,5 +201,9 @@ def run(body: Callable[[], int]) -> int:
         print("Interrupted; no summary.", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception:
+        # The edge of the process, and the last resort: anything else is a bug, not an input or
+        # environment problem we can explain in a line (those are PipelineErrors, and bad events
+        # go to the dead-letter topic long before this). Its traceback is what a bug report needs;
+        # exit 1, documented as "an unexpected error, with its traceback".
         logger.exception("unexpected error")
         return EXIT_FAILURE
