@@ -4,8 +4,8 @@ It computes exactly what ``ColumnTransformer([OneHotEncoder(categories=schema,
 handle_unknown="ignore"), Pipeline([SimpleImputer(fill_value=0), StandardScaler()])])`` computes
 (a test checks it on the real data), but validates the frame once instead of once per column:
 scikit-learn's OneHotEncoder re-checks each of the 16 categorical columns on every call, which
-cost about 13 ms per ``predict_proba`` here whatever the batch size, and dominated the
-consumer's latency at streaming rates.
+cost 11-14 ms per ``predict_proba`` here for 1 to 500 rows (ours: 2-4 ms; benchmarks/bench_model.py),
+and dominated the consumer's latency at streaming rates.
 """
 
 from __future__ import annotations
@@ -17,7 +17,27 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from churnstream.schema import FEATURES, Categorical, Numeric
+from churnstream.schema import CATEGORICAL_NAMES, FEATURES, NUMERIC_NAMES, Categorical, Numeric
+
+
+def sklearn_reference_preprocessing() -> Any:
+    """What TelcoFeatureEncoder replaces: scikit-learn's own encoders, column by column (a
+    ColumnTransformer, for the equivalence test and benchmarks/bench_model.py; imported here so
+    the consumer's start-up does not pay for them)."""
+    from sklearn.compose import ColumnTransformer  # noqa: PLC0415
+    from sklearn.impute import SimpleImputer  # noqa: PLC0415
+    from sklearn.pipeline import Pipeline  # noqa: PLC0415
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: PLC0415
+
+    categories = [list(f.allowed) for f in FEATURES if isinstance(f, Categorical)]
+    numeric = Pipeline([("impute", SimpleImputer(strategy="constant", fill_value=0.0)), ("scale", StandardScaler())])
+    return ColumnTransformer(
+        [
+            ("categorical", OneHotEncoder(categories=categories, handle_unknown="ignore"), list(CATEGORICAL_NAMES)),
+            ("numeric", numeric, list(NUMERIC_NAMES)),
+        ],
+        sparse_threshold=0,
+    )
 
 
 class TelcoFeatureEncoder(TransformerMixin, BaseEstimator):

@@ -19,6 +19,7 @@ COMMANDS = [
     ["-m", "churnstream.replay"],
     ["-m", "benchmarks.bench_producer"],
     ["-m", "benchmarks.bench_consumer"],
+    ["-m", "benchmarks.bench_model"],
     ["-m", "churnstream.broker"],
     ["-m", "churnstream.data"],
     ["-m", "churnstream.train"],

@@ -7,16 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from churnstream.errors import ModelIntegrityError, ModelMissing
 from churnstream.events import parse_features
-from churnstream.features import TelcoFeatureEncoder
+from churnstream.features import TelcoFeatureEncoder, sklearn_reference_preprocessing
 from churnstream.model import features_frame, load_model, verify_model
-from churnstream.schema import CATEGORICAL_NAMES, FEATURES, NUMERIC_NAMES, Categorical
+from churnstream.schema import CATEGORICAL_NAMES, FEATURES, Categorical
 from churnstream.train import load_training_frame, train
 from config import DEFAULT_MODEL_PATH
 from tests.helpers import make_rows, write_csv
@@ -100,23 +96,10 @@ def test_training_is_deterministic(tmp_path: Path) -> None:
     assert load_model(tmp_path / "a" / "m.pkl").version == cards[0]["model_version"]
 
 
-def _reference_preprocessing() -> ColumnTransformer:
-    """What TelcoFeatureEncoder replaces: scikit-learn's own encoders, column by column."""
-    categories = [list(f.allowed) for f in FEATURES if isinstance(f, Categorical)]
-    numeric = Pipeline([("impute", SimpleImputer(strategy="constant", fill_value=0.0)), ("scale", StandardScaler())])
-    return ColumnTransformer(
-        [
-            ("categorical", OneHotEncoder(categories=categories, handle_unknown="ignore"), list(CATEGORICAL_NAMES)),
-            ("numeric", numeric, list(NUMERIC_NAMES)),
-        ],
-        sparse_threshold=0,
-    )
-
-
 def test_the_fast_encoder_computes_what_scikit_learns_encoders_compute(real_data_path: Path) -> None:
     frame, _ = load_training_frame(real_data_path)
     ours = TelcoFeatureEncoder().fit(frame)
-    reference = _reference_preprocessing().fit(frame)
+    reference = sklearn_reference_preprocessing().fit(frame)
     np.testing.assert_allclose(ours.transform(frame), reference.transform(frame), rtol=0, atol=1e-12)
     unseen = frame.head(3).copy()
     unseen["Contract"] = "Forever"  # unknown categories encode as all zeros in both
