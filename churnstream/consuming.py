@@ -15,6 +15,7 @@ partitions (which kafka-python does inside ``poll()``) there is nothing pending 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -41,6 +42,7 @@ from churnstream.errors import PipelineError
 from churnstream.events import DEFAULT_MAX_VALUE_BYTES
 from churnstream.kafka_io import (
     DEADLETTER_MAX_MESSAGE_BYTES,
+    FLUSH_TIMEOUT_S,
     ensure_topics,
     kafka_errors_translated,
     make_admin,
@@ -320,7 +322,7 @@ class TransactionalSink(_Sink):
             sent = time.perf_counter()
             # Offsets first: their round trips overlap with the sender thread shipping the outputs.
             producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
-            producer.flush()
+            producer.flush(timeout=FLUSH_TIMEOUT_S)  # past it, KafkaTimeoutError: the batch is aborted
             flushed = time.perf_counter()
             failure = _first_failure(futures)
             if failure is not None:
@@ -368,7 +370,8 @@ class AtLeastOnceSink(_Sink):
         started = time.perf_counter()
         futures = _send_outputs(self._producer, self._settings, result)
         sent = time.perf_counter()
-        self._producer.flush()
+        with contextlib.suppress(kafka_errors.KafkaTimeoutError):  # _first_failure reports what is pending
+            self._producer.flush(timeout=FLUSH_TIMEOUT_S)
         flushed = time.perf_counter()
         failure = _first_failure(futures)
         if failure is not None:

@@ -47,6 +47,11 @@ DEADLETTER_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 # before trying again, by which time a static group member's session had expired. The Java
 # client's default (reconnect.backoff.max.ms) is 1 s; the backoff stays exponential with jitter.
 RECONNECT_BACKOFF_MAX_MS = 1_000
+# Every event is acknowledged or failed within kafka-python's delivery timeout (120 s by default),
+# so a flush needs no longer. But after an outage longer than that, kafka-python 3.0.12's flush was
+# seen to wait for good on events it had already expired (KAFKA_README, "What is not promised"):
+# past this bound a flush gives up (KafkaTimeoutError), and what is still pending counts as failed.
+FLUSH_TIMEOUT_S = 120 + 30
 LOCAL_BROKER_HINT = "start the local broker with 'make kafka-up'"
 
 

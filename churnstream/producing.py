@@ -44,7 +44,7 @@ from churnstream.cli import StopFlag, tune_garbage_collector
 from churnstream.data import read_rows, sha256_file
 from churnstream.errors import DataError, InvalidEvent
 from churnstream.events import EVENT_ID, EVENT_TS, encode_event, format_ts, row_to_event
-from churnstream.kafka_io import ensure_topics, kafka_errors_translated, make_admin, make_producer
+from churnstream.kafka_io import FLUSH_TIMEOUT_S, ensure_topics, kafka_errors_translated, make_admin, make_producer
 from churnstream.outage import watch_broker
 from churnstream.schema import ID_COLUMN
 from config import Settings
@@ -443,11 +443,14 @@ def _send(
 
 
 def _flush(sender: Sender, tracker: DeliveryTracker) -> None:
-    """Wait for every outstanding event. A second Ctrl-C gives up waiting (and the run fails)."""
+    """Wait for every outstanding event, at most FLUSH_TIMEOUT_S. A second Ctrl-C gives up waiting.
+    Either way the events still pending are not acknowledged, and the run fails."""
     try:
-        sender.flush()
+        sender.flush(timeout=FLUSH_TIMEOUT_S)
     except KeyboardInterrupt:
         logger.error("interrupted again: not waiting for %d unacknowledged event(s)", tracker.pending)
+    except kafka_errors.KafkaTimeoutError:
+        logger.error("gave up after %d s waiting for %d unacknowledged event(s)", FLUSH_TIMEOUT_S, tracker.pending)
 
 
 def run_streaming(
@@ -521,7 +524,7 @@ def run_streaming(
         run_id=run_id,
         sent=tracker.sent,
         acknowledged=tracker.acknowledged,
-        failed=tracker.failed,
+        failed=tracker.failed + tracker.pending,  # unconfirmed after the flush: not acknowledged
         elapsed_s=elapsed,
         requested_rate=schedule.events_per_sec,
         duration_s=schedule.duration_s,

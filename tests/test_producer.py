@@ -27,6 +27,7 @@ from churnstream import checkpoint as cp
 from churnstream.cli import StopFlag
 from churnstream.errors import EXIT_USAGE, CheckpointConflict, DataError
 from churnstream.events import decode_value, validate_event
+from churnstream.kafka_io import FLUSH_TIMEOUT_S
 from churnstream.producing import (
     MAX_BURST,
     DeliveryTracker,
@@ -80,6 +81,8 @@ class FakeSender:
     fail_keys: set[bytes] = field(default_factory=set)
     refuse_after: int | None = None  # send() raises KafkaTimeoutError after this many
     resolve_on_flush: bool = False
+    flush_times_out: bool = False  # as kafka-python's flush(timeout) does when events never finish
+    flush_timeouts: list[float | None] = field(default_factory=list)
     on_send: Callable[[int], None] | None = None
     records: list[Sent] = field(default_factory=list)
     flushes: int = 0
@@ -109,6 +112,9 @@ class FakeSender:
 
     def flush(self, timeout: float | None = None) -> None:
         self.flushes += 1
+        self.flush_timeouts.append(timeout)
+        if self.flush_times_out:
+            raise KafkaTimeoutError(f"Timeout after waiting for {timeout} secs.")
         pending, self._pending = self._pending, []
         for future, key in pending:
             self._resolve(future, key)
@@ -686,6 +692,17 @@ def test_batch_sends_every_pass_in_order_and_checkpoints_after_each_chunk(data: 
     assert sender.flushes == 7  # once per chunk
     assert (summary.sent, summary.acknowledged, summary.failed, summary.completed) == (20, 20, 0, True)
     assert summary.resumed_from_row is None and summary.ok
+
+
+def test_a_flush_that_never_finishes_is_bounded_and_its_events_count_as_failed(data: PreparedData) -> None:
+    sender = FakeSender(resolve_on_flush=True, flush_times_out=True)
+    summary, sender, saved = batch(data, new_load(data), sender)
+    assert sender.flush_timeouts == [FLUSH_TIMEOUT_S]  # never an unbounded wait
+    assert saved == []  # the checkpoint stays before the unconfirmed chunk
+    assert (summary.sent, summary.acknowledged, summary.failed) == (3, 0, 3) and not summary.ok
+
+    summary, sender, _ = stream(data, 10, 1, FakeSender(clock=FakeClock(), resolve_on_flush=True, flush_times_out=True))
+    assert summary.sent == 10 and summary.acknowledged == 0 and summary.failed == 10 and not summary.ok
 
 
 def test_resume_sends_only_the_rest_with_the_same_event_ids(data: PreparedData) -> None:
