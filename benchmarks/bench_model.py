@@ -17,13 +17,13 @@ from collections.abc import Callable
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
-from churnstream.cli import add_logging_options, make_parser, run, setup_logging, whole_number
-from churnstream.data import read_rows, verify_dataset
-from churnstream.events import parse_features
-from churnstream.features import sklearn_reference_preprocessing
-from churnstream.model import features_frame
-from churnstream.train import build_pipeline, load_training_frame
-from config import load_settings
+from churnstream.cli.common import add_logging_options, make_parser, run, setup_logging, whole_number
+from churnstream.contract.events import parse_features
+from churnstream.ml.dataset import read_rows, verify_dataset
+from churnstream.ml.features import sklearn_reference_preprocessing
+from churnstream.ml.model import features_frame
+from churnstream.ml.train import build_pipeline, load_training_frame
+from churnstream.settings import load_settings
 
 logger = logging.getLogger("benchmarks.bench_model")
 

@@ -25,10 +25,12 @@ from typing import Any
 
 from kafka import TopicPartition
 
-from churnstream.cli import add_logging_options, make_parser, run, setup_logging
+from churnstream.cli.common import add_logging_options, make_parser, run, setup_logging
+from churnstream.contract.outputs import Mode
 from churnstream.errors import PipelineError
-from churnstream.kafka_io import kafka_errors_translated, make_admin, make_consumer
-from config import ENV_CHECKPOINT_DIR, ENV_TOPIC_RAW, PROJECT_ROOT, Settings, load_settings
+from churnstream.kafka.clients import make_admin, make_consumer
+from churnstream.kafka.diagnosis import kafka_errors_translated
+from churnstream.settings import ENV_CHECKPOINT_DIR, ENV_TOPIC_RAW, PROJECT_ROOT, Settings, load_settings
 
 logger = logging.getLogger("benchmarks.bench_producer")
 
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 for rate in rates:
                     topic = f"{prefix}-rate-{rate:g}".replace(".", "_")
                     topics.append(topic)
-                    stream_args = ["--mode", "streaming", "--events-per-sec", f"{rate:g}", "--seed", "1"]
+                    stream_args = ["--mode", Mode.STREAMING, "--events-per-sec", f"{rate:g}", "--seed", "1"]
                     stream_args += ["--duration", f"{args.seconds:g}"]
                     code, summary = run_producer(stream_args, topic, workdir, timeout_s=args.seconds * 3 + 60)
                     rate_results.append(
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 for repeat in repeats:
                     topic = f"{prefix}-batch-x{repeat}"
                     topics.append(topic)
-                    batch_args = ["--mode", "batch", "--repeat", str(repeat), "--no-progress"]
+                    batch_args = ["--mode", Mode.BATCH, "--repeat", str(repeat), "--no-progress"]
                     if args.batch_limit:
                         batch_args += ["--limit", str(args.batch_limit)]
                     code, summary = run_producer(batch_args, topic, workdir, timeout_s=600)
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                     {
                         "seconds": args.seconds,
                         "rates": [{**asdict(r), "error": r.error} for r in rate_results],
-                        "batch": [asdict(r) for r in batch_results],
+                        Mode.BATCH.value: [asdict(r) for r in batch_results],
                     },
                     indent=2,
                 )

@@ -53,15 +53,18 @@ import orjson
 from kafka import KafkaProducer
 from kafka.structs import TopicPartition
 
-from churnstream import broker
-from churnstream.cli import add_logging_options, make_parser, run, setup_logging
-from churnstream.consuming import EXACTLY_ONCE, GUARANTEES, PRODUCER_BATCH_SIZE
-from churnstream.data import load_rows
+from churnstream import localkafka as broker
+from churnstream.cli.common import add_logging_options, make_parser, run, setup_logging, values
+from churnstream.consumer.options import PRODUCER_BATCH_SIZE
+from churnstream.contract.events import encode_event, row_to_event, utc_now_iso
+from churnstream.contract.outputs import Guarantee
 from churnstream.errors import EXIT_FAILURE, PipelineError
-from churnstream.events import encode_event, row_to_event, utc_now_iso
-from churnstream.harness import ManagedProcess, wait_for_group
-from churnstream.kafka_io import ensure_topics, kafka_errors_translated, make_admin, make_producer
-from config import (
+from churnstream.harness.processes import CONSUMER, ManagedProcess, script, wait_for_group
+from churnstream.kafka.clients import make_admin, make_producer
+from churnstream.kafka.diagnosis import kafka_errors_translated
+from churnstream.kafka.topics import ensure_topics
+from churnstream.ml.dataset import load_rows
+from churnstream.settings import (
     ENV_BOOTSTRAP_SERVERS,
     ENV_CHECKPOINT_DIR,
     ENV_CONSUMER_GROUP,
@@ -289,7 +292,7 @@ def measure(
     processes: list[ManagedProcess] = []
     try:
         for index in range(consumers):
-            args = [str(PROJECT_ROOT / "consumer.py"), "--guarantee", guarantee, "--log-every", "0"]
+            args = script(CONSUMER, "--guarantee", guarantee, "--log-every", "0")
             args += ["--summary-json", str(run_dir / f"consumer-{index}.json")]
             processes.append(ManagedProcess(f"consumer-{index}", args, env, run_dir / f"consumer-{index}.log"))
         wait_for_group(run_settings, names.group, processes, timeout_s=GROUP_JOIN_TIMEOUT_S)
@@ -509,7 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--events", type=int, default=50_000, help="events per run (default %(default)s)")
     what.add_argument("--partitions", type=int, default=6, help="partitions of the raw topic (default %(default)s)")
     what.add_argument(
-        "--guarantee", choices=GUARANTEES, default=EXACTLY_ONCE, help="consumer guarantee (default %(default)s)"
+        "--guarantee",
+        choices=values(Guarantee),
+        default=Guarantee.EXACTLY_ONCE.value,
+        help="consumer guarantee (default %(default)s)",
     )
     what.add_argument(
         "--repeat", type=int, default=1, help="runs per cell; the median is reported (default %(default)s)"

@@ -12,13 +12,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaAdminClient, TopicPartition
+from kafka import KafkaAdminClient
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
-from churnstream import broker
-from churnstream.kafka_io import make_consumer
-from config import DEFAULT_DATA_PATH, DEFAULT_MODEL_PATH, Settings
+from churnstream import localkafka as broker
+from churnstream.kafka.reading import read_all
+from churnstream.producer.checkpoint import Checkpoint, read_checkpoint
+from churnstream.settings import DEFAULT_DATA_PATH, DEFAULT_MODEL_PATH, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,20 +106,7 @@ def run_module(
 
 def read_all_records(settings: Settings, topic: str) -> list[ConsumerRecord]:
     """Every committed record of a topic, in partition then offset order (read_committed)."""
-    consumer = make_consumer(settings, isolation_level="read_committed", enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        records: list[ConsumerRecord] = []
-        deadline = time.monotonic() + 60
-        while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        return sorted(records, key=lambda r: (r.partition, r.offset))
-    finally:
-        consumer.close()
+    return read_all(settings, topic, timeout_s=60)
 
 
 def start_script(script: str, args: list[str], env: Mapping[str, str], **kwargs: Any) -> subprocess.Popen[str]:
@@ -177,3 +165,18 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def checkpoint_path(env: dict[str, str]) -> Path:
+    return Path(env["CHECKPOINT_DIR"]) / f"{env['KAFKA_TOPIC_RAW']}.json"
+
+
+def wait_for_progress(path: Path, at_least: int, process: subprocess.Popen[str], timeout_s: float = 60) -> Checkpoint:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"producer exited early with {process.returncode}"
+        checkpoint = read_checkpoint(path) if path.exists() else None
+        if checkpoint is not None and checkpoint.next_row >= at_least:
+            return checkpoint
+        time.sleep(0.005)
+    raise AssertionError(f"no checkpoint progress to {at_least} rows within {timeout_s} s")

@@ -1,0 +1,183 @@
+"""What every script shares at its edge: argument parsing, logging, signals, error translation."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from churnstream import __version__
+from churnstream.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PipelineError
+from churnstream.lifecycle import StopFlag
+
+logger = logging.getLogger("churnstream")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but usage errors exit with EX_USAGE (64), not 2, which means "broker down" here."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"Error: {message}\n")
+
+
+def make_parser(prog: str, description: str, epilog: str | None = None) -> ArgumentParser:
+    """Every command's parser: usage errors exit 64, and ``--version`` prints the package version.
+
+    Run as a console script (``churn-consumer``), the usage line names that; otherwise ``prog``.
+    """
+    invoked = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    parser = ArgumentParser(
+        prog=invoked if invoked.startswith("churn-") else prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def values(choices: type[StrEnum]) -> list[str]:
+    """An enum's values, for argparse ``choices`` (the contract's modes, guarantees and stages)."""
+    return [member.value for member in choices]
+
+
+def whole_number(text: str, minimum: int = 1) -> int:
+    """argparse type: a whole number of at least ``minimum`` (1 by default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, got {text!r}")
+    return value
+
+
+def count_or_zero(text: str) -> int:
+    """argparse type: a whole number of at least 0."""
+    return whole_number(text, minimum=0)
+
+
+def positive_number(text: str) -> float:
+    """argparse type: a finite number above 0 (rates, seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def output_file(text: str) -> Path:
+    """argparse type: a file the run will write at its end, checked now, so a typo in the path
+    is a usage error before the run rather than a traceback after it."""
+    path = Path(text).absolute()  # absolute: subprocesses given it run from the project root
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: the file is not writable")
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {ancestor} is not a writable directory")
+    return path
+
+
+def add_logging_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("logging")
+    group.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr (-vv for debug)")
+    group.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Configure the root logger once, at the entry point. Logs go to stderr; stdout is for data."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose >= 2 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # kafka-python logs every reconnect attempt at INFO/WARNING/ERROR; our own code reports outages
+    # once, so keep the client quiet unless asked for debug output.
+    logging.getLogger("kafka").setLevel(logging.DEBUG if verbose >= 3 else logging.CRITICAL)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SignalHandler = Callable[[int, FrameType | None], None]
+
+
+@contextmanager
+def _handling_stop_signals(handler: SignalHandler) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM while the block runs, the previous handlers after it.
+    Only the main thread may install handlers; elsewhere the block runs without them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def stop_on_signals(stop: StopFlag) -> Iterator[StopFlag]:
+    """Turn the first SIGINT/SIGTERM into ``stop``; a second one interrupts at once."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            raise KeyboardInterrupt
+        logger.warning("%s received: finishing the current batch, then stopping", name)
+        stop.set(name)
+
+    with _handling_stop_signals(handler):
+        yield stop
+
+
+@contextmanager
+def interrupt_once() -> Iterator[None]:
+    """The first SIGINT or SIGTERM raises KeyboardInterrupt, so ``finally`` blocks run (the harness's
+    clean-up of its subprocesses); later ones are ignored, so that clean-up is not cut short.
+    Without it SIGTERM ends Python at once, and a second Ctrl-C interrupts the clean-up: either
+    orphans the subprocesses."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        logger.warning("%s received: stopping the run's processes", signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
+    with _handling_stop_signals(handler):
+        yield
+
+
+def run(body: Callable[[], int]) -> int:
+    """Run a script body, turning expected failures into one line and an exit code."""
+    try:
+        return body()
+    except PipelineError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("Interrupted; no summary.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:
+        # The edge of the process, and the last resort: anything else is a bug, not an input or
+        # environment problem we can explain in a line (those are PipelineErrors, and bad events
+        # go to the dead-letter topic long before this). Its traceback is what a bug report needs;
+        # exit 1, documented as "an unexpected error, with its traceback".
+        logger.exception("unexpected error")
+        return EXIT_FAILURE

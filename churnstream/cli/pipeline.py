@@ -1,0 +1,253 @@
+"""Does the whole pipeline work on this broker, how fast, and did it lose anything?
+
+Runs the same producer.py and consumer.py a user runs, as subprocesses, on run-unique topics,
+and measures from the outside: throughput, end-to-end latency, dead letters, and whether
+every raw record got exactly one outcome. Writes a results JSON and a markdown report.
+
+Examples:
+  python test_pipeline.py --verify-only
+  python test_pipeline.py --mode streaming --events-per-sec 1000 --duration 60
+  python test_pipeline.py --mode batch --consumers 2 --inject-bad 30
+  python test_pipeline.py --suite benchmark --report TEST_RESULTS.md   # make benchmark: the documented run
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import shlex
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from churnstream.cli.common import (
+    add_logging_options,
+    count_or_zero,
+    interrupt_once,
+    make_parser,
+    output_file,
+    positive_number,
+    run,
+    setup_logging,
+    values,
+    whole_number,
+)
+from churnstream.cli.formatting import format_checks
+from churnstream.contract.outputs import Guarantee, Mode
+from churnstream.errors import EXIT_FAILURE, EXIT_OK
+from churnstream.files import write_bytes_atomically, write_json_atomically
+from churnstream.harness.environment import environment
+from churnstream.harness.plan import RunPlan
+from churnstream.harness.scenario import run_scenario
+from churnstream.harness.suite import BENCHMARK_SUITE, WARM_UP, broker_note, summarise
+from churnstream.harness.verify import verify
+from churnstream.settings import PROJECT_ROOT, load_settings
+
+PROG = "test_pipeline.py"
+logger = logging.getLogger(__name__)
+
+DEFAULT_RESULTS_JSON = PROJECT_ROOT / "results" / "latest.json"
+# Only `make benchmark` writes the committed TEST_RESULTS.md (it passes --report TEST_RESULTS.md);
+# every other run reports under results/, so following an example never replaces the documented run.
+DEFAULT_REPORT = PROJECT_ROOT / "results" / "TEST_RESULTS.md"
+
+
+# The flags that shape a run: --verify-only takes none of them; --suite fixes the scenarios'.
+SUITE_FIXES = ("mode", "events_per_sec", "duration", "limit", "repeat", "p99_goal_ms", "batch_goal_s")
+RUN_FLAGS = (
+    *SUITE_FIXES,
+    "suite",
+    "consumers",
+    "inject_bad",
+    "guarantee",
+    "consumer_arg",
+    "seed",
+    "keep_topics",
+    "run_name",
+)
+
+
+def flag_names(names: list[str]) -> str:
+    return ", ".join("--" + name.replace("_", "-") for name in names)
+
+
+def _run_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,40}", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: use 1-40 characters of A-Z a-z 0-9 . _ -")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(PROG, __doc__.split("\n\n")[0], epilog="examples:" + __doc__.split("Examples:")[1])
+    what = parser.add_argument_group("what to run")
+    what.add_argument("--verify-only", action="store_true", help="check broker, topics, model and data; run nothing")
+    what.add_argument(
+        "--mode", choices=values(Mode), default=Mode.STREAMING.value, help="producer mode (default %(default)s)"
+    )
+    what.add_argument(
+        "--suite", choices=("benchmark",), help="run a preset list of scenarios (benchmark: the TEST_RESULTS.md run)"
+    )
+    what.add_argument(
+        "--events-per-sec", type=positive_number, default=100.0, help="streaming rate (default %(default)s)"
+    )
+    what.add_argument(
+        "--duration", type=positive_number, default=10.0, help="streaming duration in seconds (default %(default)s)"
+    )
+    what.add_argument("--limit", type=whole_number, help="batch: only the first N rows")
+    what.add_argument(
+        "--repeat", type=whole_number, default=1, help="batch: passes over the file (default %(default)s)"
+    )
+    what.add_argument(
+        "--consumers", type=whole_number, default=1, help="consumer processes in the group (default %(default)s)"
+    )
+    what.add_argument(
+        "--inject-bad", type=count_or_zero, default=0, metavar="K", help="mix K malformed events into the stream"
+    )
+    what.add_argument(
+        "--guarantee",
+        choices=values(Guarantee),
+        default=Guarantee.EXACTLY_ONCE.value,
+        help="consumer guarantee (default %(default)s)",
+    )
+    what.add_argument(
+        "--consumer-arg", action="append", default=[], metavar="ARG", help="extra argument for consumer.py (repeatable)"
+    )
+    what.add_argument("--seed", type=int, default=42, help="random seed for the producer and the sample check")
+    judge = parser.add_argument_group("criteria")
+    judge.add_argument(
+        "--timeout", type=positive_number, default=60.0, help="seconds to wait for outcomes after the producer ends"
+    )
+    judge.add_argument("--p99-goal-ms", type=float, help="also fail when p99 end-to-end latency exceeds this")
+    judge.add_argument(
+        "--batch-goal-s",
+        type=float,
+        help="also fail when the last outcome is readable later than this after the producer starts",
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--results-json",
+        type=output_file,
+        default=DEFAULT_RESULTS_JSON,
+        help="results file (default results/latest.json)",
+    )
+    output.add_argument(
+        "--report",
+        type=output_file,
+        default=DEFAULT_REPORT,
+        help="markdown report to write (default results/TEST_RESULTS.md; make benchmark writes TEST_RESULTS.md)",
+    )
+    output.add_argument("--no-report", action="store_true", help="write the JSON only")
+    output.add_argument(
+        "--keep-topics", action="store_true", help="keep the run's topics for inspection (default: delete them)"
+    )
+    output.add_argument(
+        "--run-name",
+        type=_run_name,
+        metavar="NAME",
+        help="use the fixed topics <topic>-NAME and group <group>-NAME: wiped at the start, kept at the end "
+        "(make demo uses 'demo', so its predictions can be read afterwards)",
+    )
+    add_logging_options(parser)
+    return parser
+
+
+def plans_from(args: argparse.Namespace) -> list[RunPlan]:
+    common = {
+        "consumers": args.consumers,
+        "inject_bad": args.inject_bad,
+        "guarantee": args.guarantee,
+        "seed": args.seed,
+        "timeout_s": args.timeout,
+        "keep_topics": args.keep_topics,
+        "run_name": args.run_name,
+        "consumer_args": tuple(args.consumer_arg),
+    }
+    if args.suite == "benchmark":
+        return [replace(plan, **common) for plan in BENCHMARK_SUITE]
+    return [
+        RunPlan(
+            mode=args.mode,
+            events_per_sec=args.events_per_sec,
+            duration_s=args.duration,
+            limit=args.limit,
+            repeat=args.repeat,
+            p99_goal_ms=args.p99_goal_ms,
+            batch_goal_s=args.batch_goal_s,
+            **common,
+        )
+    ]
+
+
+def warm_up_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The warm-up runs the judged runs' consumers the same way (count, guarantee, extra arguments)."""
+    return {
+        "consumers": args.consumers,
+        "guarantee": args.guarantee,
+        "seed": args.seed,
+        "consumer_args": tuple(args.consumer_arg),
+    }
+
+
+def write_outputs(results: dict[str, Any], args: argparse.Namespace) -> None:
+    write_json_atomically(args.results_json, results)
+    if args.no_report:
+        return
+    from churnstream.harness.report import plot, render_markdown  # noqa: PLC0415 - matplotlib: only when writing
+
+    plot_path = args.report.with_suffix(".png")
+    plot(results, plot_path)
+    write_bytes_atomically(args.report, render_markdown(results, plot_path.name).encode())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    chosen = [name for name in RUN_FLAGS if getattr(args, name) != parser.get_default(name)]
+    if args.suite and (fixed := [name for name in chosen if name in SUITE_FIXES]):
+        parser.error(f"{flag_names(fixed)}: not used by --suite, which runs fixed scenarios")
+    if args.verify_only and chosen:
+        parser.error(f"{flag_names(chosen)}: not used by --verify-only, which runs nothing")
+    setup_logging(args.verbose, args.quiet)
+
+    def body() -> int:
+        settings = load_settings()
+        if args.verify_only:
+            checks = verify(settings)
+            print(format_checks(checks))
+            return EXIT_OK if all(c.passed for c in checks) else EXIT_FAILURE
+        from churnstream.harness.report import scenario_lines  # noqa: PLC0415
+
+        results_dir = args.results_json.parent
+        scenarios = []
+        warm_up = None
+        if args.suite == "benchmark":
+            logger.info("warm-up run: %s", WARM_UP.describe())
+            warm_up = run_scenario(settings, replace(WARM_UP, **warm_up_options(args)), results_dir)
+        for plan in plans_from(args):
+            result = run_scenario(settings, plan, results_dir)
+            scenarios.append(result)
+            print("\n".join(scenario_lines(result)), flush=True)
+        results = {
+            "passed": all(s["passed"] for s in scenarios),
+            **summarise(scenarios),
+            "command": "python test_pipeline.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+            "finished_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            "environment": environment(settings),
+            "broker_note": broker_note(settings),
+            "scenarios": scenarios,
+            "warm_up": None if warm_up is None else {"plan_text": warm_up["plan_text"], "passed": warm_up["passed"]},
+        }
+        write_outputs(results, args)
+        verdict = "PASSED" if results["passed"] else "FAILED"
+        written = "" if args.no_report else f" and {args.report}"
+        print(f"{verdict}: results in {args.results_json}{written}")
+        return EXIT_OK if results["passed"] else EXIT_FAILURE
+
+    with interrupt_once():  # Ctrl-C or SIGTERM stops the run's subprocesses on the way out
+        return run(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,213 @@
+"""Start a consumer: check the model, the broker and the topics, claim an identity, wire the clients, loop.
+
+Start-up checks come first and each fails as one PipelineError: the model (5/6), the broker (2),
+the input topic (7). Output topics are created when missing. The loop itself is consumer.loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient
+
+from churnstream.consumer.identity import SLOT_DIR, ConsumerIdentity, claim_identity
+from churnstream.consumer.loop import StopConditions, consume_loop
+from churnstream.consumer.options import (
+    CLOSE_TIMEOUT_S,
+    PRODUCER_BATCH_SIZE,
+    PRODUCER_LINGER_MS,
+    PRODUCER_MAX_REQUEST_SIZE,
+    PRODUCER_RETRY_BACKOFF_MS,
+    ConsumerOptions,
+)
+from churnstream.consumer.scoring import Scorer
+from churnstream.consumer.sinks import make_sink
+from churnstream.consumer.stats import ConsumerSummary, RunStats, WindowSummary
+from churnstream.kafka.clients import make_admin, make_consumer, make_producer
+from churnstream.kafka.diagnosis import kafka_errors_translated
+from churnstream.kafka.group import RebalanceLogger, leave_as_static_member
+from churnstream.kafka.outage import watch_broker
+from churnstream.kafka.topics import prepare_pipeline_topics
+from churnstream.lifecycle import StopFlag, tune_garbage_collector
+from churnstream.settings import Settings
+
+if TYPE_CHECKING:  # importing the model module imports scikit-learn, ~3 s: see load_model_and_admin
+    from churnstream.ml.model import ChurnModel
+
+logger = logging.getLogger(__name__)
+
+
+class _BrokerCheck:
+    """``make_admin`` on a background thread, so its bootstrap timeout overlaps the model load.
+
+    Importing scikit-learn and loading the model take 2-4 s here and the bootstrap timeout is 6 s:
+    in sequence, "broker down" took 11-12 s to report; overlapped, about 6.5 s.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._admin: KafkaAdminClient | None = None
+        self._error: BaseException | None = None
+        self._abandoned = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._connect, name="broker-check", daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> None:
+        try:
+            admin = make_admin(self._settings)
+        except BaseException as exc:  # handed to the main thread, which re-raises it in result()
+            self._error = exc
+            return
+        with self._lock:
+            if self._abandoned:
+                admin.close()
+            else:
+                self._admin = admin
+
+    def result(self) -> KafkaAdminClient:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._admin is not None
+        return self._admin
+
+    def abandon(self) -> None:
+        """The model failed: its error is the one to report; close the admin whenever it arrives."""
+        with self._lock:
+            self._abandoned = True
+            if self._admin is not None:
+                self._admin.close()
+                self._admin = None
+
+
+def load_model_and_admin(settings: Settings, model: Scorer | None) -> tuple[Scorer, KafkaAdminClient]:
+    """The model (ModelMissing 5, ModelIntegrityError 6), then the broker (BrokerUnavailable 2)."""
+    check = _BrokerCheck(settings)
+    if model is None:
+        try:
+            from churnstream.ml.model import load_model  # noqa: PLC0415 - see _BrokerCheck: overlaps the import
+
+            model = load_model(settings.model_path, settings.model_card_path)
+        except BaseException:
+            check.abandon()
+            raise
+    return model, check.result()
+
+
+def producer_options(options: ConsumerOptions, identity: ConsumerIdentity) -> dict[str, Any]:
+    """The output producer's tuning (consumer.options says why), and its transactional id."""
+    extra: dict[str, Any] = {
+        "max_request_size": PRODUCER_MAX_REQUEST_SIZE,
+        "batch_size": PRODUCER_BATCH_SIZE,
+        "linger_ms": PRODUCER_LINGER_MS,
+        "retry_backoff_ms": PRODUCER_RETRY_BACKOFF_MS,
+    }
+    if options.exactly_once:
+        extra["transactional_id"] = identity.transactional_id
+        extra["transaction_timeout_ms"] = options.transaction_timeout_ms
+    return extra
+
+
+@contextmanager
+def _closing_consumer(consumer: KafkaConsumer) -> Iterator[KafkaConsumer]:
+    try:
+        yield consumer
+    finally:
+        consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_S * 1000)
+
+
+@contextmanager
+def _closing_producer(producer: KafkaProducer) -> Iterator[KafkaProducer]:
+    try:
+        yield producer
+    finally:
+        producer.close(timeout=CLOSE_TIMEOUT_S)
+
+
+def run_consumer(
+    settings: Settings,
+    options: ConsumerOptions,
+    stop: StopFlag | None = None,
+    *,
+    model: ChurnModel | Scorer | None = None,
+    on_window: Callable[[WindowSummary], None] | None = None,
+    slot_dir: Path = SLOT_DIR,
+) -> ConsumerSummary:
+    """Run the consumer until it is stopped or (batch mode) caught up; return the summary."""
+    stop = stop or StopFlag()
+    model, admin = load_model_and_admin(settings, model)
+    tune_garbage_collector()
+    with ExitStack() as stack:
+        stack.callback(admin.close)
+        prepare_pipeline_topics(admin, settings)
+        identity = claim_identity(settings.consumer_group, options.instance_id, slot_dir)
+        stack.callback(identity.release)  # after the clients close: no successor takes the slot before
+        logger.info(
+            "consumer %s (group %s, %s%s) starting",
+            identity.instance_id,
+            settings.consumer_group,
+            options.guarantee,
+            f", transactional id {identity.transactional_id}" if options.exactly_once else "",
+        )
+        client_id = f"churn-consumer-{identity.instance_id}"
+        producer = make_producer(settings, client_id=client_id, **producer_options(options, identity))
+        stack.enter_context(_closing_producer(producer))
+        if options.exactly_once:
+            # Before joining the group: fences a dead predecessor with this transactional id and
+            # aborts its open transaction, so its half-written batch is never seen and its
+            # pending offsets do not block our offset fetch.
+            with kafka_errors_translated(settings):
+                producer.init_transactions()
+        static_id = identity.instance_id if options.static_membership else None
+        consumer = make_consumer(
+            settings,
+            client_id=client_id,
+            group_id=settings.consumer_group,
+            group_instance_id=static_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            max_poll_records=options.max_batch,
+            fetch_max_wait_ms=options.fetch_max_wait_ms,
+            session_timeout_ms=options.session_timeout_ms,
+        )
+        stack.enter_context(_closing_consumer(consumer))
+        consumer.subscribe([settings.topic_raw], listener=RebalanceLogger())
+        # Learn the input's partitions before the first join. Otherwise kafka-python 3.0.12 joins
+        # first, assigns nothing ("No partition metadata"), and rejoins when the metadata arrives;
+        # if a poll times out during that second join, its assignment is dropped and the consumer
+        # idles with no partitions and no heartbeat (seen in the fault suite: 3 min, 1 in ~9).
+        with kafka_errors_translated(settings):
+            consumer.partitions_for_topic(settings.topic_raw)
+        stats = RunStats(options, on_window)
+        until = StopConditions(options, stop, stats)
+        sink = make_sink(options.guarantee, producer, consumer, settings)
+        with kafka_errors_translated(settings), watch_broker(settings.bootstrap_servers) as outage:
+            consume_loop(consumer, sink, model, stats, until, outage=outage)
+        summary = stats.summary(
+            sink.times.as_dict(),
+            model_version=model.version,
+            group=settings.consumer_group,
+            instance_id=identity.instance_id,
+            transactional_id=identity.transactional_id if options.exactly_once else None,
+            stopped_by=until.stopped_by,
+        )
+        # A clean stop: every batch is committed. Leave the group so the others take over now.
+        consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_S * 1000)
+        if static_id is not None:
+            leave_as_static_member(admin, settings.consumer_group, static_id)
+    logger.info(
+        "stopped (%s) after %d events: %d scored, %d dead-lettered",
+        summary.stopped_by,
+        summary.consumed,
+        summary.scored,
+        summary.dead_lettered,
+    )
+    return summary

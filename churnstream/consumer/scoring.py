@@ -1,0 +1,316 @@
+"""Score one poll batch: raw records in, prediction payloads and dead letters out. No Kafka here.
+
+The consumer hands over whatever one ``poll()`` returned. Each record is decoded and validated on
+its own, the valid ones are scored with ONE ``predict_proba`` call (a call costs milliseconds
+whatever the number of rows, so per-record scoring is ~100x slower), and every record ends in
+exactly one outcome: a prediction or a dead letter that carries its original bytes and the reason.
+If the model call raises, the batch is bisected to find the rows that make it fail, so one
+poisonous event never takes its neighbours to the dead-letter topic with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from churnstream.contract.events import (
+    DEFAULT_MAX_VALUE_BYTES,
+    ValidEvent,
+    decode_value,
+    utc_now_iso,
+    validate_event,
+)
+from churnstream.contract.outputs import Stage, cap_reason, dead_letter_headers, encode_prediction
+from churnstream.errors import InvalidEvent
+
+logger = logging.getLogger(__name__)
+
+
+class SourceRecord(Protocol):
+    """What scoring needs from a consumed record. kafka-python's ConsumerRecord fits as it is."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+class RawRecord(NamedTuple):
+    """A consumed record without Kafka: for tests, benchmarks and the harness's accounting."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int = 0
+
+    @property
+    def source(self) -> tuple[int, int]:
+        """(partition, offset): what a prediction or dead letter names as its source."""
+        return (self.partition, self.offset)
+
+
+class Scorer(Protocol):
+    """What scoring needs from the model (churnstream.model.ChurnModel, or a stub in tests)."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def threshold(self) -> float: ...
+    def predict_proba(self, rows: Sequence[dict[str, Any]]) -> Any: ...
+
+
+class PredictionOut(NamedTuple):
+    """One output for the predictions topic: key = customerID bytes, value = JSON bytes
+    (contract.outputs.encode_prediction)."""
+
+    key: bytes
+    value: bytes
+    partition: int  # source partition and offset, so the sink can tell what it covers
+    offset: int
+
+
+class DeadLetterOut(NamedTuple):
+    """One output for the dead-letter topic: the original key and value, and headers saying why
+    (contract.outputs.dead_letter_headers)."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    stage: str
+    reason: str
+    partition: int
+    offset: int
+
+
+@dataclass(slots=True)
+class StageTimes:
+    """Seconds spent per stage, accumulated over batches (the benchmark reports them)."""
+
+    decode: float = 0.0
+    validate: float = 0.0
+    predict: float = 0.0  # includes building the DataFrame: ChurnModel.predict_proba does both
+    encode: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"decode": self.decode, "validate": self.validate, "predict": self.predict, "encode": self.encode}
+
+
+@dataclass(slots=True)
+class BatchResult:
+    predictions: list[PredictionOut] = field(default_factory=list)
+    dead_letters: list[DeadLetterOut] = field(default_factory=list)
+    probability_sum: float = 0.0
+    churned: int = 0  # predictions that say "Yes"
+
+    @property
+    def scored(self) -> int:
+        return len(self.predictions)
+
+    @property
+    def consumed(self) -> int:
+        return len(self.predictions) + len(self.dead_letters)
+
+
+def _class_name(exc: BaseException) -> str:
+    kind = type(exc)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def error_class(exc: BaseException) -> str:
+    """The class that explains a failure best: for an InvalidEvent, the error it was raised from.
+
+    ``decode_value`` raises ``InvalidEvent(...) from None``: the orjson error is still on
+    ``__context__`` (suppressed for display only), and "orjson.JSONDecodeError" tells an operator
+    more than "InvalidEvent" does.
+    """
+    if isinstance(exc, InvalidEvent):
+        cause = exc.__cause__ or exc.__context__
+        return _class_name(cause) if cause is not None else _class_name(exc)
+    return _class_name(exc)
+
+
+def make_dead_letter(
+    record: SourceRecord, stage: str, reason: str, error_class_name: str, model_version: str
+) -> DeadLetterOut:
+    """A dead letter for ``record``: original key and value bytes untouched, the why in headers."""
+    key = record.key
+    # kafka-python refuses to send a record with neither key nor value (other clients can write
+    # one): send an empty key and say in a header that the original had none.
+    key_absent = key is None and record.value is None
+    headers = dead_letter_headers(
+        stage=stage,
+        reason=reason,
+        error_class=error_class_name,
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        failed_ts=utc_now_iso(),
+        model_version=model_version,
+        key_absent=key_absent,
+    )
+    return DeadLetterOut(
+        b"" if key_absent else key,
+        record.value,
+        headers,
+        str(stage),
+        cap_reason(reason),
+        record.partition,
+        record.offset,
+    )
+
+
+def _unexpected(stage: Stage, exc: Exception) -> str:
+    doing = "decoding" if stage is Stage.DECODE else "validating"
+    return f"unexpected {type(exc).__name__} while {doing}: {exc}"
+
+
+def _check_probabilities(raw: Any, expected: int) -> list[float]:
+    """The model's answer as Python floats, or ValueError if it is not one number per row."""
+    values = raw.tolist() if hasattr(raw, "tolist") else list(raw)
+    if len(values) != expected:
+        raise ValueError(f"the model returned {len(values)} probabilities for {expected} rows")
+    return values
+
+
+def _not_a_probability(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"the model returned {value!r}, not a number"
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        return f"the model returned {value!r}, not a probability in [0, 1]"
+    return None
+
+
+def predict_isolating_failures(
+    model: Scorer, rows: Sequence[dict[str, Any]]
+) -> tuple[list[float | None], dict[int, Exception]]:
+    """Probabilities for ``rows`` in one call; if the call raises, bisect to the rows that fail.
+
+    Returns one entry per row (None where the row could not be scored) and the exception per
+    failed row index. Bisecting costs about 2*log2(n) calls per poisonous row, and is only ever
+    taken when the single call failed, so the hot path stays at one call per batch.
+    """
+    if not rows:
+        return [], {}
+    try:
+        return list(_check_probabilities(model.predict_proba(rows), len(rows))), {}
+    except Exception as exc:  # routed: the failing rows become score-stage dead letters
+        if len(rows) == 1:
+            return [None], {0: exc}
+        middle = len(rows) // 2
+        left, left_failed = predict_isolating_failures(model, rows[:middle])
+        right, right_failed = predict_isolating_failures(model, rows[middle:])
+        failed = {**left_failed, **{index + middle: error for index, error in right_failed.items()}}
+        if not failed:
+            logger.warning(
+                "the model failed on a batch of %d rows (%s: %s) but scored both halves; no row is to blame",
+                len(rows),
+                type(exc).__name__,
+                exc,
+            )
+        return left + right, failed
+
+
+def score_batch(
+    records: Sequence[SourceRecord],
+    model: Scorer,
+    *,
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    times: StageTimes | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> BatchResult:
+    """Turn one poll batch into predictions and dead letters: exactly one outcome per record."""
+    result = BatchResult()
+    version = model.version
+    dead_letters = result.dead_letters
+
+    started = clock()
+    decoded: list[tuple[SourceRecord, dict[str, Any]]] = []
+    for record in records:
+        try:
+            decoded.append((record, decode_value(record.value, max_value_bytes)))
+        except InvalidEvent as exc:
+            dead_letters.append(make_dead_letter(record, exc.stage, exc.reason, error_class(exc), version))
+        except Exception as exc:  # routed: a decoder bug must cost one event, not the batch
+            dead_letters.append(
+                make_dead_letter(record, Stage.DECODE, _unexpected(Stage.DECODE, exc), error_class(exc), version)
+            )
+    decoded_at = clock()
+
+    valid_records: list[SourceRecord] = []
+    events: list[ValidEvent] = []
+    for record, obj in decoded:
+        try:
+            event = validate_event(obj)
+        except InvalidEvent as exc:
+            dead_letters.append(make_dead_letter(record, exc.stage, exc.reason, error_class(exc), version))
+            continue
+        except Exception as exc:  # routed: a validator bug must cost one event, not the batch
+            dead_letters.append(
+                make_dead_letter(record, Stage.VALIDATE, _unexpected(Stage.VALIDATE, exc), error_class(exc), version)
+            )
+            continue
+        valid_records.append(record)
+        events.append(event)
+    validated_at = clock()
+
+    probabilities, failures = predict_isolating_failures(model, [event.features for event in events])
+    if failures:
+        logger.warning(
+            "the model failed on %d of %d events in this batch; they go to the dead-letter topic",
+            len(failures),
+            len(events),
+        )
+    predicted_at = clock()
+
+    threshold = model.threshold
+    processed_ts = utc_now_iso()
+    predictions = result.predictions
+    probability_sum = 0.0
+    churned = 0
+    for index, (record, event, probability) in enumerate(zip(valid_records, events, probabilities, strict=True)):
+        if probability is None:
+            exc = failures[index]
+            reason = f"the model could not score this event: {type(exc).__name__}: {exc}"
+            dead_letters.append(make_dead_letter(record, Stage.SCORE, reason, error_class(exc), version))
+            continue
+        problem = _not_a_probability(probability)
+        if problem is not None:
+            dead_letters.append(make_dead_letter(record, Stage.SCORE, problem, "ValueError", version))
+            continue
+        is_churn = probability >= threshold
+        value = encode_prediction(
+            event.customer_id,
+            probability,
+            is_churn,
+            event_ts=event.event_ts,
+            processed_ts=processed_ts,
+            event_id=event.event_id,
+            model_version=version,
+            source_partition=record.partition,
+            source_offset=record.offset,
+        )
+        predictions.append(PredictionOut(event.customer_id.encode(), value, record.partition, record.offset))
+        probability_sum += probability
+        churned += is_churn
+    result.probability_sum = probability_sum
+    result.churned = churned
+
+    if times is not None:
+        encoded_at = clock()
+        times.decode += decoded_at - started
+        times.validate += validated_at - decoded_at
+        times.predict += predicted_at - validated_at
+        times.encode += encoded_at - predicted_at
+    return result

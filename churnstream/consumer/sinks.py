@@ -1,0 +1,189 @@
+"""Where a scored batch goes: its outputs delivered and its input offsets committed, together.
+
+A *sink* takes one batch's predictions and dead letters and the batch's input offsets:
+
+* :class:`TransactionalSink` (exactly-once, the default): one Kafka transaction per batch holds the
+  outputs *and* the input offsets (``send_offsets_to_transaction`` with the consumer's group
+  metadata), so a crash at any point leaves either all of a batch or none of it visible to
+  ``read_committed`` readers.
+* :class:`AtLeastOnceSink`: an idempotent producer; the offsets are committed only after every
+  output of the batch is acknowledged, so a crash can repeat a batch but never lose one.
+
+One flush and one commit per batch, never per message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka import errors as kafka_errors
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from churnstream.consumer.scoring import BatchResult
+from churnstream.contract.outputs import Guarantee
+from churnstream.errors import PipelineError
+from churnstream.kafka.clients import FLUSH_TIMEOUT_S
+from churnstream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class OutputFailed(PipelineError):
+    """Outputs could not be delivered or committed; nothing past them was committed. Exit 1."""
+
+
+class BatchAborted(Exception):
+    """The batch's transaction was aborted and its partitions rewound: the loop polls it again."""
+
+
+@dataclass(slots=True)
+class SinkTimes:
+    send: float = 0.0  # producer.send() calls
+    flush: float = 0.0  # waiting for the batch's outputs to be acknowledged
+    commit: float = 0.0  # offsets + transaction commit (or consumer.commit)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"send": self.send, "flush": self.flush, "commit": self.commit}
+
+
+_FATAL_TRANSACTION_ERRORS = (
+    kafka_errors.ProducerFencedError,
+    kafka_errors.TransactionalIdAuthorizationFailedError,
+    kafka_errors.ClusterAuthorizationFailedError,
+    kafka_errors.InvalidTxnStateError,
+    kafka_errors.UnsupportedVersionError,
+)
+
+
+def _send_outputs(producer: KafkaProducer, settings: Settings, result: BatchResult) -> list[Any]:
+    send = producer.send
+    topic = settings.topic_predictions
+    futures = [send(topic, value=p.value, key=p.key) for p in result.predictions]
+    dead_topic = settings.topic_deadletter
+    futures.extend(
+        send(dead_topic, value=d.value, key=d.key, headers=d.headers)  # null value stays null
+        for d in result.dead_letters
+    )
+    return futures
+
+
+def _first_failure(futures: list[Any]) -> BaseException | None:
+    """kafka-python only fails a transaction by itself for some batch errors: check every output."""
+    for future in futures:
+        if not future.is_done:
+            return kafka_errors.KafkaTimeoutError("an output was not acknowledged after flush()")
+        if future.exception is not None:
+            return future.exception
+    return None
+
+
+class _Sink:
+    """What both sinks hold: the output producer, the input consumer, the settings, their timings."""
+
+    def __init__(self, producer: KafkaProducer, consumer: KafkaConsumer, settings: Settings) -> None:
+        self._producer = producer
+        self._consumer = consumer
+        self._settings = settings
+        self.times = SinkTimes()
+
+
+class TransactionalSink(_Sink):
+    """Exactly-once: the batch's outputs and its input offsets commit together, or not at all."""
+
+    guarantee = Guarantee.EXACTLY_ONCE
+
+    def deliver(
+        self,
+        result: BatchResult,
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+        rewind: dict[TopicPartition, int],
+    ) -> None:
+        producer = self._producer
+        started = time.perf_counter()
+        try:
+            producer.begin_transaction()
+            futures = _send_outputs(producer, self._settings, result)
+            sent = time.perf_counter()
+            # Offsets first: their round trips overlap with the sender thread shipping the outputs.
+            producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
+            producer.flush(timeout=FLUSH_TIMEOUT_S)  # past it, KafkaTimeoutError: the batch is aborted
+            flushed = time.perf_counter()
+            failure = _first_failure(futures)
+            if failure is not None:
+                raise failure
+            producer.commit_transaction()
+        except _FATAL_TRANSACTION_ERRORS as exc:
+            raise OutputFailed(
+                f"the transaction failed fatally ({type(exc).__name__}: {exc}); another consumer may have "
+                "taken over this transactional id. Nothing past the last committed batch was committed."
+            ) from None
+        except kafka_errors.KafkaError as exc:
+            self._abort(exc, rewind)
+            raise BatchAborted(str(exc)) from None
+        committed = time.perf_counter()
+        self.times.send += sent - started
+        self.times.flush += flushed - sent
+        self.times.commit += committed - flushed
+
+    def _abort(self, exc: BaseException, rewind: dict[TopicPartition, int]) -> None:
+        logger.warning("aborting the batch's transaction (%s: %s); it will be processed again", type(exc).__name__, exc)
+        try:
+            self._producer.abort_transaction()
+        except kafka_errors.KafkaError as abort_exc:
+            raise OutputFailed(
+                f"the transaction could not be aborted ({type(abort_exc).__name__}: {abort_exc}) after "
+                f"{type(exc).__name__}: {exc}; stopping without committing"
+            ) from None
+        assigned = self._consumer.assignment()
+        for tp, offset in rewind.items():
+            if tp in assigned:  # a partition lost in a rebalance restarts from its committed offset
+                self._consumer.seek(tp, offset)
+
+
+class AtLeastOnceSink(_Sink):
+    """At-least-once: commit the input offsets only after every output is acknowledged."""
+
+    guarantee = Guarantee.AT_LEAST_ONCE
+
+    def deliver(
+        self,
+        result: BatchResult,
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+        rewind: dict[TopicPartition, int],  # unused: nothing to rewind, the same interface as TransactionalSink
+    ) -> None:
+        started = time.perf_counter()
+        futures = _send_outputs(self._producer, self._settings, result)
+        sent = time.perf_counter()
+        with contextlib.suppress(kafka_errors.KafkaTimeoutError):  # _first_failure reports what is pending
+            self._producer.flush(timeout=FLUSH_TIMEOUT_S)
+        flushed = time.perf_counter()
+        failure = _first_failure(futures)
+        if failure is not None:
+            raise OutputFailed(
+                f"an output could not be delivered ({type(failure).__name__}: {failure}); the batch's "
+                "offsets were not committed, so it will be processed again on restart"
+            )
+        try:
+            self._consumer.commit(offsets)
+        except kafka_errors.CommitFailedError as exc:
+            # The group rebalanced while we worked: the new owner re-reads from the last commit.
+            # The outputs are already out, so this costs duplicates, never a loss.
+            logger.warning("offsets not committed (%s); the batch's new owner will process it again", exc)
+        except kafka_errors.KafkaError as exc:
+            raise OutputFailed(f"committing offsets failed ({type(exc).__name__}: {exc})") from None
+        committed = time.perf_counter()
+        self.times.send += sent - started
+        self.times.flush += flushed - sent
+        self.times.commit += committed - flushed
+
+
+def make_sink(
+    guarantee: Guarantee, producer: KafkaProducer, consumer: KafkaConsumer, settings: Settings
+) -> TransactionalSink | AtLeastOnceSink:
+    kind = TransactionalSink if guarantee is Guarantee.EXACTLY_ONCE else AtLeastOnceSink
+    return kind(producer, consumer, settings)

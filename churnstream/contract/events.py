@@ -1,0 +1,236 @@
+"""The event contract: CSV row -> event, bytes -> validated event. Pure functions, no Kafka.
+
+An event is one JSON object: ``customerID``, the 19 feature columns with proper types
+(``TotalCharges`` may be null, as the real data has blanks), ``event_ts`` (ISO-8601 UTC with
+milliseconds and ``Z``) and ``event_id``. The label ``Churn`` is never sent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from churnstream.contract.outputs import Stage
+from churnstream.contract.schema import FEATURES, ID_COLUMN, Categorical, Numeric
+from churnstream.errors import InvalidEvent
+
+EVENT_TS = "event_ts"
+EVENT_ID = "event_id"
+MAX_ID_LENGTH = 128
+# Far above a real event (about 600 bytes) and far below the broker's 1 MB message limit,
+# so an oversized value is rejected by rule, and the dead letter that carries it still fits.
+DEFAULT_MAX_VALUE_BYTES = 64 * 1024
+
+
+def utc_now_iso() -> str:
+    return format_ts(datetime.now(UTC))
+
+
+def format_ts(moment: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and a ``Z``: ``2026-11-27T08:15:45.123Z``."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_ts(text: str) -> datetime:
+    """Parse an ISO-8601 timestamp; naive times are taken as UTC."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def ts_to_epoch_ms(text: str) -> float:
+    return parse_ts(text).timestamp() * 1000.0
+
+
+def _reject(reason: str) -> InvalidEvent:
+    return InvalidEvent(Stage.VALIDATE, reason)
+
+
+def _number(field: Numeric, value: Any) -> int | float | None:
+    name = field.name
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if field.nullable:
+            return None
+        raise _reject(f"{name} is {'null' if value is None else 'blank'}; a number is required")
+    if isinstance(value, bool):
+        raise _reject(f"{name} is a boolean; a number is required")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number: int | float = int(text) if field.kind is int else float(text)
+        except ValueError:
+            raise _reject(f"{name}={value!r} is not a number") from None
+    elif isinstance(value, int | float):
+        number = value
+    else:
+        raise _reject(f"{name} is a {type(value).__name__}; a number is required")
+    if field.kind is int:
+        if isinstance(number, float):
+            if not number.is_integer():
+                raise _reject(f"{name}={value!r} is not a whole number")
+            number = int(number)
+    else:
+        number = float(number)
+        if not math.isfinite(number):
+            raise _reject(f"{name}={value!r} is not a finite number")
+    if not field.low <= number <= field.high:
+        raise _reject(f"{name}={value!r} is out of range [{field.low:g}, {field.high:g}]")
+    return number
+
+
+def _category(field: Categorical, value: Any) -> str:
+    if not isinstance(value, str):
+        kind = "null" if value is None else f"a {type(value).__name__}"
+        raise _reject(f"{field.name} is {kind}; a string is required")
+    if value not in field.allowed:
+        raise _reject(f"{field.name}={value[:60]!r} is not a known category; allowed: " + ", ".join(field.allowed))
+    return value
+
+
+def _identifier(obj: Mapping[str, Any], name: str) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str) or not value.strip():
+        kind = "missing" if name not in obj else "not a non-empty string"
+        raise _reject(f"{name} is {kind}")
+    if len(value) > MAX_ID_LENGTH:
+        raise _reject(f"{name} is {len(value)} characters, over the limit of {MAX_ID_LENGTH}")
+    return value
+
+
+def parse_features(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Check and type the 19 features. Numeric strings (as in the CSV) are accepted."""
+    features: dict[str, Any] = {}
+    missing = [f.name for f in FEATURES if f.name not in obj]
+    if missing:
+        raise _reject("missing required field(s): " + ", ".join(missing))
+    for field in FEATURES:
+        value = obj[field.name]
+        if isinstance(field, Categorical):
+            features[field.name] = _category(field, value)
+        else:
+            features[field.name] = _number(field, value)
+    return features
+
+
+def row_to_event(row: Mapping[str, Any], event_id: str, event_ts: str) -> dict[str, Any]:
+    """Turn a CSV row (strings) into an event with proper types. Raises InvalidEvent."""
+    event: dict[str, Any] = {ID_COLUMN: _identifier(row, ID_COLUMN)}
+    event.update(parse_features(row))
+    event[EVENT_TS] = event_ts
+    event[EVENT_ID] = event_id
+    return event
+
+
+def encode_event(event: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(event)
+
+
+@dataclass(frozen=True, slots=True)
+class ValidEvent:
+    customer_id: str
+    event_id: str
+    event_ts: str
+    features: dict[str, Any]
+
+
+def decode_value(value: bytes | None, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> dict[str, Any]:
+    """Bytes -> JSON object, or InvalidEvent(stage="decode") saying why not."""
+    if value is None:
+        raise InvalidEvent(Stage.DECODE, "value is null (a tombstone); a JSON object is required")
+    if len(value) == 0:
+        raise InvalidEvent(Stage.DECODE, "value is empty; a JSON object is required")
+    if len(value) > max_value_bytes:
+        raise InvalidEvent(Stage.DECODE, f"value is {len(value)} bytes, over the limit of {max_value_bytes}")
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(Stage.DECODE, f"value is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        kind = "null" if obj is None else type(obj).__name__
+        raise InvalidEvent(Stage.DECODE, f"value is JSON {kind}; a JSON object is required")
+    return obj
+
+
+def validate_event(obj: Mapping[str, Any]) -> ValidEvent:
+    """A decoded object -> ValidEvent, or InvalidEvent(stage="validate") saying why not.
+
+    Extra fields are ignored (producers may add context the model does not use); unknown
+    category values are rejected, because the model would silently treat them as "none of
+    the known ones" and score a customer it has never seen as if it had.
+
+    One validator with two paths: the common, already well-typed event takes a fast path
+    (:func:`_validate_fast`, about a third of the time); anything else (numeric strings, blanks,
+    missing fields, wrong types, out of range) takes the full path, which decides and explains.
+    """
+    return _validate_fast(obj) or _validate_in_full(obj)
+
+
+_FAST_CATEGORICAL: tuple[tuple[str, frozenset[str]], ...] = tuple(
+    (f.name, frozenset(f.allowed)) for f in FEATURES if isinstance(f, Categorical)
+)
+_FAST_NUMERIC: tuple[tuple[str, bool, float, float, bool], ...] = tuple(
+    (f.name, f.kind is int, f.low, f.high, f.nullable) for f in FEATURES if isinstance(f, Numeric)
+)
+
+
+def _plain_identifier(value: Any) -> bool:
+    return value.__class__ is str and 0 < len(value) <= MAX_ID_LENGTH and not value.isspace()
+
+
+def _validate_fast(obj: Mapping[str, Any]) -> ValidEvent | None:
+    """Accepts only what the full path certainly accepts, and builds an equal ValidEvent; None
+    sends the event to the full path. ``tests/unit/test_validation.py`` checks the equivalence
+    on the real data and on thousands of mutated events. Why: after ``send()``, the full path
+    was the consumer's largest cost (13-20 us per event on this machine)."""
+    customer_id = obj.get(ID_COLUMN)
+    event_id = obj.get(EVENT_ID)
+    event_ts = obj.get(EVENT_TS)
+    if not (_plain_identifier(customer_id) and _plain_identifier(event_id) and _plain_identifier(event_ts)):
+        return None
+    features: dict[str, Any] = {}
+    try:
+        for name, allowed in _FAST_CATEGORICAL:
+            value = obj[name]
+            if value.__class__ is not str or value not in allowed:
+                return None
+            features[name] = value
+        for name, is_int, low, high, nullable in _FAST_NUMERIC:
+            value = obj[name]
+            kind = value.__class__
+            if kind is int:  # bool is not int here: its class is bool
+                if not low <= value <= high:
+                    return None
+                features[name] = value if is_int else float(value)
+            elif kind is float:
+                if not low <= value <= high:  # also False for NaN
+                    return None
+                if is_int:
+                    if not value.is_integer():
+                        return None
+                    value = int(value)
+                features[name] = value
+            elif value is None and nullable:
+                features[name] = None
+            else:
+                return None
+        parse_ts(event_ts)
+    except (KeyError, ValueError):
+        return None
+    return ValidEvent(customer_id, event_id, event_ts, features)
+
+
+def _validate_in_full(obj: Mapping[str, Any]) -> ValidEvent:
+    """The full path: every check, and a reason for the first that fails."""
+    customer_id = _identifier(obj, ID_COLUMN)
+    event_id = _identifier(obj, EVENT_ID)
+    event_ts = _identifier(obj, EVENT_TS)
+    try:
+        parse_ts(event_ts)
+    except ValueError:
+        raise _reject(f"{EVENT_TS}={event_ts[:40]!r} is not an ISO-8601 timestamp") from None
+    return ValidEvent(customer_id, event_id, event_ts, parse_features(obj))

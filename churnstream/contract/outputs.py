@@ -1,0 +1,297 @@
+"""What the pipeline writes to Kafka: the one home of every output field and header name.
+
+Three formats leave the consumer and replay, and every reader (the harness, replay, the
+benchmarks, the tests, the JSON Schemas in ``schemas/``) goes through the functions here:
+
+* a **prediction** (``telco-churn-predictions``): key = the customerID's UTF-8 bytes, value = a
+  JSON object built by :func:`encode_prediction` and read back by :func:`decode_prediction`;
+* a **dead letter** (``telco-deadletter``): the original record's key and value bytes untouched,
+  and ``dl.*`` headers built by :func:`dead_letter_headers`, read back by :func:`DeadLetterInfo.from_headers`;
+* a **replay** of a dead letter (back on the raw topic) with ``replay.*`` headers, and its ledger entry.
+
+The modes, guarantees and dead-letter stages are enums here too, so no module types them as strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+
+class Mode(StrEnum):
+    """How the producer sends, and how the consumer stops."""
+
+    STREAMING = "streaming"
+    BATCH = "batch"
+
+
+class Guarantee(StrEnum):
+    """The consumer's processing guarantee."""
+
+    EXACTLY_ONCE = "exactly-once"
+    AT_LEAST_ONCE = "at-least-once"
+
+
+class Stage(StrEnum):
+    """Where an event failed, in the order an event meets them."""
+
+    DECODE = "decode"  # the bytes are not a JSON object
+    VALIDATE = "validate"  # the object breaks the event contract
+    SCORE = "score"  # the model could not score it
+
+
+class MalformedOutput(ValueError):
+    """An output record that does not follow its format (a reader counts it, never crashes)."""
+
+
+# --------------------------------------------------------------------------- predictions
+
+PREDICTION_YES = "Yes"
+PREDICTION_NO = "No"
+
+# The prediction's JSON keys, in the order they are written (docs, schemas/prediction.schema.json).
+PREDICTION_FIELDS = (
+    "customerID",
+    "churn_probability",
+    "prediction",
+    "confidence_score",
+    "event_ts",
+    "processed_ts",
+    "event_id",
+    "model_version",
+    "source_partition",
+    "source_offset",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A prediction as read back from the predictions topic."""
+
+    customer_id: str
+    churn_probability: float
+    prediction: str
+    confidence_score: float
+    event_ts: str
+    processed_ts: str
+    event_id: str
+    model_version: str
+    source_partition: int
+    source_offset: int
+
+    @property
+    def source(self) -> tuple[int, int]:
+        """The raw record it scored: (partition, offset) on the raw topic."""
+        return (self.source_partition, self.source_offset)
+
+
+def confidence(probability: float, is_churn: bool) -> float:
+    """The probability of the class the prediction names: p for "Yes", 1 - p for "No"."""
+    return probability if is_churn else 1.0 - probability
+
+
+def encode_prediction(
+    customer_id: str,
+    probability: float,
+    is_churn: bool,
+    *,
+    event_ts: str,
+    processed_ts: str,
+    event_id: str,
+    model_version: str,
+    source_partition: int,
+    source_offset: int,
+) -> bytes:
+    """The prediction's value bytes. On the hot path: one dict and one ``orjson.dumps`` per event."""
+    return orjson.dumps(
+        {
+            "customerID": customer_id,
+            "churn_probability": probability,
+            "prediction": PREDICTION_YES if is_churn else PREDICTION_NO,
+            "confidence_score": probability if is_churn else 1.0 - probability,
+            "event_ts": event_ts,
+            "processed_ts": processed_ts,
+            "event_id": event_id,
+            "model_version": model_version,
+            "source_partition": source_partition,
+            "source_offset": source_offset,
+        }
+    )
+
+
+def decode_prediction(value: bytes | None) -> Prediction:
+    """A prediction's value bytes -> :class:`Prediction`, or MalformedOutput saying what is wrong."""
+    if value is None:
+        raise MalformedOutput("a prediction with a null value")
+    try:
+        body = orjson.loads(value)
+        return Prediction(
+            customer_id=str(body["customerID"]),
+            churn_probability=float(body["churn_probability"]),
+            prediction=str(body["prediction"]),
+            confidence_score=float(body["confidence_score"]),
+            event_ts=str(body["event_ts"]),
+            processed_ts=str(body["processed_ts"]),
+            event_id=str(body["event_id"]),
+            model_version=str(body["model_version"]),
+            source_partition=int(body["source_partition"]),
+            source_offset=int(body["source_offset"]),
+        )
+    except orjson.JSONDecodeError as exc:
+        raise MalformedOutput(f"a prediction that is not JSON: {exc}") from None
+    except KeyError as exc:
+        raise MalformedOutput(f"a prediction without {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise MalformedOutput(f"a prediction with a field of the wrong type: {exc}") from None
+
+
+# --------------------------------------------------------------------------- dead letters
+
+HEADER_STAGE = "dl.stage"
+HEADER_REASON = "dl.reason"
+HEADER_ERROR_CLASS = "dl.error_class"
+HEADER_SOURCE_TOPIC = "dl.source_topic"
+HEADER_SOURCE_PARTITION = "dl.source_partition"
+HEADER_SOURCE_OFFSET = "dl.source_offset"
+HEADER_FAILED_TS = "dl.failed_ts"
+HEADER_MODEL_VERSION = "dl.model_version"
+HEADER_KEY_ABSENT = "dl.key_absent"  # only on a record that had neither key nor value
+DEADLETTER_HEADERS = (
+    HEADER_STAGE,
+    HEADER_REASON,
+    HEADER_ERROR_CLASS,
+    HEADER_SOURCE_TOPIC,
+    HEADER_SOURCE_PARTITION,
+    HEADER_SOURCE_OFFSET,
+    HEADER_FAILED_TS,
+    HEADER_MODEL_VERSION,
+)
+# A reason is for a person; an exception text can quote a whole value. Keep headers small.
+MAX_REASON_CHARS = 500
+
+Headers = list[tuple[str, bytes]]
+
+
+def cap_reason(reason: str) -> str:
+    return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 3] + "..."
+
+
+def dead_letter_headers(
+    *,
+    stage: Stage | str,
+    reason: str,
+    error_class: str,
+    source_topic: str,
+    source_partition: int,
+    source_offset: int,
+    failed_ts: str,
+    model_version: str,
+    key_absent: bool = False,
+) -> Headers:
+    """The ``dl.*`` headers that say where a dead letter came from and why it failed."""
+    headers = [
+        (HEADER_STAGE, str(stage).encode()),
+        (HEADER_REASON, cap_reason(reason).encode("utf-8", "replace")),
+        (HEADER_ERROR_CLASS, error_class.encode()),
+        (HEADER_SOURCE_TOPIC, source_topic.encode()),
+        (HEADER_SOURCE_PARTITION, str(source_partition).encode()),
+        (HEADER_SOURCE_OFFSET, str(source_offset).encode()),
+        (HEADER_FAILED_TS, failed_ts.encode()),
+        (HEADER_MODEL_VERSION, model_version.encode()),
+    ]
+    if key_absent:
+        headers.append((HEADER_KEY_ABSENT, b"true"))
+    return headers
+
+
+def header_text(headers: Sequence[tuple[str, bytes | None]] | None, name: str) -> str | None:
+    """The first header called ``name``, as text (None when absent)."""
+    for key, value in headers or ():
+        if key == name:
+            return None if value is None else value.decode("utf-8", "replace")
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterInfo:
+    """What a dead letter's headers say (the record's key and value are the original's)."""
+
+    stage: str
+    reason: str
+    error_class: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    failed_ts: str
+    model_version: str
+    key_absent: bool = False
+
+    @property
+    def source(self) -> tuple[int, int]:
+        return (self.source_partition, self.source_offset)
+
+    @classmethod
+    def from_headers(cls, headers: Sequence[tuple[str, bytes | None]] | None) -> DeadLetterInfo:
+        """Read the ``dl.*`` headers; MalformedOutput when the source coordinates are missing."""
+        partition = header_text(headers, HEADER_SOURCE_PARTITION)
+        offset = header_text(headers, HEADER_SOURCE_OFFSET)
+        if partition is None or offset is None:
+            raise MalformedOutput("a dead letter without dl.source_partition or dl.source_offset")
+        try:
+            source_partition, source_offset = int(partition), int(offset)
+        except ValueError:
+            raise MalformedOutput(f"a dead letter whose source is {partition!r}:{offset!r}") from None
+        return cls(
+            stage=header_text(headers, HEADER_STAGE) or "",
+            reason=header_text(headers, HEADER_REASON) or "",
+            error_class=header_text(headers, HEADER_ERROR_CLASS) or "",
+            source_topic=header_text(headers, HEADER_SOURCE_TOPIC) or "",
+            source_partition=source_partition,
+            source_offset=source_offset,
+            failed_ts=header_text(headers, HEADER_FAILED_TS) or "",
+            model_version=header_text(headers, HEADER_MODEL_VERSION) or "",
+            key_absent=header_text(headers, HEADER_KEY_ABSENT) == "true",
+        )
+
+
+def keeps_original_bytes(
+    raw_key: bytes | None, raw_value: bytes | None, info: DeadLetterInfo, key: bytes | None, value: bytes | None
+) -> bool:
+    """The dead letter's key and value are the raw record's, byte for byte (None stays None).
+
+    kafka-python cannot send a record with neither key nor value, so such a dead letter goes out
+    with an empty key and ``dl.key_absent=true``: that counts as equal.
+    """
+    if info.key_absent:
+        return raw_key is None and raw_value is None and key == b"" and value is None
+    return key == raw_key and value == raw_value
+
+
+# --------------------------------------------------------------------------- replay
+
+REPLAY_HEADER_OF = "replay.of"  # the dead letter it re-sends, as its ledger key
+REPLAY_HEADER_REASON = "replay.reason"  # why that dead letter had failed
+LEDGER_SUFFIX = ".replayed"  # the ledger topic is "<dead-letter topic>.replayed"
+
+
+def replay_headers(ledger_key: bytes, reason: str) -> Headers:
+    return [(REPLAY_HEADER_OF, ledger_key), (REPLAY_HEADER_REASON, reason.encode("utf-8", "replace"))]
+
+
+def encode_ledger_entry(replayed_ts: str, stage: str | None) -> bytes:
+    return orjson.dumps({"replayed_ts": replayed_ts, "stage": stage})
+
+
+def decode_json_object(value: bytes) -> dict[str, Any]:
+    """A JSON object from bytes, or MalformedOutput."""
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedOutput(f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise MalformedOutput("not a JSON object")
+    return body

@@ -1,0 +1,141 @@
+"""A catalogue of malformed events, for the harness (--inject-bad) and the hostile-input tests.
+
+Each entry is one kind of damage a real stream carries: broken transport (empty, tombstone,
+bytes that are not UTF-8 or not JSON, the wrong JSON shape, absurd nesting or size) or a
+well-formed object that breaks the schema. Every one must end as exactly one dead letter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from churnstream.contract.events import row_to_event
+from churnstream.contract.outputs import Stage
+
+_TEMPLATE_ROW = {
+    "customerID": "9999-BAD",
+    "gender": "Female",
+    "SeniorCitizen": "0",
+    "Partner": "Yes",
+    "Dependents": "No",
+    "tenure": "12",
+    "PhoneService": "Yes",
+    "MultipleLines": "No",
+    "InternetService": "Fiber optic",
+    "OnlineSecurity": "No",
+    "OnlineBackup": "No",
+    "DeviceProtection": "No",
+    "TechSupport": "No",
+    "StreamingTV": "Yes",
+    "StreamingMovies": "Yes",
+    "Contract": "Month-to-month",
+    "PaperlessBilling": "Yes",
+    "PaymentMethod": "Electronic check",
+    "MonthlyCharges": "89.10",
+    "TotalCharges": "1069.20",
+}
+
+
+@dataclass(frozen=True)
+class BadEvent:
+    kind: str
+    stage: Stage  # the stage expected to reject it: decode or validate
+    key: bytes | None
+    value: bytes | None
+
+
+def _event(event_id: str, event_ts: str) -> dict[str, Any]:
+    return row_to_event(_TEMPLATE_ROW, event_id=event_id, event_ts=event_ts)
+
+
+def _changed(**changes: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def apply(event: dict[str, Any]) -> dict[str, Any]:
+        event.update(changes)
+        return event
+
+    return apply
+
+
+def _without(*names: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def apply(event: dict[str, Any]) -> dict[str, Any]:
+        for name in names:
+            event.pop(name, None)
+        return event
+
+    return apply
+
+
+_SCHEMA_DAMAGE: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "missing-customerID": _without("customerID"),
+    "missing-tenure": _without("tenure"),
+    "missing-event_id": _without("event_id"),
+    "missing-event_ts": _without("event_ts"),
+    "missing-all-features": lambda e: {"customerID": e["customerID"], "event_id": e["event_id"]},
+    "tenure-not-a-number": _changed(tenure="twelve"),
+    "tenure-negative": _changed(tenure=-3),
+    "tenure-fractional": _changed(tenure=1.5),
+    "tenure-boolean": _changed(tenure=True),
+    "tenure-object": _changed(tenure={"months": 12}),
+    "senior-citizen-2": _changed(SeniorCitizen=2),
+    "monthly-charges-nan-string": _changed(MonthlyCharges="NaN"),
+    "monthly-charges-infinity-string": _changed(MonthlyCharges="Infinity"),
+    "monthly-charges-out-of-range": _changed(MonthlyCharges=1e9),
+    "monthly-charges-boolean": _changed(MonthlyCharges=False),
+    "total-charges-negative": _changed(TotalCharges=-10.0),
+    "contract-unknown-category": _changed(Contract="Forever"),
+    "internet-service-wrong-case": _changed(InternetService="fiber optic"),
+    "gender-null": _changed(gender=None),
+    "gender-object": _changed(gender={"value": "Female"}),
+    "payment-method-list": _changed(PaymentMethod=["Mailed check"]),
+    "customerID-empty": _changed(customerID=""),
+    "customerID-number": _changed(customerID=12345),
+    "customerID-too-long": _changed(customerID="X" * 500),
+    "event_ts-not-a-timestamp": _changed(event_ts="yesterday"),
+    "event_id-null": _changed(event_id=None),
+}
+
+
+def _transport_damage(valid: bytes) -> dict[str, bytes | None]:
+    return {
+        "empty-value": b"",
+        "null-value-tombstone": None,
+        "invalid-utf8": b'{"customerID": "\xff\xfe\xfa"}',
+        "not-json": b"customerID=9999-BAD;tenure=12",
+        "truncated-json": valid[: len(valid) // 2],
+        "json-array": b"[" + valid + b"]",
+        "json-string": orjson.dumps(valid.decode()),
+        "json-number": b"42",
+        "json-null": b"null",
+        "json-nan-literal": valid.replace(b'"MonthlyCharges":89.1', b'"MonthlyCharges":NaN'),
+        "json-infinity-literal": valid.replace(b'"MonthlyCharges":89.1', b'"MonthlyCharges":Infinity'),
+        "utf16-encoded": valid.decode().encode("utf-16"),
+        "nesting-100000-deep": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+        "value-900kb": b'{"customerID":"9999-BAD","padding":"' + b"x" * 900_000 + b'"}',
+    }
+
+
+def catalogue(event_id_prefix: str, event_ts: str) -> list[BadEvent]:
+    """Every kind of malformed event we know, each with a unique event id where it has one."""
+    items: list[BadEvent] = []
+    valid = orjson.dumps(_event(f"{event_id_prefix}-transport", event_ts))
+    for kind, value in _transport_damage(valid).items():
+        items.append(BadEvent(kind, Stage.DECODE, b"9999-BAD", value))
+    for index, (kind, damage) in enumerate(_SCHEMA_DAMAGE.items()):
+        event = damage(_event(f"{event_id_prefix}-{index}", event_ts))
+        items.append(BadEvent(kind, Stage.VALIDATE, b"9999-BAD", orjson.dumps(event)))
+    return items
+
+
+def pick(count: int, event_id_prefix: str, event_ts: str) -> list[BadEvent]:
+    """``count`` malformed events cycling through the kinds, so a small count is still varied."""
+    kinds = catalogue(event_id_prefix, event_ts)
+    # Interleave transport and schema damage so even count=4 covers both families.
+    transport = [k for k in kinds if k.stage == Stage.DECODE]
+    schema = [k for k in kinds if k.stage == Stage.VALIDATE]
+    mixed = [item for pair in zip(transport, schema, strict=False) for item in pair]
+    mixed += transport[len(schema) :] + schema[len(transport) :]
+    return [mixed[i % len(mixed)] for i in range(count)]

@@ -1,0 +1,86 @@
+"""The pass/fail criteria of a harness run, each with the figure it was judged on. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from churnstream.harness.analysis import Criterion
+from churnstream.harness.plan import RunPlan
+
+
+def judge(results: dict[str, Any], plan: RunPlan, failures: list[str]) -> list[Criterion]:
+    """The pass/fail criteria, each with the figure it was judged on."""
+    producer = results["producer"]
+    criteria = [Criterion("harness ran cleanly", not failures, "; ".join(failures) or "no harness errors")]
+    criteria.append(
+        Criterion(
+            "producer acknowledged every event",
+            producer["exit_code"] == 0
+            and producer["sent"] is not None
+            and producer["acknowledged"] == producer["sent"],
+            f"exit {producer['exit_code']}, sent {producer['sent']}, acknowledged {producer['acknowledged']}",
+        )
+    )
+    codes = [c["exit_code"] for c in results["consumers"]]
+    criteria.append(Criterion("no consumer crashed", all(code == 0 for code in codes), f"exit codes {codes}"))
+    criteria.append(Criterion("lost = 0", results["lost"] == 0, f"lost {results['lost']} of {results['raw_records']}"))
+    criteria.append(
+        Criterion(
+            "duplicated = 0",
+            results["duplicated"] == 0 and results["duplicate_event_ids"] == 0,
+            f"duplicated {results['duplicated']}, duplicate event ids {results['duplicate_event_ids']}",
+        )
+    )
+    criteria.append(
+        Criterion(
+            "dead letters = injected malformed events",
+            results["dead_lettered"] == plan.inject_bad,
+            f"dead-lettered {results['dead_lettered']}, injected {plan.inject_bad}",
+        )
+    )
+    mismatched = results["dead_letter_bytes_mismatch"]
+    criteria.append(
+        Criterion(
+            "dead letters keep the original key and value bytes",
+            mismatched == 0,
+            f"{mismatched} of {results['dead_lettered']} dead letters differ from the raw record they name",
+        )
+    )
+    valid_sent = producer["acknowledged"]
+    criteria.append(
+        Criterion(
+            "every valid event scored",
+            valid_sent is not None and results["scored"] >= valid_sent,
+            f"scored {results['scored']}, valid events acknowledged {valid_sent}",
+        )
+    )
+    sample = results["sample_check"]
+    criteria.append(
+        Criterion(
+            "published probabilities equal offline predict_proba",
+            sample["checked"] > 0 and sample["mismatches"] == 0,
+            f"{sample['checked']} checked, {sample['mismatches']} mismatches, max |diff| {sample['max_abs_diff']}",
+        )
+    )
+    criteria.append(
+        Criterion("outputs well-formed", results["malformed_outputs"] == 0, f"{results['malformed_outputs']} malformed")
+    )
+    if plan.p99_goal_ms is not None:
+        p99 = results["latency_ms"]["p99"]
+        criteria.append(
+            Criterion(
+                f"p99 end-to-end latency <= {plan.p99_goal_ms:g} ms",
+                p99 is not None and p99 <= plan.p99_goal_ms,
+                f"p99 {p99} ms",
+            )
+        )
+    if plan.batch_goal_s is not None:
+        readable = results["all_readable_after_producer_start_s"]
+        criteria.append(
+            Criterion(
+                f"all outcomes readable within {plan.batch_goal_s:g} s of the producer's start",
+                readable is not None and readable <= plan.batch_goal_s,
+                f"{readable} s",
+            )
+        )
+    return criteria

@@ -1,0 +1,103 @@
+"""The scripts a run starts, as subprocesses: logs in files, stopped by signal, never orphaned."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from churnstream.errors import PipelineError
+from churnstream.kafka.clients import make_admin
+from churnstream.kafka.diagnosis import kafka_errors_translated
+from churnstream.settings import PROJECT_ROOT, Settings
+
+logger = logging.getLogger(__name__)
+
+GROUP_STABLE_TIMEOUT_S = 60.0
+CONSUMER = "churnstream.cli.consumer"
+PRODUCER = "churnstream.cli.producer"
+
+
+def script(module: str, *args: str) -> list[str]:
+    """``python -m <module> ARGS``: the same ``main`` as the root script and the console script."""
+    return [sys.executable, "-m", module, *args]
+
+
+class ManagedProcess:
+    """A script subprocess with its output in a log file, stopped by signal, never orphaned."""
+
+    def __init__(self, name: str, command: Sequence[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self.started_at = time.time()
+        self._log: IO[bytes] = log_path.open("wb")
+        self.process = subprocess.Popen(
+            list(command),
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C in the terminal reaches only the harness, which then stops
+            # each child with one SIGTERM (a clean stop) instead of the child seeing two signals.
+            start_new_session=True,
+        )
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, wait; SIGKILL if it does not stop in time (and say so in the log)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            if self.wait(timeout) is None:
+                logger.warning("%s did not stop within %.0f s of SIGTERM; killing it", self.name, timeout)
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+    def tail(self, lines: int = 12) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_for_group(
+    settings: Settings,
+    group: str,
+    consumers: Sequence[ManagedProcess],
+    timeout_s: float = GROUP_STABLE_TIMEOUT_S,
+) -> float:
+    """Wait until the consumers have joined and own partitions, so the first events wait for nobody."""
+    members = len(consumers)
+    admin = make_admin(settings, client_id="churn-harness-admin")
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < timeout_s:
+            exited = [c for c in consumers if c.poll() is not None]
+            if exited:
+                raise PipelineError(
+                    f"{exited[0].name} exited with code {exited[0].poll()} before joining group {group}"
+                )
+            with kafka_errors_translated(settings):
+                description = admin.describe_groups([group]).get(group, {})
+            if description.get("group_state") == "Stable" and len(description.get("members", [])) >= members:
+                return time.monotonic() - start
+            time.sleep(0.2)
+    finally:
+        admin.close()
+    raise PipelineError(f"consumer group {group} did not reach {members} stable member(s) within {timeout_s:.0f} s")

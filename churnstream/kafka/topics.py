@@ -1,0 +1,194 @@
+"""Topic administration: create what is missing with the settings the pipeline needs, check what must exist.
+
+One place decides a topic's settings (:func:`topic_configs`) and replication
+(:func:`choose_replication_factor`), whoever creates it: the consumer, the producer, the harness,
+``--verify-only`` or the launcher's provisioning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from kafka import KafkaAdminClient
+from kafka import errors as kafka_errors
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+
+from churnstream.errors import AuthenticationFailed, ConfigError, PipelineError, TopicMissing
+from churnstream.kafka.diagnosis import kafka_errors_translated, not_authorized
+from churnstream.settings import ENV_REPLICATION_FACTOR, Settings
+
+logger = logging.getLogger(__name__)
+
+# Replicas for a topic the pipeline creates when KAFKA_REPLICATION_FACTOR is not set: three copies
+# survive one broker down with min.insync.replicas=2 (acks=all keeps working); more cost disk and
+# produce latency without surviving more of the failures a small cluster sees.
+AUTO_REPLICATION_CAP = 3
+# The raw topic accepts about 1 MB per message (the broker default); a dead letter carries that
+# value untouched plus its headers, so the dead-letter topic must accept more.
+DEADLETTER_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+# What a dead letter adds to the raw value it carries: its headers, with room to spare.
+DEADLETTER_HEADROOM_BYTES = 64 * 1024
+
+
+def choose_replication_factor(configured: int | None, brokers: int, bootstrap_servers: str = "") -> int:
+    """The replication factor for a new topic: the configured one, else min(3, brokers).
+
+    So the same settings create topics with 1 replica on the single local broker and 3 on the
+    three-node cluster (or a managed one), without anyone editing KAFKA_REPLICATION_FACTOR. A
+    configured value larger than the cluster is an error naming the variable, not the broker's
+    INVALID_REPLICATION_FACTOR.
+    """
+    if configured is None:
+        return max(1, min(AUTO_REPLICATION_CAP, brokers))
+    if configured > brokers:
+        where = f" at {bootstrap_servers}" if bootstrap_servers else ""
+        raise ConfigError(
+            f"{ENV_REPLICATION_FACTOR}={str(configured)!r} is not valid: the cluster{where} has {brokers} "
+            f"broker(s); use at most {brokers}, or leave it unset for min(3, brokers)"
+        )
+    return configured
+
+
+def replication_for(admin: KafkaAdminClient, settings: Settings) -> int:
+    """:func:`choose_replication_factor` for the cluster ``admin`` talks to."""
+    with kafka_errors_translated(settings):
+        brokers = len(admin.describe_cluster()["brokers"])
+    return choose_replication_factor(settings.replication_factor, brokers, settings.bootstrap_servers)
+
+
+def topic_configs(settings: Settings, name: str) -> dict[str, str]:
+    """The per-topic settings the pipeline needs, the same whoever creates the topic (the consumer,
+    the producer, the harness, --verify-only, the launcher's provisioning)."""
+    if name == settings.topic_deadletter:
+        return {"max.message.bytes": str(DEADLETTER_MAX_MESSAGE_BYTES)}
+    return {}
+
+
+def topic_max_message_bytes(admin: KafkaAdminClient, topic: str) -> int | None:
+    """A topic's max.message.bytes as the broker reports it (its own or the broker default)."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic, ["max.message.bytes"])
+    described = admin.describe_configs([resource], config_filter="all")
+    for per_name in described.values():
+        entry = per_name.get(topic, {}).get("max.message.bytes")
+        if isinstance(entry, dict) and entry.get("value") is not None:
+            return int(entry["value"])
+    return None
+
+
+def ensure_topics(
+    admin: KafkaAdminClient,
+    settings: Settings,
+    names: Iterable[str],
+    partitions: int | None = None,
+    replication_factor: int | None = None,
+) -> list[str]:
+    """Create the topics that do not exist yet; leave existing ones as they are. Returns created."""
+    with kafka_errors_translated(settings):
+        existing = set(admin.list_topics())
+    missing = [name for name in dict.fromkeys(names) if name not in existing]
+    if not missing:
+        return []
+    partitions = partitions or settings.topic_partitions
+    replication_factor = replication_factor or replication_for(admin, settings)
+    with kafka_errors_translated(settings):
+        new_topics = [
+            NewTopic(name, partitions, replication_factor, topic_configs=topic_configs(settings, name) or None)
+            for name in missing
+        ]
+        try:
+            # Another process may create one between list and create: that is what we wanted.
+            with contextlib.suppress(kafka_errors.TopicAlreadyExistsError):
+                admin.create_topics(new_topics, wait_for_metadata=True)
+        except (kafka_errors.TopicAuthorizationFailedError, kafka_errors.ClusterAuthorizationFailedError) as exc:
+            raise _topics_refused(admin, settings, missing, exc) from None
+    for name in missing:
+        configs = "".join(f", {key} {value}" for key, value in topic_configs(settings, name).items())
+        logger.info("created topic %s (%d partitions, replication %d%s)", name, partitions, replication_factor, configs)
+    return missing
+
+
+def _hidden_topics(admin: KafkaAdminClient, settings: Settings, names: list[str]) -> list[str]:
+    """Of topics list_topics did not show, those the broker refuses to describe to us.
+
+    With ACLs, list_topics shows only the topics we may describe; asked by name, the broker answers
+    TOPIC_AUTHORIZATION_FAILED for the others, whether they exist or not (it does not say which).
+    """
+    with kafka_errors_translated(settings):
+        described = admin.describe_topics(names)
+    denied = kafka_errors.TopicAuthorizationFailedError.errno
+    return [topic["name"] for topic in described if topic.get("error_code") == denied]
+
+
+def _topics_refused(
+    admin: KafkaAdminClient, settings: Settings, missing: list[str], exc: kafka_errors.KafkaError
+) -> AuthenticationFailed:
+    error = type(exc).__name__.removesuffix("Error")
+    hidden = _hidden_topics(admin, settings, missing)
+    if hidden:
+        return not_authorized(settings, f"access topic(s) {', '.join(hidden)}", error)
+    return not_authorized(settings, f"create topic(s) {', '.join(missing)}, which do not exist", error)
+
+
+def require_topics(admin: KafkaAdminClient, settings: Settings, names: Iterable[str]) -> None:
+    with kafka_errors_translated(settings):
+        existing = set(admin.list_topics())
+    missing = [name for name in names if name not in existing]
+    if missing:
+        hidden = _hidden_topics(admin, settings, missing)
+        if hidden:  # not "missing": the broker will not say, and more rights are the fix
+            raise not_authorized(settings, f"access topic(s) {', '.join(hidden)}", "TopicAuthorizationFailed")
+        raise TopicMissing(
+            f"topic(s) {', '.join(missing)} do not exist on {settings.bootstrap_servers}; "
+            "create them with 'python test_pipeline.py --verify-only' or run producer.py first"
+        )
+
+
+def broker_version(admin: KafkaAdminClient) -> str:
+    """The broker's protocol version as kafka-python infers it, e.g. '4.3'."""
+    version = admin._client.check_version()  # noqa: SLF001 - the public way kafka-python exposes it
+    return ".".join(str(part) for part in version)
+
+
+def prepare_pipeline_topics(admin: KafkaAdminClient, settings: Settings) -> None:
+    """The consumer's topics: the input must exist (TopicMissing, exit 7); outputs are created when missing.
+
+    The dead-letter topic is created with a larger message limit than the broker default
+    (:func:`topic_configs`), so a raw value as large as the raw topic accepts still fits with its
+    headers; an existing one is left as it is, with a warning if it is too small.
+    """
+    require_topics(admin, settings, [settings.topic_raw])
+    ensure_topics(admin, settings, [settings.topic_predictions, settings.topic_deadletter])
+    # Always checked, even just after creating it: another process may have created it first,
+    # without the larger limit.
+    warn_if_deadletter_too_small(admin, settings)
+
+
+def warn_if_deadletter_too_small(admin: KafkaAdminClient, settings: Settings) -> None:
+    """An existing dead-letter topic is left as it is, but say so if a large event could not fit."""
+    try:
+        raw_limit = topic_max_message_bytes(admin, settings.topic_raw)
+        dead_limit = topic_max_message_bytes(admin, settings.topic_deadletter)
+    except kafka_errors.KafkaError as exc:
+        logger.debug("could not read topic limits: %s", exc)
+        return
+    if raw_limit is not None and dead_limit is not None and dead_limit < raw_limit + DEADLETTER_HEADROOM_BYTES:
+        logger.warning(
+            "dead-letter topic %s accepts messages up to %d bytes but %s accepts %d: a raw value near "
+            "that size cannot be dead-lettered; raise max.message.bytes on %s",
+            settings.topic_deadletter,
+            dead_limit,
+            settings.topic_raw,
+            raw_limit,
+            settings.topic_deadletter,
+        )
+
+
+def delete_topics(admin: KafkaAdminClient, settings: Settings, topics: list[str]) -> None:
+    """Delete topics, logging (not raising) when the broker refuses: a clean-up, not a step that matters."""
+    try:
+        with kafka_errors_translated(settings):
+            admin.delete_topics(topics, raise_errors=False)
+    except PipelineError as exc:
+        logger.warning("could not delete topics %s: %s", ", ".join(topics), exc)

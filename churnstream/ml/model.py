@@ -1,0 +1,121 @@
+"""Load the churn model safely and score batches with it.
+
+A joblib file runs code when it is loaded, so :func:`load_model` checks the file's sha256
+against ``model_card.json`` *before* unpickling, and refuses a model trained with another
+scikit-learn version (loading across versions is unsupported by scikit-learn).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import sklearn
+
+from churnstream.contract.schema import CATEGORICAL_NAMES, FEATURE_NAMES, NUMERIC_NAMES
+from churnstream.errors import ModelIntegrityError, ModelMissing
+from churnstream.files import sha256_file
+
+logger = logging.getLogger(__name__)
+
+MODEL_HINT = "run 'make model' (or: python -m churnstream.train) to train it"
+
+
+def features_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Validated feature dicts -> the DataFrame the pipeline expects (None -> NaN for numbers).
+
+    Built column by column: much faster than DataFrame(records) on the hot path.
+    """
+    columns: dict[str, Any] = {}
+    for name in CATEGORICAL_NAMES:
+        columns[name] = np.array([row[name] for row in rows], dtype=object)
+    for name in NUMERIC_NAMES:
+        columns[name] = np.array([row[name] for row in rows], dtype=float)
+    return pd.DataFrame(columns, columns=list(FEATURE_NAMES))
+
+
+@dataclass(frozen=True)
+class ChurnModel:
+    pipeline: Any
+    card: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return str(self.card["model_version"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.card["threshold"])
+
+    def predict_proba(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
+        """Churn probability for each row, in one call to the model."""
+        if not rows:
+            return np.empty(0, dtype=float)
+        probabilities = self.pipeline.predict_proba(features_frame(rows))
+        return probabilities[:, 1]
+
+
+def read_card(card_path: Path) -> dict[str, Any]:
+    if not card_path.is_file():
+        raise ModelMissing(f"model card {card_path} is missing; {MODEL_HINT}")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelIntegrityError(f"model card {card_path} is unreadable ({exc}); {MODEL_HINT}") from None
+    required = ("model_version", "model_sha256", "sklearn_version", "threshold", "features")
+    absent = [key for key in required if key not in card]
+    if absent:
+        raise ModelIntegrityError(f"model card {card_path} lacks {', '.join(absent)}; {MODEL_HINT}")
+    return card
+
+
+def encoder_path() -> str:
+    """Where the pipeline's feature encoder lives: a pickle names the class by this path."""
+    from churnstream.ml.features import TelcoFeatureEncoder  # noqa: PLC0415
+
+    return f"{TelcoFeatureEncoder.__module__}.{TelcoFeatureEncoder.__qualname__}"
+
+
+def verify_model(model_path: Path, card_path: Path) -> dict[str, Any]:
+    """Check the model file against its card without unpickling it. Returns the card."""
+    if not model_path.is_file():
+        raise ModelMissing(f"model file {model_path} is missing; {MODEL_HINT}")
+    card = read_card(card_path)
+    actual = sha256_file(model_path)
+    if actual != card["model_sha256"]:
+        raise ModelIntegrityError(
+            f"model file {model_path} has sha256 {actual[:16]}..., but its card says "
+            f"{str(card['model_sha256'])[:16]}...; refusing to load it (a joblib file runs code "
+            f"when loaded); {MODEL_HINT}"
+        )
+    if card["sklearn_version"] != sklearn.__version__:
+        raise ModelIntegrityError(
+            f"model {model_path} was trained with scikit-learn {card['sklearn_version']} but this "
+            f"environment has {sklearn.__version__}; loading across versions is unsupported; {MODEL_HINT}"
+        )
+    if card.get("feature_encoder") != encoder_path():
+        raise ModelIntegrityError(
+            f"model {model_path} was trained by an older version of this project (its pickle names "
+            f"{card.get('feature_encoder') or 'churnstream.features.TelcoFeatureEncoder'}, now {encoder_path()}); "
+            f"{MODEL_HINT}"
+        )
+    if list(card["features"]) != list(FEATURE_NAMES):
+        raise ModelIntegrityError(
+            f"model {model_path} expects features {card['features']}, not this schema's; {MODEL_HINT}"
+        )
+    return card
+
+
+def load_model(model_path: Path, card_path: Path | None = None) -> ChurnModel:
+    card_path = card_path or model_path.parent / "model_card.json"
+    card = verify_model(model_path, card_path)
+    pipeline = joblib.load(model_path)
+    logger.debug("loaded model %s (%s)", card["model_version"], model_path)
+    return ChurnModel(pipeline=pipeline, card=card)

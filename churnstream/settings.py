@@ -1,0 +1,264 @@
+"""The one place that reads settings: the environment, then ``.env`` (python-dotenv).
+
+``load_settings()`` builds one frozen :class:`Settings`; everything else takes it as an
+argument. A bad value raises :class:`ConfigError` naming the variable, the value and what is
+allowed. The SASL password is wrapped in :class:`Secret`, so it never shows in a repr, a
+log line or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from churnstream.errors import ConfigError
+
+
+def _project_root() -> Path:
+    """The checkout this package runs from (``make`` installs it editable), else the working folder.
+
+    Default paths (data, model, checkpoints, the local broker) live under it.
+    """
+    checkout = Path(__file__).resolve().parent.parent
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
+PROJECT_ROOT = _project_root()
+
+# Environment variable names: a contract the scripts, docs and tests rely on.
+ENV_BOOTSTRAP_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"
+ENV_TOPIC_RAW = "KAFKA_TOPIC_RAW"
+ENV_TOPIC_PREDICTIONS = "KAFKA_TOPIC_PREDICTIONS"
+ENV_TOPIC_DEADLETTER = "KAFKA_TOPIC_DEADLETTER"
+ENV_CONSUMER_GROUP = "KAFKA_CONSUMER_GROUP"
+ENV_TOPIC_PARTITIONS = "KAFKA_TOPIC_PARTITIONS"
+ENV_REPLICATION_FACTOR = "KAFKA_REPLICATION_FACTOR"
+ENV_SECURITY_PROTOCOL = "KAFKA_SECURITY_PROTOCOL"
+ENV_SASL_MECHANISM = "KAFKA_SASL_MECHANISM"
+ENV_SASL_USERNAME = "KAFKA_SASL_USERNAME"
+ENV_SASL_PASSWORD = "KAFKA_SASL_PASSWORD"
+ENV_SSL_CAFILE = "KAFKA_SSL_CAFILE"
+ENV_MODEL_PATH = "MODEL_PATH"
+ENV_DATA_PATH = "DATA_PATH"
+ENV_CHECKPOINT_DIR = "CHECKPOINT_DIR"
+ENV_DOTENV = "CHURN_DOTENV"  # which .env file to read; "none" to read none
+
+ALL_VARIABLES = (
+    ENV_BOOTSTRAP_SERVERS,
+    ENV_TOPIC_RAW,
+    ENV_TOPIC_PREDICTIONS,
+    ENV_TOPIC_DEADLETTER,
+    ENV_CONSUMER_GROUP,
+    ENV_TOPIC_PARTITIONS,
+    ENV_REPLICATION_FACTOR,
+    ENV_SECURITY_PROTOCOL,
+    ENV_SASL_MECHANISM,
+    ENV_SASL_USERNAME,
+    ENV_SASL_PASSWORD,
+    ENV_SSL_CAFILE,
+    ENV_MODEL_PATH,
+    ENV_DATA_PATH,
+    ENV_CHECKPOINT_DIR,
+)
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+DEFAULT_BOOTSTRAP_SERVERS = "localhost:29092"
+DEFAULT_DATA_PATH = PROJECT_ROOT / "data" / "WA_Fn-UseC_-Telco-Customer-Churn.csv"  # data.DATASET_FILENAME
+DEFAULT_MODEL_PATH = PROJECT_ROOT / "models" / "sklearn_pipeline.pkl"
+DEFAULT_CHECKPOINT_DIR = PROJECT_ROOT / ".checkpoints"
+
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_HOST_PORT_RE = re.compile(r"^\[?[A-Za-z0-9._:-]+\]?:\d{1,5}$")
+
+
+class Secret:
+    """A value that must never be printed. ``str()`` and ``repr()`` show ``***``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
+    topic_raw: str = "telco-raw-customers"
+    topic_predictions: str = "telco-churn-predictions"
+    topic_deadletter: str = "telco-deadletter"
+    consumer_group: str = "telco-churn-consumer-group"
+    topic_partitions: int = 6
+    # None: KAFKA_REPLICATION_FACTOR is not set, and topics the pipeline creates get
+    # min(3, brokers in the cluster) replicas (kafka_io.replication_for): 1 on the single local
+    # broker, 3 on the three-node cluster or a larger one. A number is used as it is.
+    replication_factor: int | None = None
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: Secret | None = field(default=None, repr=False)
+    ssl_cafile: Path | None = None
+    model_path: Path = DEFAULT_MODEL_PATH
+    data_path: Path = DEFAULT_DATA_PATH
+    checkpoint_dir: Path = DEFAULT_CHECKPOINT_DIR
+
+    @property
+    def model_card_path(self) -> Path:
+        return self.model_path.parent / "model_card.json"
+
+    def describe(self) -> dict[str, str]:
+        """Settings as strings, safe to print: the password is masked."""
+        return {
+            ENV_BOOTSTRAP_SERVERS: self.bootstrap_servers,
+            ENV_TOPIC_RAW: self.topic_raw,
+            ENV_TOPIC_PREDICTIONS: self.topic_predictions,
+            ENV_TOPIC_DEADLETTER: self.topic_deadletter,
+            ENV_CONSUMER_GROUP: self.consumer_group,
+            ENV_TOPIC_PARTITIONS: str(self.topic_partitions),
+            ENV_REPLICATION_FACTOR: "" if self.replication_factor is None else str(self.replication_factor),
+            ENV_SECURITY_PROTOCOL: self.security_protocol,
+            ENV_SASL_MECHANISM: self.sasl_mechanism or "",
+            ENV_SASL_USERNAME: self.sasl_username or "",
+            ENV_SASL_PASSWORD: "***" if self.sasl_password else "",
+            ENV_SSL_CAFILE: str(self.ssl_cafile or ""),
+            ENV_MODEL_PATH: str(self.model_path),
+            ENV_DATA_PATH: str(self.data_path),
+            ENV_CHECKPOINT_DIR: str(self.checkpoint_dir),
+        }
+
+
+def _bad(name: str, value: str, allowed: str) -> ConfigError:
+    return ConfigError(f"{name}={value!r} is not valid: {allowed}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _bad(name, raw, f"expected a whole number from {low} to {high}") from None
+    if not low <= value <= high:
+        raise _bad(name, raw, f"expected a whole number from {low} to {high}")
+    return value
+
+
+def _optional_int(env: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    """A whole number, or None when the variable is unset or blank (the caller decides then)."""
+    if not env.get(name, "").strip():
+        return None
+    return _int(env, name, low, low, high)
+
+
+def _topic(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if not _TOPIC_RE.match(value) or value in (".", ".."):
+        raise _bad(name, value, "a topic name is 1-249 characters of letters, digits, '.', '_', '-'")
+    return value
+
+
+def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def _choice(env: Mapping[str, str], name: str, default: str | None, allowed: tuple[str, ...]) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    value = raw.upper()
+    if value not in allowed:
+        raise _bad(name, raw, "expected one of " + ", ".join(allowed))
+    return value
+
+
+def _bootstrap(env: Mapping[str, str]) -> str:
+    raw = env.get(ENV_BOOTSTRAP_SERVERS, "").strip() or DEFAULT_BOOTSTRAP_SERVERS
+    servers = [part.strip() for part in raw.split(",")]
+    for server in servers:
+        port = server.rsplit(":", 1)[-1]
+        if not _HOST_PORT_RE.match(server) or not 0 < int(port) < 65536:
+            raise _bad(ENV_BOOTSTRAP_SERVERS, raw, "expected host:port[,host:port...], e.g. localhost:29092")
+    return ",".join(servers)
+
+
+def read_environment(dotenv_path: Path | None = None) -> dict[str, str]:
+    """The process environment layered over ``.env`` (the environment wins, as in python-dotenv)."""
+    choice = os.environ.get(ENV_DOTENV, "")
+    if dotenv_path is None and choice.lower() != "none":
+        dotenv_path = Path(choice) if choice else PROJECT_ROOT / ".env"
+    values: dict[str, str] = {}
+    if dotenv_path is not None and dotenv_path.is_file():
+        values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    values.update(os.environ)
+    return values
+
+
+def settings_from(env: Mapping[str, str]) -> Settings:
+    """Validate a mapping of variables into Settings. Pure: reads nothing else."""
+    security_protocol = _choice(env, ENV_SECURITY_PROTOCOL, "PLAINTEXT", SECURITY_PROTOCOLS)
+    assert security_protocol is not None
+    sasl_mechanism = _choice(env, ENV_SASL_MECHANISM, None, SASL_MECHANISMS)
+    username = env.get(ENV_SASL_USERNAME, "").strip() or None
+    password_raw = env.get(ENV_SASL_PASSWORD, "")
+    password = Secret(password_raw) if password_raw else None
+    uses_sasl = security_protocol.startswith("SASL_")
+    if uses_sasl:
+        if sasl_mechanism is None:
+            raise _bad(
+                ENV_SASL_MECHANISM,
+                "",
+                f"{ENV_SECURITY_PROTOCOL}={security_protocol} needs one of " + ", ".join(SASL_MECHANISMS),
+            )
+        if username is None or password is None:
+            raise ConfigError(
+                f"{ENV_SECURITY_PROTOCOL}={security_protocol} needs {ENV_SASL_USERNAME} "
+                f"and {ENV_SASL_PASSWORD} to be set"
+            )
+    ssl_cafile = _path(env, ENV_SSL_CAFILE, Path()) if env.get(ENV_SSL_CAFILE, "").strip() else None
+    return Settings(
+        bootstrap_servers=_bootstrap(env),
+        topic_raw=_topic(env, ENV_TOPIC_RAW, Settings.topic_raw),
+        topic_predictions=_topic(env, ENV_TOPIC_PREDICTIONS, Settings.topic_predictions),
+        topic_deadletter=_topic(env, ENV_TOPIC_DEADLETTER, Settings.topic_deadletter),
+        consumer_group=_topic(env, ENV_CONSUMER_GROUP, Settings.consumer_group),
+        topic_partitions=_int(env, ENV_TOPIC_PARTITIONS, Settings.topic_partitions, 1, 1000),
+        replication_factor=_optional_int(env, ENV_REPLICATION_FACTOR, 1, 7),
+        security_protocol=security_protocol,
+        sasl_mechanism=sasl_mechanism,
+        sasl_username=username,
+        sasl_password=password,
+        ssl_cafile=ssl_cafile,
+        model_path=_path(env, ENV_MODEL_PATH, DEFAULT_MODEL_PATH),
+        data_path=_path(env, ENV_DATA_PATH, DEFAULT_DATA_PATH),
+        checkpoint_dir=_path(env, ENV_CHECKPOINT_DIR, DEFAULT_CHECKPOINT_DIR),
+    )
+
+
+def load_settings(dotenv_path: Path | None = None) -> Settings:
+    """Read the environment and ``.env`` once and validate them."""
+    return settings_from(read_environment(dotenv_path))

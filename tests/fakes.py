@@ -1,0 +1,145 @@
+"""Test doubles for the consumer without a broker: a model, a consumer and a producer that record their calls.
+
+They implement only what the loop and the sinks use, with kafka-python's own Future and
+structs, so a change in how the consumer talks to its clients shows up here in milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from kafka.errors import KafkaError
+from kafka.future import Future
+from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
+
+
+class StubModel:
+    """A model whose answers and failures the test decides. Counts its calls."""
+
+    def __init__(
+        self,
+        answer: Any = None,
+        fails_on: Any = None,
+        threshold: float = 0.5,
+        version: str = "stub-1",
+    ) -> None:
+        self.answer = answer or (lambda rows: [0.25] * len(rows))
+        self.fails_on = fails_on or (lambda row: False)
+        self.threshold = threshold
+        self.version = version
+        self.calls: list[int] = []
+
+    def predict_proba(self, rows: Sequence[dict[str, Any]]) -> Any:
+        self.calls.append(len(rows))
+        for row in rows:
+            if self.fails_on(row):
+                raise ValueError(f"cannot score tenure={row['tenure']}")
+        return np.asarray(self.answer(rows), dtype=float)
+
+
+class FakeRecord:
+    """What kafka-python's ConsumerRecord offers the loop."""
+
+    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
+        self.topic, self.partition, self.offset, self.key, self.value = topic, partition, offset, key, value
+        self.leader_epoch = 0
+        self.headers: list[tuple[str, bytes]] = []
+        self.timestamp = 0
+
+
+class _GroupMetadata:
+    def __init__(self) -> None:
+        self.state = MemberState.STABLE
+        self.generation_id = 1
+        self.member_id = "member-1"
+
+
+class FakeConsumer:
+    """Hands out scripted poll batches; records commits and seeks."""
+
+    def __init__(
+        self, batches: Sequence[dict[TopicPartition, list[FakeRecord]]], end_offsets: dict | None = None
+    ) -> None:
+        self.batches = list(batches)
+        self.polls = 0
+        self.commits: list[dict[TopicPartition, OffsetAndMetadata]] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
+        self.metadata = _GroupMetadata()
+        self._assignment = {tp for batch in batches for tp in batch}
+        self._positions: dict[TopicPartition, int] = {tp: 0 for tp in self._assignment}
+        self._end_offsets = end_offsets or {}
+        self.calls: list[str] = []
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[FakeRecord]]:
+        self.polls += 1
+        if not self.batches:
+            return {}
+        batch = self.batches.pop(0)
+        for tp, records in batch.items():
+            if records:
+                self._positions[tp] = records[-1].offset + 1
+        return batch
+
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        self.calls.append("commit")
+        self.commits.append(dict(offsets))
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+        self._positions[tp] = offset
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._assignment)
+
+    def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int:
+        return self._positions.get(tp, 0)
+
+    def end_offsets(self, partitions: Sequence[TopicPartition], timeout_ms: int | None = None) -> dict:
+        return {tp: self._end_offsets.get(tp, 0) for tp in partitions}
+
+    def group_metadata(self) -> _GroupMetadata:
+        return self.metadata
+
+
+class FakeProducer:
+    """Acknowledges (or fails) every send at flush; records the order of its calls."""
+
+    def __init__(self, fail_topics: Sequence[str] = (), commit_error: BaseException | None = None) -> None:
+        self.fail_topics = set(fail_topics)
+        self.commit_error = commit_error
+        self.sent: list[tuple[str, bytes | None, bytes | None, Any]] = []
+        self.calls: list[str] = []
+        self._pending: list[tuple[str, Future]] = []
+        self.offsets_sent: list[dict[TopicPartition, OffsetAndMetadata]] = []
+
+    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, headers: Any = None) -> Future:
+        self.sent.append((topic, key, value, headers))
+        future = Future()
+        self._pending.append((topic, future))
+        return future
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.calls.append("flush")
+        for topic, future in self._pending:
+            if topic in self.fail_topics:
+                future.failure(KafkaError(f"{topic} refused the record"))
+            else:
+                future.success(None)
+        self._pending = []
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def send_offsets_to_transaction(self, offsets: dict, group_metadata: Any) -> None:
+        self.calls.append("offsets")
+        self.offsets_sent.append(dict(offsets))
+
+    def commit_transaction(self) -> None:
+        if self.commit_error is not None:
+            raise self.commit_error
+        self.calls.append("commit")
+
+    def abort_transaction(self) -> None:
+        self.calls.append("abort")

@@ -1,0 +1,693 @@
+"""Fault injection: kill clients and the broker mid-run, feed hostile input, break the start-up.
+
+Modelled on Apache Kafka's own system tests: the real producer.py and consumer.py run as
+subprocesses against a real broker, something is broken on purpose, and a ``read_committed``
+reader (harness.OutcomeReader) then checks that every raw record has exactly one outcome
+(harness.read_topic + analysis.conservation: the same accounting test_pipeline.py uses).
+
+Each test prints its figures on one line starting with ``FIGURES``; collect them with
+``.venv/bin/python -m pytest -s -m slow tests/integration/test_faults.py | grep FIGURES``. Random kill points
+come from ``FAULT_SEED`` (default below), printed with the figures, so a run can be repeated.
+Tests that stop or kill a broker use a private one on free ports, never the shared broker.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaAdminClient
+
+from churnstream import localkafka as broker
+from churnstream.consumer.options import DEFAULT_MAX_BATCH
+from churnstream.contract.events import decode_value, utc_now_iso
+from churnstream.contract.outputs import DeadLetterInfo
+from churnstream.errors import (
+    EXIT_BROKER,
+    EXIT_CONFIG,
+    EXIT_DATA,
+    EXIT_FAILURE,
+    EXIT_MODEL_INTEGRITY,
+    EXIT_MODEL_MISSING,
+    EXIT_PROTOCOL,
+)
+from churnstream.harness import badinput
+from churnstream.harness.analysis import Conservation, conservation
+from churnstream.harness.plan import RunTopics
+from churnstream.harness.processes import CONSUMER as CONSUMER_MODULE
+from churnstream.harness.processes import PRODUCER as PRODUCER_MODULE
+from churnstream.harness.processes import ManagedProcess, script, wait_for_group
+from churnstream.harness.readers import OutcomeReader, read_topic
+from churnstream.kafka.clients import make_admin, make_producer
+from churnstream.kafka.topics import ensure_topics, prepare_pipeline_topics
+from churnstream.producer.checkpoint import read_checkpoint
+from churnstream.settings import DEFAULT_DATA_PATH, DEFAULT_MODEL_PATH, Settings, settings_from
+from tests.helpers import (
+    checkpoint_path,
+    free_port,
+    read_all_records,
+    run_module,
+    run_script,
+    script_env,
+    start_local_cluster,
+    start_script,
+    wait_for_progress,
+)
+
+SEED = int(os.environ.get("FAULT_SEED", "20261127"))
+ROWS = 7043
+BATCH_REPEAT = 7  # producer.py --mode batch --repeat 7: 49,301 events, the "50,000-event batch run"
+BATCH_EVENTS = ROWS * BATCH_REPEAT
+LOST_LINE = re.compile(r"churnstream\.kafka\.outage: lost connection to the broker")
+BACK_LINE = re.compile(
+    r"churnstream\.kafka\.outage: broker at \S+ back after ([\d.]+) s \((\d+) failed connection attempts\)"
+)
+ASSIGNED_LINE = re.compile(r"partitions assigned: (.*)$", re.MULTILINE)
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def figures(scenario: str, **values: Any) -> None:
+    """One greppable line: ``FIGURES <scenario> key=value ...`` (lists joined by commas)."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
+        if isinstance(value, list | tuple):
+            return ",".join(text(v) for v in value)
+        return str(value).replace(" ", "_")
+
+    print(f"\nFIGURES {scenario} " + " ".join(f"{key}={text(value)}" for key, value in values.items()), flush=True)
+
+
+def topics_of(settings: Settings) -> RunTopics:
+    return RunTopics(settings.topic_raw, settings.topic_predictions, settings.topic_deadletter, settings.consumer_group)
+
+
+def create_topics(settings: Settings) -> None:
+    """The raw topic, and the outputs as the consumer creates them (the reader needs them first)."""
+    admin = make_admin(settings, client_id="fault-admin")
+    try:
+        ensure_topics(admin, settings, [settings.topic_raw])
+        prepare_pipeline_topics(admin, settings)
+    finally:
+        admin.close()
+
+
+def start_reader(settings: Settings) -> OutcomeReader:
+    reader = OutcomeReader(settings, topics_of(settings))
+    reader.start_reading()
+    return reader
+
+
+def outcome_sources(reader: OutcomeReader) -> set[tuple[int, int]]:
+    """Raw records (partition, offset) that have at least one committed outcome so far."""
+    return {p.source for p in list(reader.predictions)} | {d.source for d in list(reader.dead_letters)}
+
+
+def reached(reader: OutcomeReader, count: int) -> Callable[[], bool]:
+    return lambda: len(outcome_sources(reader)) >= count
+
+
+def wait_until(
+    condition: Callable[[], bool], what: str, timeout_s: float, watch: Sequence[ManagedProcess] = ()
+) -> float:
+    """Seconds until ``condition`` holds; fails if a watched process exits first or time runs out."""
+    started = time.monotonic()
+    while not condition():
+        for process in watch:
+            code = process.poll()
+            if code is not None:
+                raise AssertionError(f"{process.name} exited with {code} while waiting for {what}:\n{process.tail(30)}")
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"no {what} within {timeout_s:.0f} s")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def consumer(name: str, env: dict[str, str], tmp_path: Path, *args: str) -> ManagedProcess:
+    summary = tmp_path / f"{name}.json"
+    command = script(CONSUMER_MODULE, "--mode", "streaming", "--summary-json", str(summary), *args)
+    return ManagedProcess(name, command, script_env(env), tmp_path / f"{name}.log")
+
+
+def streaming_producer(env: dict[str, str], tmp_path: Path, rate: int, duration_s: int, seed: int) -> ManagedProcess:
+    command = script(PRODUCER_MODULE, "--mode", "streaming", "--events-per-sec", str(rate))
+    command += ["--duration", str(duration_s), "--seed", str(seed), "--summary-json", str(tmp_path / "producer.json")]
+    return ManagedProcess("producer", command, script_env(env), tmp_path / "producer.log")
+
+
+def summary(tmp_path: Path, name: str) -> dict[str, Any]:
+    return orjson.loads((tmp_path / f"{name}.json").read_bytes())
+
+
+def written(settings: Settings) -> int:
+    """Output records on the topics, aborted transactions included (a read_uncommitted count)."""
+    return sum(len(read_topic(settings, topic)) for topic in (settings.topic_predictions, settings.topic_deadletter))
+
+
+def account(settings: Settings, reader: OutcomeReader) -> Conservation:
+    return conservation(read_topic(settings, settings.topic_raw), reader.predictions, reader.dead_letters)
+
+
+def log_lines(process: ManagedProcess, pattern: re.Pattern[str]) -> list[re.Match[str]]:
+    return [m for line in process.log_path.read_text(errors="replace").splitlines() if (m := pattern.search(line))]
+
+
+def partitions_of(match: re.Match[str]) -> set[int]:
+    return {int(p) for p in re.findall(r"\[(\d+)\]", match.group(1))}
+
+
+def restart_node(layout: broker.Layout) -> None:
+    broker.start_node(layout, 0)
+    # The launcher reads /proc/<pid>/cmdline to recognise its JVM, and right after Popen returns
+    # it can still be empty (16 times in 300 here), which wait_until_ready takes for a node that
+    # exited: wait until the node is recognised first.
+    deadline = time.monotonic() + 10
+    while broker.node_pid(layout, 0) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    broker.wait_until_ready(layout)
+
+
+# --------------------------------------------------------------------- 1. consumer kill -9
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(480)
+@pytest.mark.parametrize("guarantee", ["exactly-once", "at-least-once"])
+def test_1_consumer_sigkilled_three_times_during_a_batch_run(
+    pipeline_env: dict[str, str], tmp_path: Path, guarantee: str
+) -> None:
+    settings = settings_from(pipeline_env)
+    rng = random.Random(f"{SEED}:1:{guarantee}")
+    load = run_script(
+        "producer.py", ["--mode", "batch", "--repeat", str(BATCH_REPEAT), "--no-progress", "-q"], pipeline_env, 300
+    )
+    assert load.returncode == 0, load.stderr
+    create_topics(settings)
+    total = len(read_topic(settings, settings.topic_raw))
+    assert total == BATCH_EVENTS
+    # A kill point is a number of outcomes (10-85 % of the run), then a delay that puts the kill
+    # anywhere in the batch after it (a batch of 5,000 takes about 0.5-1 s here).
+    kill_points = sorted(int(rng.uniform(0.10, 0.85) * total) for _ in range(3))
+    kill_delays = [round(rng.uniform(0.0, 0.5), 3) for _ in range(3)]
+    reader = start_reader(settings)
+    processes: list[ManagedProcess] = []
+    at_kill: list[int] = []
+    first_output_s: list[float] = []
+    started = time.monotonic()
+    try:
+        for index, (point, delay) in enumerate(zip(kill_points, kill_delays, strict=True)):
+            process = consumer(f"consumer-{index}", pipeline_env, tmp_path, "--guarantee", guarantee)
+            processes.append(process)
+            seen = len(outcome_sources(reader))
+            first_output_s.append(wait_until(reached(reader, seen + 1), "first new outcome", 120, [process]))
+            wait_until(reached(reader, point), f"{point} outcomes", 180, [process])
+            time.sleep(delay)
+            process.process.send_signal(signal.SIGKILL)
+            process.process.wait(timeout=30)
+            at_kill.append(len(outcome_sources(reader)))
+        final = consumer("consumer-final", pipeline_env, tmp_path, "--guarantee", guarantee)
+        processes.append(final)
+        wait_until(reached(reader, total), "outcome for every raw record", 300, [final])
+        elapsed_s = time.monotonic() - started
+        time.sleep(2.0)  # a late duplicate, if there were one, has time to be read before we count
+        final_code = final.stop()
+    finally:
+        for process in processes:
+            process.stop(timeout=10)
+        reader.stop()
+    counts = account(settings, reader)
+    outputs_written = written(settings)
+    committed = len(reader.predictions) + len(reader.dead_letters)
+    figures(
+        f"scenario-1 guarantee={guarantee}",
+        seed=SEED,
+        events=total,
+        kills=3,
+        kill_targets=kill_points,
+        kill_delays_s=kill_delays,
+        outcomes_at_kill=at_kill,
+        lost=counts.lost,
+        duplicated=counts.duplicated,
+        duplicate_event_ids=counts.duplicate_event_ids,
+        outputs_written=outputs_written,
+        aborted_outputs=outputs_written - committed,
+        final_run_aborted_transactions=summary(tmp_path, "consumer-final")["transactions_aborted"],
+        restarts=3,
+        first_output_after_start_s=first_output_s,
+        total_s=elapsed_s,
+    )
+    assert final_code == 0
+    assert [p.poll() for p in processes[:3]] == [-signal.SIGKILL] * 3
+    assert reader.error is None and reader.malformed_outputs == 0
+    assert counts.lost == 0 and counts.unknown_sources == 0, counts.lost_examples
+    if guarantee == "exactly-once":
+        assert counts.duplicated == 0 and counts.duplicate_event_ids == 0
+    else:
+        assert counts.duplicated <= 3 * DEFAULT_MAX_BATCH  # at most the batch in flight at each kill
+
+
+# --------------------------------------------------------------------- 2. producer kill -9 + --resume
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_2_producer_sigkilled_mid_load_then_resume(pipeline_env: dict[str, str], tmp_path: Path) -> None:
+    settings = settings_from(pipeline_env)
+    rng = random.Random(f"{SEED}:2")
+    chunk = 5000  # producer.py's default --batch-size: one checkpoint per acknowledged chunk
+    kill_after_rows = rng.randrange(chunk, BATCH_EVENTS - 4 * chunk)
+    # A 5,000-row chunk takes 0.25-0.4 s here: the kill lands inside the chunk being sent, and the last
+    # 4 chunks leave room (with delays up to 0.5 s, a fast run once finished the load before the kill).
+    kill_delay_s = rng.uniform(0.0, 0.25)
+    path = checkpoint_path(pipeline_env)
+    args = ["--mode", "batch", "--repeat", str(BATCH_REPEAT), "--no-progress", "-q"]
+    process = start_script("producer.py", args, env=pipeline_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_progress(path, kill_after_rows, process, timeout_s=120)
+        time.sleep(kill_delay_s)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)
+    at_kill = read_checkpoint(path)
+    assert at_kill is not None and not at_kill.completed, "the load finished before the kill"
+    resumed = run_script("producer.py", ["--mode", "batch", "--resume", "-q", "--no-progress"], pipeline_env, 300)
+    assert resumed.returncode == 0, resumed.stderr
+
+    ids = Counter(decode_value(record.value)["event_id"] for record in read_topic(settings, settings.topic_raw))
+    expected = {f"{at_kill.load_id}-{p}-{i}" for p in range(BATCH_REPEAT) for i in range(ROWS)}
+    missing = expected - set(ids)
+    resent = sum(count - 1 for count in ids.values())
+    figures(
+        "scenario-2",
+        seed=SEED,
+        rows=BATCH_EVENTS,
+        chunk=chunk,
+        killed_at_checkpoint_row=at_kill.next_row,
+        missing=len(missing),
+        unexpected=len(set(ids) - expected),
+        resent_rows=resent,
+        raw_records=sum(ids.values()),
+    )
+    assert not missing and set(ids) == expected
+    assert 0 <= resent <= chunk
+    for event_id, count in ids.items():
+        if count > 1:  # only rows of the chunk that was in flight at the kill
+            _, pass_index, row = event_id.rsplit("-", 2)
+            assert at_kill.next_row <= int(pass_index) * ROWS + int(row) < at_kill.next_row + chunk
+
+
+# --------------------------------------------------------------------- 3. broker stopped for 10 s
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(420)
+def test_3_broker_stopped_for_10_s_mid_stream(pipeline_env: dict[str, str], tmp_path: Path) -> None:
+    layout = start_local_cluster(tmp_path / "home")
+    env = {**pipeline_env, "KAFKA_BOOTSTRAP_SERVERS": layout.bootstrap_servers}
+    settings = settings_from(env)
+    processes: list[ManagedProcess] = []
+    reader: OutcomeReader | None = None
+    try:
+        create_topics(settings)
+        consuming = consumer("consumer", env, tmp_path)
+        processes.append(consuming)
+        wait_for_group(settings, settings.consumer_group, [consuming])
+        producing = streaming_producer(env, tmp_path, rate=200, duration_s=35, seed=SEED)
+        processes.append(producing)
+        time.sleep(8.0)
+        assert producing.poll() is None and consuming.poll() is None
+        stopped_at = time.monotonic()
+        broker.stop_node(layout, 0)  # SIGTERM through the launcher, then wait for the JVM to exit
+        stop_s = time.monotonic() - stopped_at
+        time.sleep(max(0.0, 10.0 - (time.monotonic() - stopped_at)))
+        restart_node(layout)
+        down_s = time.monotonic() - stopped_at
+        producer_code = producing.wait(180)
+        assert producer_code is not None, "the producer did not finish after the broker came back"
+        reader = start_reader(settings)  # from the beginning: it needs no timestamps here
+        total = len(read_topic(settings, settings.topic_raw))
+        drain_s = wait_until(reached(reader, total), "outcome for every raw record", 180, [consuming])
+        time.sleep(1.0)
+        consumer_code = consuming.stop()
+        reader.stop()
+        counts = account(settings, reader)
+    finally:
+        for process in processes:
+            process.stop(timeout=10)
+        if reader is not None:
+            reader.stop()
+        broker.down(layout)
+    produced = summary(tmp_path, "producer")
+    consumed = summary(tmp_path, "consumer")
+    outage_lines = {p.name: (log_lines(p, LOST_LINE), log_lines(p, BACK_LINE)) for p in processes}
+    figures(
+        "scenario-3",
+        broker_stop_s=stop_s,
+        broker_down_until_ready_s=down_s,
+        producer_exit=producer_code,
+        sent=produced["sent"],
+        acknowledged=produced["acknowledged"],
+        producer_elapsed_s=produced["elapsed_s"],
+        consumer_exit=consumer_code,
+        lost=counts.lost,
+        duplicated=counts.duplicated,
+        aborted_transactions=consumed["transactions_aborted"],
+        **{
+            f"{name}_outage_lines": f"{len(lost)}+{len(back)}"
+            + "".join(f"(back_after_{m.group(1)}s_{m.group(2)}_attempts)" for m in back)
+            for name, (lost, back) in outage_lines.items()
+        },
+        drain_after_producer_s=drain_s,
+    )
+    assert producer_code == 0 and produced["acknowledged"] == produced["sent"] == 7000
+    assert consumer_code == 0
+    assert counts.raw_records == 7000 and counts.lost == 0 and counts.duplicated == 0 and counts.unknown_sources == 0
+    for name, (lost, back) in outage_lines.items():
+        assert (len(lost), len(back)) == (1, 1), f"{name}: outage logged {len(lost)} + {len(back)} times"
+
+
+# --------------------------------------------------------------------- 4. one of three consumers killed
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_4_one_of_three_consumers_killed_its_partitions_move(pipeline_env: dict[str, str], tmp_path: Path) -> None:
+    settings = settings_from(pipeline_env)
+    rng = random.Random(f"{SEED}:4")
+    victim = rng.randrange(3)
+    create_topics(settings)
+    # Static members: a silent one keeps its partitions for the session timeout. 6 s (the broker's
+    # minimum) instead of the default 15 s keeps the test short; the takeover is the same.
+    consumers = [
+        consumer(f"consumer-{i}", pipeline_env, tmp_path, "--session-timeout-ms", "6000", "--log-every", "500")
+        for i in range(3)
+    ]
+    processes = list(consumers)
+    reader = start_reader(settings)
+    try:
+        wait_for_group(settings, settings.consumer_group, consumers)
+        producing = streaming_producer(pipeline_env, tmp_path, rate=300, duration_s=30, seed=SEED)
+        processes.append(producing)
+        time.sleep(8.0)
+        owned = partitions_of(log_lines(consumers[victim], ASSIGNED_LINE)[-1])
+        assert owned, "the victim owned no partitions"
+        consumers[victim].process.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        survivors = [c for i, c in enumerate(consumers) if i != victim]
+
+        def taken_over() -> bool:
+            latest = [partitions_of(lines[-1]) for c in survivors if (lines := log_lines(c, ASSIGNED_LINE))]
+            return len(latest) == 2 and latest[0] | latest[1] == set(range(6)) and not latest[0] & latest[1]
+
+        takeover_s = wait_until(taken_over, "the survivors to own all six partitions", 90, survivors)
+        assert producing.wait(120) == 0
+        total = len(read_topic(settings, settings.topic_raw))
+        wait_until(reached(reader, total), "outcome for every raw record", 180, survivors)
+        caught_up_s = time.monotonic() - killed_at
+        time.sleep(1.0)
+        codes = [c.stop() for c in survivors]
+    finally:
+        for process in processes:
+            process.stop(timeout=10)
+        reader.stop()
+    counts = account(settings, reader)
+    outputs_written = written(settings)
+    by_survivor = [summary(tmp_path, c.name)["consumed"] for c in survivors]
+    figures(
+        "scenario-4",
+        seed=SEED,
+        consumers=3,
+        killed=consumers[victim].name,
+        its_partitions=sorted(owned),
+        session_timeout_ms=6000,
+        takeover_s=takeover_s,
+        all_outcomes_after_kill_s=caught_up_s,
+        raw_records=counts.raw_records,
+        lost=counts.lost,
+        duplicated=counts.duplicated,
+        aborted_outputs=outputs_written - len(reader.predictions) - len(reader.dead_letters),
+        consumed_by_survivors=by_survivor,
+    )
+    assert codes == [0, 0]
+    assert counts.lost == 0 and counts.duplicated == 0 and counts.unknown_sources == 0
+    assert counts.raw_records == summary(tmp_path, "producer")["acknowledged"]
+
+
+# --------------------------------------------------------------------- 5. hostile input (and 7. replay)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_5_every_kind_of_malformed_event_in_valid_traffic(pipeline_env: dict[str, str], tmp_path: Path) -> None:
+    settings = settings_from(pipeline_env)
+    catalogue = badinput.catalogue(f"bad-{uuid.uuid4().hex[:8]}", utc_now_iso())
+    assert len(catalogue) >= 30
+    create_topics(settings)
+    consuming = consumer("consumer", pipeline_env, tmp_path)
+    processes = [consuming]
+    reader = start_reader(settings)
+    sources: dict[tuple[int, int], badinput.BadEvent] = {}
+    try:
+        wait_for_group(settings, settings.consumer_group, [consuming])
+        producing = streaming_producer(pipeline_env, tmp_path, rate=200, duration_s=12, seed=SEED)
+        processes.append(producing)
+        injector = make_producer(settings, client_id="fault-injector", max_request_size=2_000_000)
+        try:
+            time.sleep(2.0)
+            for item in catalogue:  # spread over ~8 s of valid traffic
+                metadata = injector.send(settings.topic_raw, key=item.key, value=item.value).get(timeout=60)
+                sources[(metadata.partition, metadata.offset)] = item
+                time.sleep(0.2)
+        finally:
+            injector.close()
+        assert producing.wait(120) == 0
+        total = len(read_topic(settings, settings.topic_raw))
+        wait_until(reached(reader, total), "outcome for every raw record", 180, [consuming])
+        time.sleep(1.0)
+        still_running = consuming.poll() is None
+        replay = replay_one_dead_letter(pipeline_env, settings, reader, sources, consuming)
+        consumer_code = consuming.stop()
+    finally:
+        for process in processes:
+            process.stop(timeout=10)
+        reader.stop()
+    raw = read_topic(settings, settings.topic_raw)
+    counts = conservation(raw, reader.predictions, reader.dead_letters)
+    dead_by_source = {d.source: d for d in reader.dead_letters}
+    outcomes = Counter(p.source for p in reader.predictions) + Counter(d.source for d in reader.dead_letters)
+    one_dead_letter_each = [
+        kind
+        for source, kind in sources.items()
+        if outcomes[source] == 1 and source in dead_by_source and dead_by_source[source].info.stage == kind.stage
+    ]
+    valid_sources = {r.source for r in raw} - set(sources) - {replay.pop("source")}
+    scored = {p.source for p in reader.predictions}
+    figures(
+        "scenario-5",
+        kinds=len(catalogue),
+        valid_events=len(valid_sources),
+        raw_records=counts.raw_records,
+        dead_lettered=counts.dead_lettered,
+        kinds_with_exactly_one_dead_letter=len(one_dead_letter_each),
+        dead_letter_bytes_mismatch=counts.dead_letter_bytes_mismatch,
+        valid_scored=len(valid_sources & scored),
+        lost=counts.lost,
+        duplicated=counts.duplicated,
+        consumer_running_until_sigterm=still_running,
+        consumer_exit=consumer_code,
+    )
+    figures("scenario-7", **replay)
+    assert still_running and consumer_code == 0
+    missing_kinds = sorted(k.kind for k in catalogue if k not in one_dead_letter_each)
+    assert len(one_dead_letter_each) == len(catalogue), missing_kinds
+    assert counts.dead_letter_bytes_mismatch == 0
+    for source, kind in sources.items():  # the bytes we sent, not only the bytes the topic holds
+        assert (dead_by_source[source].key, dead_by_source[source].value) == (kind.key, kind.value), kind.kind
+    assert valid_sources <= scored and len(reader.predictions) == len(valid_sources)
+    assert counts.lost == 0 and counts.duplicated == 0 and counts.unknown_sources == 0
+    assert (replay["replayed"], replay["replayed_again"], replay["raw_records_added"]) == (1, 0, 1)
+    assert replay["outcomes_of_replayed_record"] == 1 and replay["same_bytes"]
+
+
+def replay_one_dead_letter(
+    env: dict[str, str],
+    settings: Settings,
+    reader: OutcomeReader,
+    sources: dict[tuple[int, int], badinput.BadEvent],
+    consuming: ManagedProcess,
+) -> dict[str, Any]:
+    """Scenario 7 end to end: replay one real dead letter, selected by offset, twice.
+
+    The cause is not fixed here (the record is still invalid), so its one new outcome is a dead
+    letter again with the same bytes; what this shows is that it is re-sent once and re-consumed
+    once, however often the replay command runs.
+    """
+    original = next(source for source, kind in sources.items() if kind.kind == "contract-unknown-category")
+    dead = next(
+        r
+        for r in read_all_records(settings, settings.topic_deadletter)
+        if DeadLetterInfo.from_headers(r.headers).source == original
+    )
+    before = {r.source for r in read_topic(settings, settings.topic_raw)}
+    args = ["--partition", str(dead.partition), "--from-offset", str(dead.offset), "--to-offset", str(dead.offset)]
+    first = run_module("churnstream.replay", [*args, "-q"], env)
+    second = run_module("churnstream.replay", [*args, "-q"], env)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    added = [r for r in read_topic(settings, settings.topic_raw) if r.source not in before]
+    assert len(added) == 1, added
+    replayed = added[0]
+    wait_until(lambda: replayed.source in outcome_sources(reader), "an outcome of the replayed record", 60, [consuming])
+    time.sleep(1.0)
+    outcomes = [p.source for p in reader.predictions] + [d.source for d in reader.dead_letters]
+    return {
+        "source": replayed.source,
+        "replayed": int(first.stdout.rsplit("replayed ", 1)[1]),
+        "replayed_again": int(second.stdout.rsplit("replayed ", 1)[1]),
+        "raw_records_added": len(added),
+        "outcomes_of_replayed_record": outcomes.count(replayed.source),
+        "same_bytes": (replayed.key, replayed.value) == (sources[original].key, sources[original].value),
+    }
+
+
+# --------------------------------------------------------------------- 6. start-up faults
+
+
+@contextmanager
+def closing_listener() -> Iterator[int]:
+    """A TCP port that accepts connections and closes them at once: something that is not Kafka."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            connection.close()
+
+    thread = threading.Thread(target=serve, name="closing-listener", daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        server.close()
+        thread.join(timeout=5)
+
+
+def _flip_one_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@contextmanager
+def fault(name: str, env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment that injects one start-up fault."""
+    if name == "broker-down":
+        yield {**env, "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{free_port()}"}
+    elif name == "wrong-port":
+        with closing_listener() as port:
+            yield {**env, "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{port}"}
+    elif name == "model-missing":
+        yield {**env, "MODEL_PATH": str(tmp_path / "absent" / DEFAULT_MODEL_PATH.name)}
+    elif name == "model-altered":
+        models = tmp_path / "models"
+        shutil.copytree(DEFAULT_MODEL_PATH.parent, models)
+        _flip_one_byte(models / DEFAULT_MODEL_PATH.name)
+        yield {**env, "MODEL_PATH": str(models / DEFAULT_MODEL_PATH.name)}
+    elif name == "csv-altered":
+        data = tmp_path / "data" / DEFAULT_DATA_PATH.name  # the same name: the checksum applies to it
+        data.parent.mkdir()
+        shutil.copy(DEFAULT_DATA_PATH, data)
+        _flip_one_byte(data)
+        yield {**env, "DATA_PATH": str(data)}
+    elif name == "bad-dotenv":
+        dotenv = tmp_path / ".env"
+        dotenv.write_text("KAFKA_TOPIC_PARTITIONS=six\n")
+        yield {**env, "CHURN_DOTENV": str(dotenv)}
+    else:
+        raise ValueError(name)
+
+
+PRODUCER = ("producer.py", "--mode", "batch", "-q")
+CONSUMER = ("consumer.py", "--mode", "batch", "-q")
+VERIFY = ("test_pipeline.py", "--verify-only", "-q")
+# (fault, command, exit code, what the one line must mention). verify-only prints a PASS/FAIL table
+# on stdout and exits 1 when a check fails (test_pipeline.py), except for a bad setting (3).
+STARTUP_FAULTS = [
+    ("broker-down", PRODUCER, EXIT_BROKER, "no Kafka broker answers"),
+    ("broker-down", CONSUMER, EXIT_BROKER, "no Kafka broker answers"),
+    ("broker-down", VERIFY, EXIT_FAILURE, "FAIL  broker answers"),
+    ("wrong-port", PRODUCER, EXIT_PROTOCOL, "closed it without a Kafka answer"),
+    ("wrong-port", CONSUMER, EXIT_PROTOCOL, "closed it without a Kafka answer"),
+    ("wrong-port", VERIFY, EXIT_FAILURE, "FAIL  broker answers"),
+    ("model-missing", CONSUMER, EXIT_MODEL_MISSING, "make model"),
+    ("model-missing", VERIFY, EXIT_FAILURE, "FAIL  model integrity"),
+    ("model-altered", CONSUMER, EXIT_MODEL_INTEGRITY, "sha256"),
+    ("model-altered", VERIFY, EXIT_FAILURE, "FAIL  model integrity"),
+    ("csv-altered", PRODUCER, EXIT_DATA, "sha256"),
+    ("csv-altered", VERIFY, EXIT_FAILURE, "FAIL  data checksum"),
+    ("bad-dotenv", PRODUCER, EXIT_CONFIG, "KAFKA_TOPIC_PARTITIONS='six' is not valid"),
+    ("bad-dotenv", CONSUMER, EXIT_CONFIG, "KAFKA_TOPIC_PARTITIONS='six' is not valid"),
+    ("bad-dotenv", VERIFY, EXIT_CONFIG, "KAFKA_TOPIC_PARTITIONS='six' is not valid"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", STARTUP_FAULTS, ids=[f"{f[0]}-{f[1][0]}" for f in STARTUP_FAULTS])
+def test_6_startup_fault_is_one_line_a_distinct_code_and_changes_nothing(
+    pipeline_env: dict[str, str], tmp_path: Path, admin: KafkaAdminClient, case: tuple[str, tuple[str, ...], int, str]
+) -> None:
+    name, command, code, mention = case
+    with fault(name, pipeline_env, tmp_path) as env:
+        started = time.monotonic()
+        result = run_script(command[0], list(command[1:]), env, timeout=60)
+        seconds = time.monotonic() - started
+    assert "Traceback" not in result.stderr
+    if code == EXIT_FAILURE:  # verify-only: the table, one failed check naming the cause
+        failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+        causes = [line for line in failed if "  skipped" not in line]
+        lines = causes
+        assert result.stderr == "" and len(causes) == 1 and mention in causes[0], result.stdout
+    else:
+        lines = result.stderr.strip().splitlines()
+        assert result.stdout == "" and len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+        assert mention in lines[0]
+    names = {pipeline_env[v] for v in ("KAFKA_TOPIC_RAW", "KAFKA_TOPIC_PREDICTIONS", "KAFKA_TOPIC_DEADLETTER")}
+    created = names & set(admin.list_topics())
+    figures(f"scenario-6 fault={name} command={command[0]}", exit=result.returncode, seconds=seconds, lines=len(lines))
+    assert result.returncode == code
+    assert not created, f"{name} left topics behind: {created}"
+    assert seconds < 10  # verify-only connects while the model loads, so it fits the bound too

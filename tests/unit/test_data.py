@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from churnstream.contract.schema import CSV_COLUMNS
+from churnstream.errors import DataError
+from churnstream.ml.dataset import DATASET_ROWS, DATASET_SHA256, load_rows, read_rows, verify_dataset
+from tests.helpers import make_rows, write_csv
+
+
+def test_the_real_data_set_passes_its_checksum(real_data_path: Path) -> None:
+    assert verify_dataset(real_data_path) == DATASET_SHA256
+    rows = load_rows(real_data_path)
+    assert len(rows) == DATASET_ROWS
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert sum(1 for row in rows if not row["TotalCharges"].strip()) == 11
+
+
+def test_a_missing_file_says_how_to_fetch_it(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"is missing; run 'make data'"):
+        verify_dataset(tmp_path / "nope.csv")
+
+
+def test_an_altered_file_is_an_error_not_a_warning(tmp_path: Path, real_data_path: Path) -> None:
+    altered = tmp_path / "altered.csv"
+    payload = bytearray(real_data_path.read_bytes())
+    payload[-5] = ord("X") if payload[-5] != ord("X") else ord("Y")
+    altered.write_bytes(bytes(payload))
+    with pytest.raises(DataError, match="was altered or is another file"):
+        verify_dataset(altered)
+
+
+def test_a_wrong_header_names_the_missing_columns(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("customerID,gender\nx,Female\n")
+    with pytest.raises(DataError, match="wrong header: missing column"):
+        list(read_rows(bad))
+
+
+def test_rows_come_with_their_line_numbers(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "small.csv", make_rows(3))
+    assert [line for line, _ in read_rows(path)] == [2, 3, 4]

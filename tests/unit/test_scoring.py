@@ -1,0 +1,370 @@
+"""Batch scoring without a broker: one outcome per record, dead letters that keep the bytes."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from churnstream.consumer.scoring import BatchResult, RawRecord, StageTimes, predict_isolating_failures, score_batch
+from churnstream.contract import events
+from churnstream.contract.events import DEFAULT_MAX_VALUE_BYTES, encode_event, parse_ts, row_to_event, validate_event
+from churnstream.contract.outputs import (
+    DEADLETTER_HEADERS,
+    MAX_REASON_CHARS,
+    PREDICTION_FIELDS,
+    PREDICTION_NO,
+    PREDICTION_YES,
+    DeadLetterInfo,
+    decode_prediction,
+)
+from churnstream.contract.schema import FEATURE_NAMES
+from churnstream.ml.dataset import load_rows
+from churnstream.ml.model import ChurnModel, features_frame, load_model
+from churnstream.settings import DEFAULT_MODEL_PATH
+from tests.fakes import StubModel
+from tests.helpers import SAMPLE_ROW
+
+TOPIC = "raw-topic"
+TS = "2026-11-27T08:00:00.000Z"
+
+
+@pytest.fixture(scope="module")
+def model() -> ChurnModel:
+    return load_model(DEFAULT_MODEL_PATH)
+
+
+@pytest.fixture(scope="module")
+def real_rows(real_data_path: Path) -> list[dict[str, str]]:
+    return load_rows(real_data_path)
+
+
+def event_bytes(index: int = 0, **changes: Any) -> bytes:
+    row = {**SAMPLE_ROW, "customerID": f"{index:04d}-TEST"}
+    event = row_to_event(row, event_id=f"e-{index}", event_ts=TS)
+    event.update(changes)
+    return encode_event(event)
+
+
+def record(value: bytes | None, offset: int = 0, partition: int = 0, key: bytes | None = b"k") -> RawRecord:
+    return RawRecord(TOPIC, partition, offset, key, value)
+
+
+def headers_of(result: BatchResult, index: int = 0) -> DeadLetterInfo:
+    return DeadLetterInfo.from_headers(result.dead_letters[index].headers)
+
+
+def single_dead_letter(value: bytes | None, model: Any = None, key: bytes | None = b"k") -> DeadLetterInfo:
+    result = score_batch([record(value, offset=7, partition=3, key=key)], model or StubModel())
+    assert result.scored == 0 and len(result.dead_letters) == 1
+    dead = result.dead_letters[0]
+    assert dead.value == value and dead.key == key  # the original bytes, untouched
+    return headers_of(result)
+
+
+# --------------------------------------------------------------------- every kind of bad input
+
+BAD_DECODE = {
+    "tombstone": None,
+    "empty": b"",
+    "not json": b"customerID=7590-VHVEG",
+    "truncated json": event_bytes()[:-5],
+    "invalid utf-8 bytes": b"\xff\xfe\xfd",
+    "invalid utf-8 inside a json string": b'{"customerID": "\xff"}',
+    "json array": b"[1, 2, 3]",
+    "json string": b'"hello"',
+    "json number": b"42",
+    "json null": b"null",
+    "json true": b"true",
+    "deeply nested arrays": b"[" * 5000 + b"]" * 5000,
+    "deeply nested objects": b'{"a":' * 3000 + b"1" + b"}" * 3000,
+    "oversized": b'{"pad": "' + b"x" * DEFAULT_MAX_VALUE_BYTES + b'"}',
+}
+
+
+@pytest.mark.parametrize("value", BAD_DECODE.values(), ids=BAD_DECODE.keys())
+def test_undecodable_values_are_dead_lettered_at_decode_with_their_bytes(value: bytes | None) -> None:
+    headers = single_dead_letter(value)
+    assert headers.stage == "decode"
+    assert headers.reason
+
+
+BAD_VALIDATE = {
+    "missing feature": {"tenure": None, "__drop__": "tenure"},
+    "missing customerID": {"__drop__": "customerID"},
+    "blank customerID": {"customerID": "   "},
+    "customerID too long": {"customerID": "x" * 129},
+    "customerID not a string": {"customerID": 17},
+    "missing event_id": {"__drop__": "event_id"},
+    "bad event_ts": {"event_ts": "yesterday"},
+    "SeniorCitizen 2": {"SeniorCitizen": 2},
+    "SeniorCitizen yes": {"SeniorCitizen": "yes"},
+    "SeniorCitizen boolean": {"SeniorCitizen": True},
+    "tenure negative": {"tenure": -1},
+    "tenure fractional": {"tenure": 1.5},
+    "tenure a list": {"tenure": [1]},
+    "MonthlyCharges NaN string": {"MonthlyCharges": "NaN"},
+    "MonthlyCharges inf string": {"MonthlyCharges": "inf"},
+    "MonthlyCharges huge": {"MonthlyCharges": 1e12},
+    "MonthlyCharges null": {"MonthlyCharges": None},
+    "MonthlyCharges blank": {"MonthlyCharges": " "},
+    "TotalCharges not a number": {"TotalCharges": "n/a"},
+    "unknown category": {"Contract": "Three year"},
+    "category wrong case": {"gender": "female"},
+    "category null": {"PaymentMethod": None},
+    "category a number": {"Partner": 1},
+    "category an object": {"Partner": {"value": "Yes"}},
+}
+
+
+@pytest.mark.parametrize("changes", BAD_VALIDATE.values(), ids=BAD_VALIDATE.keys())
+def test_invalid_events_are_dead_lettered_at_validate_with_a_reason(changes: dict[str, Any]) -> None:
+    event = orjson.loads(event_bytes())
+    drop = changes.pop("__drop__", None)
+    event.update(changes)
+    if drop:
+        del event[drop]
+    value = orjson.dumps(event)
+    headers = single_dead_letter(value)
+    assert headers.stage == "validate"
+    assert headers.error_class in {"churnstream.errors.InvalidEvent", "ValueError"}
+    reason = headers.reason
+    named = drop or next(iter(changes))
+    assert named in reason  # the reason names the field at fault
+
+
+def test_the_headers_say_where_it_came_from_and_why() -> None:
+    headers = single_dead_letter(b"not json", model=StubModel(version="v-42"), key=b"7590-VHVEG")
+    assert [name for name, _ in score_batch([record(b"x")], StubModel()).dead_letters[0].headers] == list(
+        DEADLETTER_HEADERS
+    )
+    assert headers.stage == "decode"
+    assert headers.reason.startswith("value is not valid JSON")
+    assert headers.error_class == "orjson.JSONDecodeError"
+    assert headers.source_topic == TOPIC
+    assert (headers.source_partition, headers.source_offset) == (3, 7)
+    assert headers.model_version == "v-42"
+    assert parse_ts(headers.failed_ts).tzinfo is not None and headers.failed_ts.endswith("Z")
+
+
+def test_a_tombstone_stays_a_tombstone_and_a_null_key_stays_null() -> None:
+    result = score_batch([record(None, key=b"7590-VHVEG"), record(b"[]", key=None, offset=1)], StubModel())
+    assert [(d.key, d.value) for d in result.dead_letters] == [(b"7590-VHVEG", None), (None, b"[]")]
+
+
+def test_a_record_without_key_or_value_is_marked_because_kafka_python_cannot_send_it() -> None:
+    result = score_batch([record(None, key=None)], StubModel())
+    dead = result.dead_letters[0]
+    assert (dead.key, dead.value) == (b"", None)
+    assert DeadLetterInfo.from_headers(dead.headers).key_absent
+
+
+def test_an_oversized_value_keeps_every_byte() -> None:
+    big = b'{"customerID": "' + b"y" * (900 * 1024) + b'"}'
+    result = score_batch([record(big)], StubModel())
+    assert result.dead_letters[0].value == big
+    assert "over the limit" in headers_of(result).reason
+
+
+def test_long_reasons_are_capped() -> None:
+    event = orjson.loads(event_bytes())
+    event["Contract"] = "z" * 5000
+    headers = single_dead_letter(orjson.dumps(event))
+    assert len(headers.reason) <= MAX_REASON_CHARS
+
+
+# --------------------------------------------------------------------- what is accepted
+
+
+def test_csv_shaped_events_are_accepted_numeric_strings_blank_and_null_total_charges() -> None:
+    values = [
+        event_bytes(0, tenure="12", MonthlyCharges="70.50", SeniorCitizen="1", TotalCharges="846.0"),
+        event_bytes(1, TotalCharges=" "),
+        event_bytes(2, TotalCharges=""),
+        event_bytes(3, TotalCharges=None),
+        event_bytes(4, tenure=12.0),
+        event_bytes(5, extra_field="ignored", nested={"also": ["ignored"]}),
+    ]
+    result = score_batch([record(v, offset=i) for i, v in enumerate(values)], StubModel())
+    assert result.dead_letters == []
+    assert result.scored == len(values)
+
+
+# --------------------------------------------------------------------- one outcome each
+
+
+def test_a_mixed_batch_gives_every_record_exactly_one_outcome(model: ChurnModel) -> None:
+    good = [event_bytes(i, tenure=i % 72) for i in range(40)]
+    bad = [*BAD_DECODE.values(), event_bytes(99, Contract="Weekly"), event_bytes(98, SeniorCitizen=3)]
+    values = good + bad
+    random.Random(4).shuffle(values)
+    records = [record(v, offset=100 + i, partition=i % 3, key=b"key-%d" % i) for i, v in enumerate(values)]
+    stub = StubModel()
+    result = score_batch(records, stub)
+
+    assert result.scored == len(good) and len(result.dead_letters) == len(bad)
+    outcomes = [(p.partition, p.offset) for p in result.predictions]
+    outcomes += [(d.partition, d.offset) for d in result.dead_letters]
+    assert sorted(outcomes) == sorted((r.partition, r.offset) for r in records)
+    by_position = {(r.partition, r.offset): r for r in records}
+    for dead in result.dead_letters:
+        original = by_position[(dead.partition, dead.offset)]
+        assert (dead.key, dead.value) == (original.key, original.value)
+    assert stub.calls == [len(good)]  # ONE model call for the whole batch
+
+
+def test_predictions_carry_every_field(model: ChurnModel) -> None:
+    records = [record(event_bytes(i), offset=50 + i, partition=2) for i in range(3)]
+    result = score_batch(records, model)
+    for index, prediction in enumerate(result.predictions):
+        assert set(orjson.loads(prediction.value)) == set(PREDICTION_FIELDS)
+        payload = decode_prediction(prediction.value)
+        assert prediction.key == f"{index:04d}-TEST".encode() == payload.customer_id.encode()
+        assert payload.event_id == f"e-{index}" and payload.event_ts == TS
+        assert payload.model_version == model.version
+        assert payload.source == (2, 50 + index)
+        assert 0.0 <= payload.churn_probability <= 1.0
+        assert payload.prediction in {PREDICTION_YES, PREDICTION_NO}
+        assert payload.processed_ts.endswith("Z") and parse_ts(payload.processed_ts)
+
+
+def test_probabilities_equal_the_model_offline_on_real_data(model: ChurnModel, real_rows: list[dict[str, str]]) -> None:
+    rows = real_rows[:1500]
+    values = [encode_event(row_to_event(row, event_id=f"r-{i}", event_ts=TS)) for i, row in enumerate(rows)]
+    result = score_batch([record(v, offset=i) for i, v in enumerate(values)], model)
+    assert result.scored == len(rows)
+    offline_rows = [validate_event(orjson.loads(v)).features for v in values]
+    offline = model.pipeline.predict_proba(features_frame(offline_rows))[:, 1]
+    online = [decode_prediction(p.value).churn_probability for p in result.predictions]
+    assert online == offline.tolist()  # bit for bit: orjson writes floats at full precision
+    assert result.probability_sum == pytest.approx(float(offline.sum()))
+    assert result.churned == int((offline >= model.threshold).sum())
+
+
+@pytest.mark.parametrize(
+    ("probability", "prediction", "confidence"),
+    [
+        (0.0, "No", 1.0),
+        (0.25, "No", 0.75),
+        (0.4999, "No", 0.5001),
+        (0.5, "Yes", 0.5),
+        (0.8, "Yes", 0.8),
+        (1.0, "Yes", 1.0),
+    ],
+)
+def test_threshold_and_confidence(probability: float, prediction: str, confidence: float) -> None:
+    stub = StubModel(answer=lambda rows: [probability] * len(rows), threshold=0.5)
+    payload = decode_prediction(score_batch([record(event_bytes())], stub).predictions[0].value)
+    assert payload.churn_probability == probability
+    assert payload.prediction == prediction
+    assert payload.confidence_score == pytest.approx(confidence)
+
+
+def test_the_model_cards_threshold_is_used() -> None:
+    stub = StubModel(answer=lambda rows: [0.3] * len(rows), threshold=0.25)
+    assert decode_prediction(score_batch([record(event_bytes())], stub).predictions[0].value).prediction == "Yes"
+
+
+# --------------------------------------------------------------------- score-stage fallback
+
+
+def test_one_row_that_breaks_the_model_is_dead_lettered_alone() -> None:
+    stub = StubModel(fails_on=lambda row: row["tenure"] == 13)
+    values = [event_bytes(i, tenure=i) for i in range(64)]
+    result = score_batch([record(v, offset=i) for i, v in enumerate(values)], stub)
+    assert result.scored == 63
+    assert [d.offset for d in result.dead_letters] == [13]
+    headers = headers_of(result)
+    assert headers.stage == "score"
+    assert headers.error_class == "ValueError"
+    assert "cannot score tenure=13" in headers.reason
+    assert result.dead_letters[0].value == values[13]
+    assert len(stub.calls) <= 1 + 2 * 7  # one call, then a bisection: about 2*log2(n) more
+
+
+def test_when_the_model_fails_on_everything_every_event_is_dead_lettered_not_lost() -> None:
+    stub = StubModel(fails_on=lambda row: True)
+    result = score_batch([record(event_bytes(i), offset=i) for i in range(5)], stub)
+    assert result.scored == 0
+    assert [d.stage for d in result.dead_letters] == ["score"] * 5
+
+
+def test_a_non_probability_from_the_model_is_dead_lettered() -> None:
+    stub = StubModel(answer=lambda rows: [0.1, float("nan"), 1.5, 0.9][: len(rows)])
+    result = score_batch([record(event_bytes(i), offset=i) for i in range(4)], stub)
+    assert [p.offset for p in result.predictions] == [0, 3]
+    assert [d.offset for d in result.dead_letters] == [1, 2]
+    assert all(d.stage == "score" and "not a probability" in d.reason for d in result.dead_letters)
+
+
+def test_a_wrong_number_of_probabilities_is_a_score_failure() -> None:
+    stub = StubModel(answer=lambda rows: [0.5] * (len(rows) + 1))
+    result = score_batch([record(event_bytes(i), offset=i) for i in range(3)], stub)
+    assert result.scored == 0 and {d.stage for d in result.dead_letters} == {"score"}
+
+
+def test_bisection_returns_probabilities_in_row_order() -> None:
+    stub = StubModel(answer=lambda rows: [row["tenure"] / 100 for row in rows], fails_on=lambda row: row["tenure"] == 5)
+    rows = [{"tenure": t} for t in range(11)]
+    probabilities, failed = predict_isolating_failures(stub, rows)
+    assert list(failed) == [5]
+    assert probabilities == [t / 100 if t != 5 else None for t in range(11)]
+
+
+def test_an_empty_batch_calls_nothing() -> None:
+    stub = StubModel()
+    assert score_batch([], stub).consumed == 0
+    assert stub.calls == []
+
+
+def test_stage_times_accumulate() -> None:
+    times = StageTimes()
+    score_batch([record(event_bytes(i)) for i in range(10)], StubModel(), times=times)
+    assert all(value >= 0 for value in times.as_dict().values())
+    assert sum(times.as_dict().values()) > 0
+
+
+# --------------------------------------------------------------------- the validator's two paths
+
+
+def test_fast_validation_agrees_with_the_contract_on_the_real_data(real_rows: list[dict[str, str]]) -> None:
+    for index, row in enumerate(real_rows):
+        obj = orjson.loads(encode_event(row_to_event(row, event_id=f"r-{index}", event_ts=TS)))
+        fast = events._validate_fast(obj)
+        assert fast is not None, row["customerID"]  # the real data takes the fast path
+        assert fast == events._validate_in_full(obj)
+
+
+_MUTATIONS: list[Any] = [
+    None, True, False, 0, 1, 2, -1, 0.0, 1.0, 1.5, -0.5, 72, 1200, 1201, 1e6, 1e7, 1e308, "", " ", "1", "1.0",
+    "0", "nan", "inf", "Yes", "No", "Male", "DSL", "No internet service", "Two year", "Mailed check", [], {},
+    ["Yes"], 10**20, "2026-11-27T08:00:00.000Z", "2026-13-01T00:00:00Z", "x" * 129, "\u00a0",
+]  # fmt: skip
+
+
+def test_fast_validation_never_accepts_what_the_contract_rejects() -> None:
+    """Mutate well-formed events field by field: the fast path either agrees or steps aside."""
+    generator = random.Random(2026)
+    base = orjson.loads(event_bytes())
+    names = ["customerID", "event_id", "event_ts", *FEATURE_NAMES]
+    accepted = declined = 0
+    for _ in range(6000):
+        obj = dict(base)
+        for name in generator.sample(names, generator.choice([1, 1, 2, 3])):
+            if generator.random() < 0.1:
+                obj.pop(name, None)
+            else:
+                obj[name] = generator.choice(_MUTATIONS)
+        fast = events._validate_fast(obj)
+        try:
+            full = events._validate_in_full(obj)
+        except Exception:  # whatever the contract raises, the fast path must have declined
+            assert fast is None, obj
+            declined += 1
+            continue
+        assert fast is None or fast == full, obj
+        accepted += fast is not None
+    assert accepted > 100 and declined > 100  # both paths were exercised
