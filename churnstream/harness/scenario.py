@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from kafka import errors as kafka_errors
 
 from churnstream.consumer.scoring import RawRecord
 from churnstream.consumer.stats import ConsumerSummary
@@ -51,6 +52,7 @@ from churnstream.settings import Settings
 logger = logging.getLogger(__name__)
 
 PROBABILITY_TOLERANCE = 1e-9
+_GROUP_GONE = {"OK", kafka_errors.GroupIdNotFoundError.__name__}
 SAMPLE_SIZE = 500
 SETTLE_S = 1.0  # after the last outcome: late duplicates, if any, arrive before we count
 TOPIC_GONE_TIMEOUT_S = 30.0
@@ -188,8 +190,10 @@ def _wipe_named_run(admin: Any, settings: Settings, topics: RunTopics) -> None:
                 )
             time.sleep(0.2)
     with kafka_errors_translated(settings):
-        if topics.group in {group for group, *_ in admin.list_consumer_groups()}:
-            admin.delete_consumer_groups([topics.group])
+        results = admin.delete_groups([topics.group])  # {group: "OK" or the error's name}
+    failed = [error for error in results.values() if error not in _GROUP_GONE]
+    if failed:
+        raise PipelineError(f"could not delete the previous run's group {topics.group}: {failed[0]}")
 
 
 def _drive(ctx: RunContext, reader: OutcomeReader) -> tuple[ManagedProcess, int, list[int], list[RawRecord]]:
