@@ -10,8 +10,9 @@ from churnstream.contract.outputs import Guarantee, Mode
 from churnstream.kafka.topics import DEADLETTER_HEADROOM_BYTES, DEADLETTER_MAX_MESSAGE_BYTES
 
 # Per poll, so per model call and per transaction. At streaming rates a poll holds far fewer
-# (what arrived during one fetch wait); the cap matters when catching up, where 5,000 measured
-# 81-87% of the passthrough ceiling against 65-77% at 2,000 (docs/benchmarks).
+# (what arrived during one fetch wait); the cap matters when catching up, where a larger batch
+# spreads each transaction's fixed round trips over more events (benchmarks.bench_consumer
+# --max-batch measures it).
 DEFAULT_MAX_BATCH = 5000
 DEFAULT_FETCH_MAX_WAIT_MS = 50  # kafka-python's 500 ms default puts p95 latency near 250 ms
 DEFAULT_WINDOW_SIZE = 1000
