@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--home",
-        default=str(DEFAULT_HOME),
-        help="runtime folder for data, logs and pids (default: %(default)s)",
+        type=Path,
+        default=DEFAULT_HOME,
+        help="runtime folder for data, logs and pids (default: broker/run in the project folder)",
     )
     add_logging_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
