@@ -3,11 +3,18 @@
 An event is one JSON object: ``customerID``, the 19 feature columns with proper types
 (``TotalCharges`` may be null, as the real data has blanks), ``event_ts`` (ISO-8601 UTC with
 milliseconds and ``Z``) and ``event_id``. The label ``Churn`` is never sent.
+
+What the validator accepts, exactly (KAFKA_README.md, "Validation policy"): numbers as JSON numbers
+or as plain ASCII decimal strings (``"12"``, ``"70.35"``; not ``"1_2"``, ``"1e3"``, nor digits of
+other scripts, Arabic-Indic or full-width); ``event_ts`` as ``YYYY-MM-DDTHH:MM:SS[.fraction]``
+followed by ``Z`` or ``+00:00``, between 1970 and 2099; an object whose keys are each given once.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +32,14 @@ MAX_ID_LENGTH = 128
 # Far above a real event (about 600 bytes) and far below the broker's 1 MB message limit,
 # so an oversized value is rejected by rule, and the dead letter that carries it still fits.
 DEFAULT_MAX_VALUE_BYTES = 64 * 1024
+
+_WHOLE_TEXT = re.compile(r"-?[0-9]+", re.ASCII)
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
+_EVENT_TS = re.compile(r"(\d{4})-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|\+00:00)", re.ASCII)
+EVENT_TS_YEARS = (1970, 2099)
+EVENT_TS_RULE = "an ISO-8601 UTC time, YYYY-MM-DDTHH:MM:SS[.fraction]Z (or +00:00), between 1970 and 2099"
+# The characters that may stand between a JSON key's closing quote and its colon.
+_KEY_COLON = re.compile(rb'"[ \t\r\n]*:')
 
 
 def utc_now_iso() -> str:
@@ -47,6 +62,21 @@ def ts_to_epoch_ms(text: str) -> float:
     return parse_ts(text).timestamp() * 1000.0
 
 
+def event_ts_problem(text: str) -> str | None:
+    """None when ``text`` is an event time the pipeline accepts (EVENT_TS_RULE), else why not."""
+    match = _EVENT_TS.fullmatch(text)
+    if match is None:
+        return f"{EVENT_TS}={text[:40]!r} is not {EVENT_TS_RULE}"
+    year = int(match.group(1))
+    if not EVENT_TS_YEARS[0] <= year <= EVENT_TS_YEARS[1]:
+        return f"{EVENT_TS}={text[:40]!r} is in year {year}, outside {EVENT_TS_YEARS[0]}-{EVENT_TS_YEARS[1]}"
+    try:
+        datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        return f"{EVENT_TS}={text[:40]!r} is not a real date and time"
+    return None
+
+
 def _reject(reason: str) -> InvalidEvent:
     return InvalidEvent(Stage.VALIDATE, reason)
 
@@ -61,10 +91,10 @@ def _number(field: Numeric, value: Any) -> int | float | None:
         raise _reject(f"{name} is a boolean; a number is required")
     if isinstance(value, str):
         text = value.strip()
-        try:
-            number: int | float = int(text) if field.kind is int else float(text)
-        except ValueError:
-            raise _reject(f"{name}={value!r} is not a number") from None
+        pattern = _WHOLE_TEXT if field.kind is int else _DECIMAL_TEXT
+        if not pattern.fullmatch(text):
+            raise _reject(f"{name}={value[:40]!r} is not a plain decimal number")
+        number: int | float = int(text) if field.kind is int else float(text)
     elif isinstance(value, int | float):
         number = value
     else:
@@ -153,7 +183,27 @@ def decode_value(value: bytes | None, max_value_bytes: int = DEFAULT_MAX_VALUE_B
     if not isinstance(obj, dict):
         kind = "null" if obj is None else type(obj).__name__
         raise InvalidEvent(Stage.DECODE, f"value is JSON {kind}; a JSON object is required")
+    if len(_KEY_COLON.findall(value)) != len(obj):
+        _refuse_duplicate_keys(value)
     return obj
+
+
+def _refuse_duplicate_keys(value: bytes) -> None:
+    """orjson keeps the last of two equal keys, silently. Every key of the value is one match of
+    ``"<spaces>:``, so more matches than keys means a duplicate, a nested object or a string that
+    holds one; only then is the value parsed again, slowly, to tell which."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                raise InvalidEvent(
+                    Stage.DECODE, f"value has the key {key[:60]!r} more than once; which one counts is ambiguous"
+                )
+            seen.add(key)
+        return dict(items)
+
+    json.loads(value, object_pairs_hook=pairs)
 
 
 def validate_event(obj: Mapping[str, Any]) -> ValidEvent:
@@ -218,8 +268,9 @@ def _validate_fast(obj: Mapping[str, Any]) -> ValidEvent | None:
                 features[name] = None
             else:
                 return None
-        parse_ts(event_ts)
-    except (KeyError, ValueError):
+    except KeyError:
+        return None
+    if event_ts_problem(event_ts) is not None:
         return None
     return ValidEvent(customer_id, event_id, event_ts, features)
 
@@ -229,8 +280,7 @@ def _validate_in_full(obj: Mapping[str, Any]) -> ValidEvent:
     customer_id = _identifier(obj, ID_COLUMN)
     event_id = _identifier(obj, EVENT_ID)
     event_ts = _identifier(obj, EVENT_TS)
-    try:
-        parse_ts(event_ts)
-    except ValueError:
-        raise _reject(f"{EVENT_TS}={event_ts[:40]!r} is not an ISO-8601 timestamp") from None
+    problem = event_ts_problem(event_ts)
+    if problem is not None:
+        raise _reject(problem)
     return ValidEvent(customer_id, event_id, event_ts, parse_features(obj))

@@ -95,6 +95,13 @@ _SCHEMA_DAMAGE: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "customerID-number": _changed(customerID=12345),
     "customerID-too-long": _changed(customerID="X" * 500),
     "event_ts-not-a-timestamp": _changed(event_ts="yesterday"),
+    "event_ts-bare-date": _changed(event_ts="2026-11-27"),
+    "event_ts-not-utc": _changed(event_ts="2026-11-27T08:00:00+02:00"),
+    "event_ts-year-1": _changed(event_ts="0001-01-01T00:00:00Z"),
+    "tenure-underscore-digits": _changed(tenure="1_2"),
+    "tenure-arabic-indic-digits": _changed(tenure="\u0661\u0662"),
+    "tenure-fullwidth-digits": _changed(tenure="\uff11\uff12"),
+    "tenure-exponent-string": _changed(tenure="1e1"),
     "event_id-null": _changed(event_id=None),
 }
 
@@ -115,6 +122,7 @@ def _transport_damage(valid: bytes) -> dict[str, bytes | None]:
         "utf16-encoded": valid.decode().encode("utf-16"),
         "nesting-100000-deep": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
         "value-900kb": b'{"customerID":"9999-BAD","padding":"' + b"x" * 900_000 + b'"}',
+        "duplicate-key": valid[:-1] + b',"tenure":70}',
     }
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import logging
 import subprocess
 import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from churnstream.contract.schema import CSV_COLUMNS, LABEL_COLUMN
@@ -77,28 +79,53 @@ def fetch_dataset(dest: Path, expected_sha256: str = DATASET_SHA256) -> Path:
     return dest
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield ``(line_number, row)`` from a Telco CSV, after checking it exists and its header.
+@dataclass(frozen=True)
+class CsvFile:
+    """A CSV read once: its bytes' sha256, and its rows from the same bytes (never a second read of a
+    file that may have changed in between)."""
 
-    A file named like the published data set must *be* the published data set: its sha256 is
-    checked first, so an altered copy is refused before anything is sent. Files with other
-    names (your own data in the same columns) are only checked row by row.
-    """
-    if not path.is_file():
-        raise DataError(f"data file {path} is missing; {FETCH_HINT}")
-    if path.name == DATASET_FILENAME:
-        verify_dataset(path)
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
+    path: Path
+    sha256: str
+    text: str
+
+    def rows(self) -> Iterator[tuple[int, dict[str, str]]]:
+        """``(line_number, row)`` for each data row, after checking the header."""
+        reader = csv.DictReader(io.StringIO(self.text, newline=""))
         header = tuple(reader.fieldnames or ())
         missing = [c for c in CSV_COLUMNS if c != LABEL_COLUMN and c not in header]
         if missing:
             raise DataError(
-                f"data file {path} has a wrong header: missing column(s) {', '.join(missing)}; "
+                f"data file {self.path} has a wrong header: missing column(s) {', '.join(missing)}; "
                 f"is it the Telco churn CSV? ({FETCH_HINT})"
             )
         for row in reader:
             yield reader.line_num, row
+
+
+def open_csv(path: Path) -> CsvFile:
+    """Read a Telco CSV once. A file named like the published data set must *be* it: its sha256 is
+    checked first, so an altered copy is refused before anything is sent. Files with other names
+    (your own data in the same columns) are checked row by row as they are read."""
+    if not path.is_file():
+        raise DataError(f"data file {path} is missing; {FETCH_HINT}")
+    payload = path.read_bytes()
+    digest = hashlib.sha256(payload).hexdigest()
+    if path.name == DATASET_FILENAME and digest != DATASET_SHA256:
+        raise DataError(
+            f"data file {path} has sha256 {digest[:16]}..., expected {DATASET_SHA256[:16]}...: "
+            f"it was altered or is another file; delete it and {FETCH_HINT}"
+        )
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = payload[: exc.start].count(b"\n") + 1
+        raise DataError(f"data file {path} is not UTF-8 text (line {line}): {exc.reason}") from None
+    return CsvFile(path, digest, text)
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield ``(line_number, row)`` from a Telco CSV (see :func:`open_csv`)."""
+    return open_csv(path).rows()
 
 
 def load_rows(path: Path) -> list[dict[str, str]]:

@@ -18,7 +18,7 @@ from typing import Any
 from churnstream.contract.events import EVENT_ID, EVENT_TS, encode_event, format_ts, row_to_event
 from churnstream.contract.schema import ID_COLUMN
 from churnstream.errors import DataError, InvalidEvent
-from churnstream.ml.dataset import read_rows
+from churnstream.ml.dataset import open_csv
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class PreparedData:
     path: Path
     rows: tuple[PreparedRow | None, ...]  # by row_index; None where a bad row was skipped
     skipped: tuple[SkippedRow, ...]
+    sha256: str = ""  # of the very bytes the rows came from (the checkpoint records it)
 
     @property
     def rows_per_pass(self) -> int:
@@ -65,8 +66,9 @@ def prepare_rows(path: Path, *, skip_bad_rows: bool = False, limit: int | None =
     rows: list[PreparedRow | None] = []
     skipped: list[SkippedRow] = []
     line_number = 1
+    source = open_csv(path)
     try:
-        for line_number, raw in read_rows(path):
+        for line_number, raw in source.rows():
             if limit is not None and len(rows) >= limit:
                 break
             row_index = len(rows)
@@ -83,14 +85,12 @@ def prepare_rows(path: Path, *, skip_bad_rows: bool = False, limit: int | None =
                 rows.append(None)
                 continue
             rows.append(PreparedRow(row_index, line_number, template[ID_COLUMN].encode(), template))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"data file {path} is not UTF-8 text (after line {line_number}): {exc.reason}") from None
     except csv.Error as exc:
         raise DataError(f"data file {path} line {line_number + 1} is not valid CSV: {exc}") from None
     if not any(row is not None for row in rows):
         what = "has no data rows" if not rows else "has no valid rows"
         raise DataError(f"data file {path} {what}; nothing to send")
-    return PreparedData(path, tuple(rows), tuple(skipped))
+    return PreparedData(path, tuple(rows), tuple(skipped), source.sha256)
 
 
 def build_value(row: PreparedRow, event_id: str, event_ts: str) -> bytes:

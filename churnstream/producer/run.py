@@ -10,7 +10,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from churnstream.files import remove_stale_temp_files, sha256_file
+from churnstream.files import remove_stale_temp_files
 from churnstream.kafka.clients import make_admin, make_producer
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.outage import watch_broker
@@ -145,7 +145,7 @@ def produce_batch(settings: Settings, options: BatchOptions, stop: StopFlag) -> 
         request = LoadRequest(
             topic=topic,
             data_path=str(data_path),
-            data_sha256=sha256_file(data_path),
+            data_sha256=data.sha256,  # of the bytes the rows came from: one read, one file
             repeat=options.repeat,
             limit=limit,
             rows_per_pass=data.rows_per_pass,

@@ -271,7 +271,7 @@ def test_a_bad_row_stops_the_run_unless_skip_bad_rows(pipeline_env: dict[str, st
     result = run_script("producer.py", ["--mode", "batch", "--data", str(path)], env=pipeline_env)
     assert result.returncode == EXIT_DATA
     assert error_lines(result) == [
-        f"Error: data file {path} line 8: MonthlyCharges='lots' is not a number; fix the row, "
+        f"Error: data file {path} line 8: MonthlyCharges='lots' is not a plain decimal number; fix the row, "
         "or pass --skip-bad-rows to leave bad rows out"
     ]
 
@@ -282,7 +282,7 @@ def test_a_bad_row_stops_the_run_unless_skip_bad_rows(pipeline_env: dict[str, st
         env=pipeline_env,
     )
     assert skipped.returncode == 0, skipped.stderr
-    assert f"skipping {path} line 8: MonthlyCharges='lots' is not a number" in skipped.stderr
+    assert f"skipping {path} line 8: MonthlyCharges='lots' is not a plain decimal number" in skipped.stderr
     summary = summary_of(summary_file)
     assert (summary["sent"], summary["acknowledged"], summary["skipped_rows"]) == (19, 19, 1)
     assert len(read_topic(pipeline_env)) == 19

@@ -6,6 +6,7 @@ checkpointing are checked exactly and in milliseconds, not by timing real runs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -185,7 +186,7 @@ def test_a_bad_row_stops_the_run_naming_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(DataError) as caught:
         prepare_rows(path)
     assert str(caught.value) == (
-        f"data file {path} line 4: tenure='many' is not a number; fix the row, "
+        f"data file {path} line 4: tenure='many' is not a plain decimal number; fix the row, "
         "or pass --skip-bad-rows to leave bad rows out"
     )
 
@@ -806,3 +807,21 @@ def test_cli_conflict_is_one_error_line_and_exit_10_before_any_broker(
     assert producer.main(["--mode", "batch", "--data", str(csv_path)]) == 10
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("Error: an unfinished batch load to topic raw exists")
+
+
+def test_the_rows_and_the_checkpoints_hash_come_from_one_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: prepare_rows read the CSV and the batch load hashed it in a second read, so a file
+    changed in between gave a checkpoint whose hash disagreed with the rows sent."""
+    path = write_csv(tmp_path / "rows.csv", make_rows(30))
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    opened: list[Path] = []
+    real_open = Path.open
+
+    def open_(self: Path, *args: Any, **kwargs: Any) -> Any:  # read_bytes and read_text open through it
+        opened.append(self)
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_)
+    data = prepare_rows(path)
+    assert opened == [path]
+    assert data.sha256 == expected
