@@ -256,7 +256,7 @@ def latency(settings: Settings, guarantee: str, fetch_max_wait_ms: int, rate: in
         consumer_group=f"bench-lat-{tag}",
     )
     _create_topic(run_settings, run_settings.topic_raw)
-    env = {**os.environ, **run_settings.describe(), "CHURN_DOTENV": "none"}
+    env = {**os.environ, **run_settings.environment(reveal_secrets=True), "CHURN_DOTENV": "none"}
     with tempfile.NamedTemporaryFile("w+", prefix="bench-lat-", suffix=".log") as log:
         args = ["--mode", Mode.STREAMING, "--guarantee", guarantee, "--fetch-max-wait-ms", str(fetch_max_wait_ms)]
         process = subprocess.Popen(

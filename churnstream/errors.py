@@ -22,6 +22,7 @@ EXIT_TLS = 9
 EXIT_CHECKPOINT = 10
 EXIT_BROKER_TOOLING = 11
 EXIT_PROTOCOL = 12
+EXIT_MODEL_BROKEN = 13
 EXIT_USAGE = 64  # BSD sysexits EX_USAGE: argparse's own 2 would read as "broker down" here
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
@@ -40,6 +41,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_CHECKPOINT: "an unfinished batch load needs --resume or --restart, or its checkpoint is unreadable",
     EXIT_BROKER_TOOLING: "Java, Maven or the local broker launcher failed",
     EXIT_PROTOCOL: "the broker closed the connection unanswered: it expects another security protocol",
+    EXIT_MODEL_BROKEN: "the model failed a whole batch and its own canary rows: the consumer stopped without "
+    "committing that batch (the events stay on the raw topic for a fixed model)",
     EXIT_USAGE: "bad command-line arguments",
     EXIT_INTERRUPTED: "interrupted: a second Ctrl-C/SIGTERM before the clean stop finished, or one before work began",
 }
@@ -103,6 +106,12 @@ class ModelIntegrityError(PipelineError):
     """The model file does not match its card, or the library versions differ."""
 
     exit_code = EXIT_MODEL_INTEGRITY
+
+
+class ModelBroken(PipelineError):
+    """The model cannot score the rows it scored at training: stop, rather than dead-letter the stream."""
+
+    exit_code = EXIT_MODEL_BROKEN
 
 
 class CheckpointConflict(PipelineError):

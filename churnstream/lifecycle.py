@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
-import threading
+import os
+import select
+import weakref
 
 GC_GEN0_THRESHOLD = 20_000
 
@@ -26,20 +29,47 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
+# A wait longer than this is cut into pieces: select() refuses timeouts near 2**31 ms (seen with
+# --events-per-sec 1e-12), and the caller looks at its clock again after each piece anyway.
+MAX_WAIT_S = 3600.0
+
+
 class StopFlag:
-    """Set by SIGINT/SIGTERM (cli.common.stop_on_signals); loops check it between batches and stop cleanly."""
+    """Set by SIGINT/SIGTERM (cli.common.stop_on_signals); loops check it between batches and stop cleanly.
+
+    Safe to set from a signal handler. Python runs the handler in the main thread between two
+    bytecodes, possibly while that thread holds a lock: a ``threading.Event`` here deadlocked the
+    streaming producer (``Event.set()`` in the handler waited for the lock ``Event.wait()`` held in
+    the pacing loop, for good). So :meth:`set` only assigns an attribute and writes one byte to a
+    self-pipe, and :meth:`wait` sleeps in ``select()`` on that pipe, which the byte wakes at once.
+    """
 
     def __init__(self) -> None:
-        self._event = threading.Event()
         self.signal_name: str | None = None
+        self._set = False
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+        self._finalizer = weakref.finalize(self, _close_pipe, self._read_fd, self._write_fd)
 
     def set(self, signal_name: str = "request") -> None:
         if self.signal_name is None:
             self.signal_name = signal_name
-        self._event.set()
+        self._set = True
+        with contextlib.suppress(OSError):  # a full pipe already wakes the waiter; a closed one has none
+            os.write(self._write_fd, b"\0")
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self._set
 
     def wait(self, timeout: float) -> bool:
-        return self._event.wait(timeout)
+        """Sleep up to ``timeout`` seconds (at most MAX_WAIT_S), less if the flag is set. True if set."""
+        if not self._set:
+            select.select([self._read_fd], [], [], min(max(timeout, 0.0), MAX_WAIT_S))
+        return self._set
+
+
+def _close_pipe(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)

@@ -46,6 +46,8 @@ ENV_SSL_CAFILE = "KAFKA_SSL_CAFILE"
 ENV_MODEL_PATH = "MODEL_PATH"
 ENV_DATA_PATH = "DATA_PATH"
 ENV_CHECKPOINT_DIR = "CHECKPOINT_DIR"
+ENV_DEADLETTER_RETENTION_MS = "KAFKA_DEADLETTER_RETENTION_MS"
+ENV_CONSUMER_INSTANCE_ID = "CONSUMER_INSTANCE_ID"
 ENV_DOTENV = "CHURN_DOTENV"  # which .env file to read; "none" to read none
 
 ALL_VARIABLES = (
@@ -64,6 +66,8 @@ ALL_VARIABLES = (
     ENV_MODEL_PATH,
     ENV_DATA_PATH,
     ENV_CHECKPOINT_DIR,
+    ENV_DEADLETTER_RETENTION_MS,
+    ENV_CONSUMER_INSTANCE_ID,
 )
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -75,6 +79,10 @@ DEFAULT_MODEL_PATH = PROJECT_ROOT / "models" / "sklearn_pipeline.pkl"
 DEFAULT_CHECKPOINT_DIR = PROJECT_ROOT / ".checkpoints"
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_INSTANCE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+# -1: keep dead letters until someone deletes them ("nothing lost" must not expire after a week).
+DEFAULT_DEADLETTER_RETENTION_MS = -1
+MIN_RETENTION_MS = 3_600_000
 _HOST_PORT_RE = re.compile(r"^\[?[A-Za-z0-9._:-]+\]?:\d{1,5}$")
 
 
@@ -121,6 +129,10 @@ class Settings:
     model_path: Path = DEFAULT_MODEL_PATH
     data_path: Path = DEFAULT_DATA_PATH
     checkpoint_dir: Path = DEFAULT_CHECKPOINT_DIR
+    # retention.ms of the dead-letter topic when the pipeline creates it (-1: no time limit)
+    deadletter_retention_ms: int = DEFAULT_DEADLETTER_RETENTION_MS
+    # The consumer's stable id when the operator assigns one (a pod name); else <host>-<slot>.
+    consumer_instance_id: str | None = None
 
     @property
     def model_card_path(self) -> Path:
@@ -144,7 +156,20 @@ class Settings:
             ENV_MODEL_PATH: str(self.model_path),
             ENV_DATA_PATH: str(self.data_path),
             ENV_CHECKPOINT_DIR: str(self.checkpoint_dir),
+            ENV_DEADLETTER_RETENTION_MS: str(self.deadletter_retention_ms),
+            ENV_CONSUMER_INSTANCE_ID: self.consumer_instance_id or "",
         }
+
+    def environment(self, *, reveal_secrets: bool) -> dict[str, str]:
+        """The settings as environment variables for a child process. Unlike :meth:`describe`, the
+        password is only there when asked for by name: a masked one would make the child fail to log in."""
+        values = self.describe()
+        if self.sasl_password is not None:
+            if reveal_secrets:
+                values[ENV_SASL_PASSWORD] = self.sasl_password.reveal()
+            else:
+                del values[ENV_SASL_PASSWORD]
+        return {name: value for name, value in values.items() if value != ""}
 
 
 def _bad(name: str, value: str, allowed: str) -> ConfigError:
@@ -176,6 +201,29 @@ def _topic(env: Mapping[str, str], name: str, default: str) -> str:
     if not _TOPIC_RE.match(value) or value in (".", ".."):
         raise _bad(name, value, "a topic name is 1-249 characters of letters, digits, '.', '_', '-'")
     return value
+
+
+def _retention(env: Mapping[str, str]) -> int:
+    raw = env.get(ENV_DEADLETTER_RETENTION_MS, "").strip()
+    if not raw:
+        return DEFAULT_DEADLETTER_RETENTION_MS
+    allowed = f"-1 (no time limit) or at least {MIN_RETENTION_MS} (one hour, in milliseconds)"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _bad(ENV_DEADLETTER_RETENTION_MS, raw, allowed) from None
+    if value != -1 and value < MIN_RETENTION_MS:
+        raise _bad(ENV_DEADLETTER_RETENTION_MS, raw, allowed)
+    return value
+
+
+def _instance_id(env: Mapping[str, str]) -> str | None:
+    raw = env.get(ENV_CONSUMER_INSTANCE_ID, "").strip()
+    if not raw:
+        return None
+    if not _INSTANCE_ID_RE.match(raw) or raw in (".", ".."):
+        raise _bad(ENV_CONSUMER_INSTANCE_ID, raw, "1-200 characters of A-Z a-z 0-9 . _ - (a pod name fits)")
+    return raw
 
 
 def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
@@ -256,6 +304,8 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         model_path=_path(env, ENV_MODEL_PATH, DEFAULT_MODEL_PATH),
         data_path=_path(env, ENV_DATA_PATH, DEFAULT_DATA_PATH),
         checkpoint_dir=_path(env, ENV_CHECKPOINT_DIR, DEFAULT_CHECKPOINT_DIR),
+        deadletter_retention_ms=_retention(env),
+        consumer_instance_id=_instance_id(env),
     )
 
 

@@ -96,21 +96,29 @@ def output_file(text: str) -> Path:
 
 def add_logging_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("logging")
-    group.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr (-vv for debug)")
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more log output on stderr: -v our debug lines, -vv also the Kafka client's info, -vvv its debug",
+    )
     group.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Configure the root logger once, at the entry point. Logs go to stderr; stdout is for data."""
-    level = logging.WARNING if quiet else logging.DEBUG if verbose >= 2 else logging.INFO
+    level = logging.WARNING if quiet else logging.DEBUG if verbose >= 1 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # kafka-python logs every reconnect attempt at INFO/WARNING/ERROR; our own code reports outages
-    # once, so keep the client quiet unless asked for debug output.
-    logging.getLogger("kafka").setLevel(logging.DEBUG if verbose >= 3 else logging.CRITICAL)
+    # kafka-python logs every reconnect attempt at INFO and WARNING: its errors show, the rest only
+    # when asked for. During a run, kafka.outage.watch_broker turns an outage's storm of lines into
+    # two of ours; at start-up kafka.diagnosis reads them to say why a connection failed.
+    client_level = {0: logging.ERROR, 1: logging.ERROR, 2: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.getLogger("kafka").setLevel(client_level)
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -137,11 +145,12 @@ def stop_on_signals(stop: StopFlag) -> Iterator[StopFlag]:
     """Turn the first SIGINT/SIGTERM into ``stop``; a second one interrupts at once."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
+        # Only async-signal-safe work here: no logging (a handler that writes to stderr while the
+        # main thread is writing raises "reentrant call"), no locks (lifecycle.StopFlag says why).
+        # The loop logs the stop when it sees the flag.
         if stop.is_set():
             raise KeyboardInterrupt
-        logger.warning("%s received: finishing the current batch, then stopping", name)
-        stop.set(name)
+        stop.set(signal.Signals(signum).name)
 
     with _handling_stop_signals(handler):
         yield stop
@@ -157,8 +166,7 @@ def interrupt_once() -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
-        logger.warning("%s received: stopping the run's processes", signal.Signals(signum).name)
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt  # run() says "Interrupted"; the finally blocks stop the subprocesses
 
     with _handling_stop_signals(handler):
         yield

@@ -29,6 +29,8 @@ from churnstream.consumer.options import (
     DEFAULT_TRANSACTION_TIMEOUT_MS,
     DEFAULT_WINDOW_SIZE,
     INSTANCE_ID_RULE,
+    MAX_TRANSACTION_TIMEOUT_MS,
+    MIN_TRANSACTION_TIMEOUT_MS,
     ConsumerOptions,
     valid_instance_id,
 )
@@ -44,8 +46,9 @@ PROG = "consumer.py"
 EPILOG = f"""\
 exit codes: 0 done or stopped cleanly, 1 outputs could not be delivered/committed or an unexpected
 error, 2 broker unreachable, 3 bad setting, 5 model missing, 6 model fails its integrity check,
-7 input topic missing, 8/9 authentication/TLS, 12 wrong security protocol, 64 bad arguments,
-130 interrupted (a second Ctrl-C, or one before consuming began).
+7 input topic missing, 8/9 authentication/TLS, 12 wrong security protocol, 13 the model broke
+(it fails its own canary rows; that batch is not committed), 64 bad arguments, 130 interrupted
+(a second Ctrl-C, or one before consuming began). All of them: KAFKA_README.md, "Exit codes".
 
 guarantees: {Guarantee.EXACTLY_ONCE} (default) commits each batch's outputs and input offsets in one Kafka
 transaction (read outputs with isolation.level=read_committed); {Guarantee.AT_LEAST_ONCE} commits offsets
@@ -53,6 +56,15 @@ after the outputs are acknowledged (a crash can repeat a batch, never lose one).
 
 settings (topics, group, broker, model path) come from the environment or .env: see config.py.
 """
+
+
+def _transaction_timeout(text: str) -> int:
+    value = whole_number(text)
+    if not MIN_TRANSACTION_TIMEOUT_MS <= value <= MAX_TRANSACTION_TIMEOUT_MS:
+        raise argparse.ArgumentTypeError(
+            f"expected {MIN_TRANSACTION_TIMEOUT_MS} to {MAX_TRANSACTION_TIMEOUT_MS} ms, got {text!r}"
+        )
+    return value
 
 
 def _instance_id(text: str) -> str:
@@ -108,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--instance-id",
         type=_instance_id,
         metavar="ID",
-        help="stable id of this consumer (transactional id and static group member); "
-        "default: <host>-<slot>, the lowest slot free on this host",
+        help="stable id of this consumer (transactional id and static group member; in containers, the pod "
+        "name); default: CONSUMER_INSTANCE_ID, else <host>-<slot>, the lowest slot free on this host",
     )
     tuning.add_argument(
         "--no-static-membership",
@@ -127,10 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tuning.add_argument(
         "--transaction-timeout-ms",
-        type=whole_number,
+        type=_transaction_timeout,
         default=DEFAULT_TRANSACTION_TIMEOUT_MS,
         metavar="MS",
-        help="exactly-once: the broker aborts a transaction left open this long (default %(default)s)",
+        help="exactly-once: the broker aborts a transaction left open this long; every wait inside a "
+        f"transaction is bounded below it ({MIN_TRANSACTION_TIMEOUT_MS}-{MAX_TRANSACTION_TIMEOUT_MS}, "
+        "default %(default)s)",
     )
     output = parser.add_argument_group("output")
     output.add_argument(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import socket
@@ -14,6 +15,15 @@ from churnstream.settings import PROJECT_ROOT
 
 SLOT_DIR = PROJECT_ROOT / ".run" / "consumer-slots"
 MAX_SLOTS = 256
+# Between the group and the instance id in a transactional id. Neither may contain it (both are
+# [A-Za-z0-9._-]), so "<group>~<instance>" never reads two ways: with "-", group "a-b" on host "c"
+# and group "a" on host "b-c" both gave "a-b-c-0", and fenced each other in a loop.
+TRANSACTIONAL_ID_SEPARATOR = "~"
+HOST_PART_MAX = 40
+
+
+def transactional_id(group: str, instance_id: str) -> str:
+    return f"{group}{TRANSACTIONAL_ID_SEPARATOR}{instance_id}"
 
 
 @dataclass
@@ -37,20 +47,29 @@ class ConsumerIdentity:
             self._lock_fd = None
 
 
-def _host_name() -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:80] or "host"
+def host_part(hostname: str | None = None) -> str:
+    """The host's name as an id: kept as it is when it is short and plain, else shortened or cleaned
+    and followed by a hash of the full name, so two hosts that differ only past the cut (or only in
+    a character replaced) never get one id."""
+    name = socket.gethostname() if hostname is None else hostname
+    plain = re.sub(r"[^A-Za-z0-9._-]", "-", name) or "host"
+    if plain == name and len(name) <= HOST_PART_MAX:
+        return name
+    return f"{plain[:HOST_PART_MAX]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def claim_identity(group: str, instance_id: str | None = None, slot_dir: Path = SLOT_DIR) -> ConsumerIdentity:
     """The lowest free slot on this host for ``group`` (an flock held for the process's life).
 
-    With an explicit ``instance_id`` no slot is taken: whoever assigns ids owns their uniqueness
-    (two processes with one id fence each other, and the older one stops with an error).
+    With an explicit ``instance_id`` (``--instance-id`` or CONSUMER_INSTANCE_ID) no slot is taken:
+    whoever assigns ids owns their uniqueness (two processes with one id fence each other, and the
+    older one stops with an error). Containers need one: each has its own filesystem, so the slot
+    locks cannot see each other, and replicas often share a host name; a pod name is the usual id.
     """
     if instance_id is not None:
-        return ConsumerIdentity(instance_id, f"{group}-{instance_id}", slot=None)
+        return ConsumerIdentity(instance_id, transactional_id(group, instance_id), slot=None)
     slot_dir.mkdir(parents=True, exist_ok=True)
-    host = _host_name()
+    host = host_part()
     for slot in range(MAX_SLOTS):
         path = slot_dir / f"{group}-{slot}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -62,5 +81,5 @@ def claim_identity(group: str, instance_id: str | None = None, slot_dir: Path = 
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         instance = f"{host}-{slot}"
-        return ConsumerIdentity(instance, f"{group}-{instance}", slot=slot, lock_path=path, _lock_fd=fd)
+        return ConsumerIdentity(instance, transactional_id(group, instance), slot=slot, lock_path=path, _lock_fd=fd)
     raise PipelineError(f"all {MAX_SLOTS} consumer slots for group {group} on this host are taken (see {slot_dir})")

@@ -14,9 +14,9 @@ from typing import Any, Protocol
 from kafka import KafkaConsumer
 from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 
-from churnstream.consumer.options import MAX_CONSECUTIVE_ABORTS, POLL_TIMEOUT_MS, ConsumerOptions
-from churnstream.consumer.scoring import BatchResult, Scorer, score_batch
-from churnstream.consumer.sinks import BatchAborted, OutputFailed
+from churnstream.consumer.options import MAX_CONSECUTIVE_ABORTS, POLL_TIMEOUT_MS, POSITION_TIMEOUT_MS, ConsumerOptions
+from churnstream.consumer.scoring import Scorer, score_batch
+from churnstream.consumer.sinks import Batch, BatchAborted, OutputFailed
 from churnstream.consumer.stats import RunStats
 from churnstream.kafka.outage import OutageMonitor
 from churnstream.lifecycle import StopFlag
@@ -27,7 +27,7 @@ Offsets = dict[TopicPartition, OffsetAndMetadata]
 
 
 class Sink(Protocol):
-    def deliver(self, result: BatchResult, offsets: Offsets, rewind: dict[TopicPartition, int]) -> None: ...
+    def deliver(self, batch: Batch) -> None: ...
 
 
 class StopConditions:
@@ -58,12 +58,18 @@ class StopConditions:
                 "batch mode: will stop at end offsets %s",
                 ", ".join(f"[{tp.partition}]={self.end_offsets[tp]}" for tp in sorted(unseen)),
             )
-        return all(consumer.position(tp) >= self.end_offsets[tp] for tp in assigned)
+        for tp in assigned:
+            # Bounded: position() may fetch offsets from the broker, and answers None when it cannot in time.
+            position = consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
+            if position is None or position < self.end_offsets[tp]:
+                return False
+        return True
 
     def reached(self, consumer: KafkaConsumer) -> bool:
         options = self.options
         if self.stop.is_set():
             self.stopped_by = self.stop.signal_name or "signal"
+            logger.warning("%s received: the last batch is committed; stopping", self.stopped_by)
             return True
         if options.duration_s is not None and time.monotonic() - self.stats.started >= options.duration_s:
             self.stopped_by = "duration"
@@ -116,11 +122,14 @@ def consume_loop(
         records, offsets, rewind = batch_offsets(polled)
         if not records:
             continue
+        # The membership these records were polled under, before scoring: if the group moves on
+        # while this batch is scored, its offsets are refused instead of committed by a zombie.
+        membership = consumer.group_metadata()
         if stats.first_record_at is None:
             stats.first_records()
         result = score_batch(records, model, max_value_bytes=max_value_bytes, times=stats.stage_times)
         try:
-            sink.deliver(result, offsets, rewind)
+            sink.deliver(Batch(result, offsets, rewind, membership))
         except BatchAborted:
             stats.aborted += 1
             consecutive_aborts += 1

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from churnstream.contract.events import DEFAULT_MAX_VALUE_BYTES
 from churnstream.contract.outputs import Guarantee, Mode
+from churnstream.kafka.clients import FLUSH_TIMEOUT_S
 from churnstream.kafka.topics import DEADLETTER_HEADROOM_BYTES, DEADLETTER_MAX_MESSAGE_BYTES
 
 # Per poll, so per model call and per transaction. At streaming rates a poll holds far fewer
@@ -17,15 +18,24 @@ DEFAULT_MAX_BATCH = 5000
 DEFAULT_FETCH_MAX_WAIT_MS = 50  # kafka-python's 500 ms default puts p95 latency near 250 ms
 DEFAULT_WINDOW_SIZE = 1000
 DEFAULT_LOG_EVERY = 1000
-# Outlives a killed consumer's open transaction when no successor takes its slot: until then,
-# read_committed readers of the output partitions stall. A batch's transaction only spans sending
-# and committing (scoring happens before it begins), which takes well under a second, so 15 s
-# leaves a wide margin for a slow broker without making a hung transaction block readers for long.
-DEFAULT_TRANSACTION_TIMEOUT_MS = 15_000
+# How long the broker lets a transaction stay open before it aborts it. A batch's transaction spans
+# sending, flushing and committing (scoring happens before it begins): well under a second
+# normally, but a broker outage stretches the flush. Every wait inside the transaction is bounded
+# below this (see the properties of ConsumerOptions), so the broker never aborts a transaction the
+# consumer still thinks is alive; 60 s lets a consumer ride out an outage of tens of seconds, and
+# a killed consumer's open transaction blocks read_committed readers at most this long when no
+# successor takes its slot (a successor's init_transactions aborts it at once).
+DEFAULT_TRANSACTION_TIMEOUT_MS = 60_000
+MIN_TRANSACTION_TIMEOUT_MS = 10_000
+MAX_TRANSACTION_TIMEOUT_MS = 900_000  # the broker's transaction.max.timeout.ms default
+# Outside a transaction (at-least-once): kafka-python's delivery timeout, and the producers' flush bound.
+AT_LEAST_ONCE_DELIVERY_TIMEOUT_MS = 120_000
+AT_LEAST_ONCE_FLUSH_TIMEOUT_S = FLUSH_TIMEOUT_S
 # A dead consumer's partitions move to the others after this; a restarted one (same slot, static
 # membership) takes them back at once. The broker's minimum is 6 s.
 DEFAULT_SESSION_TIMEOUT_MS = 15_000
 POLL_TIMEOUT_MS = 200  # how often an idle loop looks at the stop flag and the clock
+POSITION_TIMEOUT_MS = 5_000  # batch mode's end check; a position it cannot learn in time is "not there yet"
 MAX_CONSECUTIVE_ABORTS = 5  # then something is persistently wrong: stop instead of spinning
 CLOSE_TIMEOUT_S = 10
 
@@ -70,10 +80,43 @@ class ConsumerOptions:
         object.__setattr__(self, "guarantee", Guarantee(self.guarantee))
         if self.instance_id is not None and not valid_instance_id(self.instance_id):
             raise ValueError(f"instance id {self.instance_id!r}: use {INSTANCE_ID_RULE}")
+        if not MIN_TRANSACTION_TIMEOUT_MS <= self.transaction_timeout_ms <= MAX_TRANSACTION_TIMEOUT_MS:
+            raise ValueError(
+                f"transaction timeout {self.transaction_timeout_ms} ms: use {MIN_TRANSACTION_TIMEOUT_MS}-"
+                f"{MAX_TRANSACTION_TIMEOUT_MS}"
+            )
 
     @property
     def exactly_once(self) -> bool:
         return self.guarantee is Guarantee.EXACTLY_ONCE
+
+    # -- the bounds, nested: request < delivery < flush < transaction calls = transaction timeout
+
+    @property
+    def delivery_timeout_ms(self) -> int:
+        """Every output is acknowledged or failed within this. Exactly-once: inside the transaction
+        timeout with a margin (a quarter of it, at least 5 s), so an output never outlives its transaction."""
+        if not self.exactly_once:
+            return AT_LEAST_ONCE_DELIVERY_TIMEOUT_MS
+        return self.transaction_timeout_ms - max(5_000, self.transaction_timeout_ms // 4)
+
+    @property
+    def request_timeout_ms(self) -> int:
+        """kafka-python needs delivery_timeout_ms >= linger_ms + request_timeout_ms."""
+        return min(30_000, self.delivery_timeout_ms - PRODUCER_LINGER_MS - 1_000)
+
+    @property
+    def flush_timeout_s(self) -> float:
+        """A flush outlives every delivery it waits for by 2 s, and ends before the transaction does."""
+        if not self.exactly_once:
+            return AT_LEAST_ONCE_FLUSH_TIMEOUT_S
+        return (self.delivery_timeout_ms + 2_000) / 1000
+
+    @property
+    def transaction_call_timeout_s(self) -> float:
+        """send_offsets_to_transaction, commit_transaction, abort_transaction: past the transaction
+        timeout the broker has aborted the transaction anyway, so waiting longer helps nothing."""
+        return self.transaction_timeout_ms / 1000
 
     @property
     def batch_mode(self) -> bool:

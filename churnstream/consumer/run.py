@@ -33,7 +33,7 @@ from churnstream.kafka.clients import make_admin, make_consumer, make_producer
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.group import RebalanceLogger, leave_as_static_member
 from churnstream.kafka.outage import watch_broker
-from churnstream.kafka.topics import prepare_pipeline_topics
+from churnstream.kafka.topics import DEADLETTER_HEADROOM_BYTES, prepare_pipeline_topics
 from churnstream.lifecycle import StopFlag, tune_garbage_collector
 from churnstream.settings import Settings
 
@@ -101,13 +101,23 @@ def load_model_and_admin(settings: Settings, model: Scorer | None) -> tuple[Scor
     return model, check.result()
 
 
-def producer_options(options: ConsumerOptions, identity: ConsumerIdentity) -> dict[str, Any]:
-    """The output producer's tuning (consumer.options says why), and its transactional id."""
+def producer_options(
+    options: ConsumerOptions, identity: ConsumerIdentity, raw_limit: int | None = None
+) -> dict[str, Any]:
+    """The output producer's tuning (consumer.options says why), and its transactional id. A request
+    must carry a dead letter as large as the raw topic takes (``raw_limit``), with its headers."""
+    room = (
+        PRODUCER_MAX_REQUEST_SIZE
+        if raw_limit is None
+        else max(PRODUCER_MAX_REQUEST_SIZE, raw_limit + DEADLETTER_HEADROOM_BYTES)
+    )
     extra: dict[str, Any] = {
-        "max_request_size": PRODUCER_MAX_REQUEST_SIZE,
+        "max_request_size": room,
         "batch_size": PRODUCER_BATCH_SIZE,
         "linger_ms": PRODUCER_LINGER_MS,
         "retry_backoff_ms": PRODUCER_RETRY_BACKOFF_MS,
+        "delivery_timeout_ms": options.delivery_timeout_ms,
+        "request_timeout_ms": options.request_timeout_ms,
     }
     if options.exactly_once:
         extra["transactional_id"] = identity.transactional_id
@@ -146,8 +156,9 @@ def run_consumer(
     tune_garbage_collector()
     with ExitStack() as stack:
         stack.callback(admin.close)
-        prepare_pipeline_topics(admin, settings)
-        identity = claim_identity(settings.consumer_group, options.instance_id, slot_dir)
+        raw_limit = prepare_pipeline_topics(admin, settings)
+        instance_id = options.instance_id or settings.consumer_instance_id
+        identity = claim_identity(settings.consumer_group, instance_id, slot_dir)
         stack.callback(identity.release)  # after the clients close: no successor takes the slot before
         logger.info(
             "consumer %s (group %s, %s%s) starting",
@@ -157,7 +168,7 @@ def run_consumer(
             f", transactional id {identity.transactional_id}" if options.exactly_once else "",
         )
         client_id = f"churn-consumer-{identity.instance_id}"
-        producer = make_producer(settings, client_id=client_id, **producer_options(options, identity))
+        producer = make_producer(settings, client_id=client_id, **producer_options(options, identity, raw_limit))
         stack.enter_context(_closing_producer(producer))
         if options.exactly_once:
             # Before joining the group: fences a dead predecessor with this transactional id and
@@ -188,7 +199,7 @@ def run_consumer(
             consumer.partitions_for_topic(settings.topic_raw)
         stats = RunStats(options, on_window)
         until = StopConditions(options, stop, stats)
-        sink = make_sink(options.guarantee, producer, consumer, settings)
+        sink = make_sink(options, producer, consumer, settings)
         with kafka_errors_translated(settings), watch_broker(settings.bootstrap_servers) as outage:
             consume_loop(consumer, sink, model, stats, until, outage=outage)
         summary = stats.summary(

@@ -25,7 +25,7 @@ from churnstream.contract.events import (
     validate_event,
 )
 from churnstream.contract.outputs import Stage, cap_reason, dead_letter_headers, encode_prediction
-from churnstream.errors import InvalidEvent
+from churnstream.errors import InvalidEvent, ModelBroken
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,12 @@ class SourceRecord(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]] | None: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def timestamp_type(self) -> int | None: ...
 
 
 class RawRecord(NamedTuple):
@@ -53,7 +59,9 @@ class RawRecord(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp_ms: int = 0
+    timestamp: int = 0  # ms since the epoch, as Kafka records it
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp_type: int | None = 0  # 0: the producer's CreateTime, 1: the broker's LogAppendTime
 
     @property
     def source(self) -> tuple[int, int]:
@@ -69,6 +77,7 @@ class Scorer(Protocol):
     @property
     def threshold(self) -> float: ...
     def predict_proba(self, rows: Sequence[dict[str, Any]]) -> Any: ...
+    def canary_problem(self) -> str | None: ...
 
 
 class PredictionOut(NamedTuple):
@@ -156,6 +165,9 @@ def make_dead_letter(
         source_topic=record.topic,
         source_partition=record.partition,
         source_offset=record.offset,
+        source_timestamp=record.timestamp,
+        source_timestamp_type=record.timestamp_type,
+        source_headers=record.headers,
         failed_ts=utc_now_iso(),
         model_version=model_version,
         key_absent=key_absent,
@@ -195,31 +207,54 @@ def _not_a_probability(value: Any) -> str | None:
 def predict_isolating_failures(
     model: Scorer, rows: Sequence[dict[str, Any]]
 ) -> tuple[list[float | None], dict[int, Exception]]:
-    """Probabilities for ``rows`` in one call; if the call raises, bisect to the rows that fail.
+    """Probabilities for ``rows`` in one call; if the call raises, find the rows that make it fail.
 
     Returns one entry per row (None where the row could not be scored) and the exception per
-    failed row index. Bisecting costs about 2*log2(n) calls per poisonous row, and is only ever
-    taken when the single call failed, so the hot path stays at one call per batch.
+    failed row index. When the batch's call fails, the model's canary rows (known-good rows from
+    training) decide who is at fault: if they fail too, the model is broken and ModelBroken stops
+    the consumer before anything of the batch is sent, instead of dead-lettering the whole stream;
+    if they score, the batch is bisected to the hostile rows (about 2*log2(n) calls per bad row).
+    The hot path stays at one call per batch.
     """
     if not rows:
         return [], {}
     try:
         return list(_check_probabilities(model.predict_proba(rows), len(rows))), {}
+    except Exception as exc:  # routed: a broken model stops the consumer, hostile rows become dead letters
+        problem = model.canary_problem()
+        if problem is not None:
+            raise ModelBroken(
+                f"model {model.version} failed on a whole batch of {len(rows)} events ({type(exc).__name__}: "
+                f"{exc}) and on its canary rows ({problem}): the model is broken; nothing of this batch was "
+                "committed, and its events stay on the raw topic for a fixed model"
+            ) from exc
+        return _bisect(model, rows, exc)
+
+
+def _bisect(
+    model: Scorer, rows: Sequence[dict[str, Any]], exc: Exception
+) -> tuple[list[float | None], dict[int, Exception]]:
+    if len(rows) == 1:
+        return [None], {0: exc}
+    middle = len(rows) // 2
+    left, left_failed = _score_or_bisect(model, rows[:middle])
+    right, right_failed = _score_or_bisect(model, rows[middle:])
+    failed = {**left_failed, **{index + middle: error for index, error in right_failed.items()}}
+    if not failed:
+        logger.warning(
+            "the model failed on a batch of %d rows (%s: %s) but scored both halves; no row is to blame",
+            len(rows),
+            type(exc).__name__,
+            exc,
+        )
+    return left + right, failed
+
+
+def _score_or_bisect(model: Scorer, rows: Sequence[dict[str, Any]]) -> tuple[list[float | None], dict[int, Exception]]:
+    try:
+        return list(_check_probabilities(model.predict_proba(rows), len(rows))), {}
     except Exception as exc:  # routed: the failing rows become score-stage dead letters
-        if len(rows) == 1:
-            return [None], {0: exc}
-        middle = len(rows) // 2
-        left, left_failed = predict_isolating_failures(model, rows[:middle])
-        right, right_failed = predict_isolating_failures(model, rows[middle:])
-        failed = {**left_failed, **{index + middle: error for index, error in right_failed.items()}}
-        if not failed:
-            logger.warning(
-                "the model failed on a batch of %d rows (%s: %s) but scored both halves; no row is to blame",
-                len(rows),
-                type(exc).__name__,
-                exc,
-            )
-        return left + right, failed
+        return _bisect(model, rows, exc)
 
 
 def score_batch(

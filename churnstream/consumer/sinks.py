@@ -9,7 +9,9 @@ A *sink* takes one batch's predictions and dead letters and the batch's input of
 * :class:`AtLeastOnceSink`: an idempotent producer; the offsets are committed only after every
   output of the batch is acknowledged, so a crash can repeat a batch but never lose one.
 
-One flush and one commit per batch, never per message.
+One flush and one commit per batch, never per message. Every call that waits on the broker is
+bounded (consumer.options says how the bounds nest inside the transaction timeout): kafka-python's
+transactional calls wait without a timeout, so they run on a worker thread (:class:`Bounded`).
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import errors as kafka_errors
-from kafka.structs import OffsetAndMetadata, TopicPartition
+from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition
 
+from churnstream.consumer.options import ConsumerOptions
 from churnstream.consumer.scoring import BatchResult
 from churnstream.contract.outputs import Guarantee
 from churnstream.errors import PipelineError
-from churnstream.kafka.clients import FLUSH_TIMEOUT_S
+from churnstream.kafka.bounded import Bounded, CallStalled
 from churnstream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -37,8 +41,23 @@ class OutputFailed(PipelineError):
     """Outputs could not be delivered or committed; nothing past them was committed. Exit 1."""
 
 
+__all__ = ["AtLeastOnceSink", "Batch", "BatchAborted", "CallStalled", "OutputFailed", "TransactionalSink", "make_sink"]
+
+
 class BatchAborted(Exception):
     """The batch's transaction was aborted and its partitions rewound: the loop polls it again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One poll's work for a sink: its outputs, the offsets that commit it, where to rewind it,
+    and the group membership it was polled under (KIP-447: the broker refuses the offsets of a
+    generation that is no longer current, so a member evicted mid-batch cannot commit it)."""
+
+    result: BatchResult
+    offsets: dict[TopicPartition, OffsetAndMetadata]
+    rewind: dict[TopicPartition, int]
+    membership: ConsumerGroupMetadata | None = None
 
 
 @dataclass(slots=True)
@@ -51,8 +70,9 @@ class SinkTimes:
         return {"send": self.send, "flush": self.flush, "commit": self.commit}
 
 
+_FENCED = (kafka_errors.ProducerFencedError, kafka_errors.InvalidProducerEpochError)
 _FATAL_TRANSACTION_ERRORS = (
-    kafka_errors.ProducerFencedError,
+    *_FENCED,
     kafka_errors.TransactionalIdAuthorizationFailedError,
     kafka_errors.ClusterAuthorizationFailedError,
     kafka_errors.InvalidTxnStateError,
@@ -85,10 +105,19 @@ def _first_failure(futures: list[Any]) -> BaseException | None:
 class _Sink:
     """What both sinks hold: the output producer, the input consumer, the settings, their timings."""
 
-    def __init__(self, producer: KafkaProducer, consumer: KafkaConsumer, settings: Settings) -> None:
+    def __init__(
+        self,
+        producer: KafkaProducer,
+        consumer: KafkaConsumer,
+        settings: Settings,
+        options: ConsumerOptions | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._producer = producer
         self._consumer = consumer
         self._settings = settings
+        self._options = options or ConsumerOptions()
+        self._clock = clock
         self.times = SinkTimes()
 
 
@@ -97,43 +126,66 @@ class TransactionalSink(_Sink):
 
     guarantee = Guarantee.EXACTLY_ONCE
 
-    def deliver(
-        self,
-        result: BatchResult,
-        offsets: dict[TopicPartition, OffsetAndMetadata],
-        rewind: dict[TopicPartition, int],
-    ) -> None:
-        producer = self._producer
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._bounded = Bounded()
+
+    def deliver(self, batch: Batch) -> None:
+        producer, options = self._producer, self._options
+        membership = batch.membership if batch.membership is not None else self._consumer.group_metadata()
         started = time.perf_counter()
+        began = self._clock()
+        call_s = options.transaction_call_timeout_s
         try:
             producer.begin_transaction()
-            futures = _send_outputs(producer, self._settings, result)
+            futures = _send_outputs(producer, self._settings, batch.result)
             sent = time.perf_counter()
             # Offsets first: their round trips overlap with the sender thread shipping the outputs.
-            producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
-            producer.flush(timeout=FLUSH_TIMEOUT_S)  # past it, KafkaTimeoutError: the batch is aborted
+            self._bounded(
+                lambda: producer.send_offsets_to_transaction(batch.offsets, membership),
+                call_s,
+                "send_offsets_to_transaction",
+            )
+            producer.flush(timeout=options.flush_timeout_s)  # past it, KafkaTimeoutError: the batch is aborted
             flushed = time.perf_counter()
             failure = _first_failure(futures)
             if failure is not None:
                 raise failure
-            producer.commit_transaction()
+            self._bounded(producer.commit_transaction, call_s, "commit_transaction")
         except _FATAL_TRANSACTION_ERRORS as exc:
-            raise OutputFailed(
-                f"the transaction failed fatally ({type(exc).__name__}: {exc}); another consumer may have "
-                "taken over this transactional id. Nothing past the last committed batch was committed."
-            ) from None
+            raise OutputFailed(self._fatal(exc, self._clock() - began)) from None
         except kafka_errors.KafkaError as exc:
-            self._abort(exc, rewind)
+            self._abort(exc, batch.rewind)
             raise BatchAborted(str(exc)) from None
         committed = time.perf_counter()
         self.times.send += sent - started
         self.times.flush += flushed - sent
         self.times.commit += committed - flushed
 
+    def _fatal(self, exc: BaseException, open_s: float) -> str:
+        """What a fatal transaction error means, in words: a stall the broker timed out, or a takeover."""
+        name = f"{type(exc).__name__}: {exc}"
+        timeout_s = self._options.transaction_timeout_ms / 1000
+        if isinstance(exc, _FENCED) and open_s >= timeout_s * 0.9:
+            return (
+                f"this batch's transaction stayed open {open_s:.0f} s, past the transaction timeout "
+                f"({timeout_s:.0f} s, --transaction-timeout-ms), so the broker aborted it and fenced this producer "
+                f"({name}). Nothing of this batch was committed; restart the consumer, and look at what stalled it "
+                "(a broker outage, a slow model)."
+            )
+        if isinstance(exc, _FENCED):
+            return (
+                f"another consumer took over this consumer's transactional id ({name}): two processes with one "
+                "--instance-id, or a restarted one. Nothing past the last committed batch was committed."
+            )
+        return f"the transaction failed fatally ({name}). Nothing past the last committed batch was committed."
+
     def _abort(self, exc: BaseException, rewind: dict[TopicPartition, int]) -> None:
         logger.warning("aborting the batch's transaction (%s: %s); it will be processed again", type(exc).__name__, exc)
         try:
-            self._producer.abort_transaction()
+            self._bounded(
+                self._producer.abort_transaction, self._options.transaction_call_timeout_s, "abort_transaction"
+            )
         except kafka_errors.KafkaError as abort_exc:
             raise OutputFailed(
                 f"the transaction could not be aborted ({type(abort_exc).__name__}: {abort_exc}) after "
@@ -150,17 +202,12 @@ class AtLeastOnceSink(_Sink):
 
     guarantee = Guarantee.AT_LEAST_ONCE
 
-    def deliver(
-        self,
-        result: BatchResult,
-        offsets: dict[TopicPartition, OffsetAndMetadata],
-        rewind: dict[TopicPartition, int],  # unused: nothing to rewind, the same interface as TransactionalSink
-    ) -> None:
+    def deliver(self, batch: Batch) -> None:
         started = time.perf_counter()
-        futures = _send_outputs(self._producer, self._settings, result)
+        futures = _send_outputs(self._producer, self._settings, batch.result)
         sent = time.perf_counter()
         with contextlib.suppress(kafka_errors.KafkaTimeoutError):  # _first_failure reports what is pending
-            self._producer.flush(timeout=FLUSH_TIMEOUT_S)
+            self._producer.flush(timeout=self._options.flush_timeout_s)
         flushed = time.perf_counter()
         failure = _first_failure(futures)
         if failure is not None:
@@ -169,7 +216,7 @@ class AtLeastOnceSink(_Sink):
                 "offsets were not committed, so it will be processed again on restart"
             )
         try:
-            self._consumer.commit(offsets)
+            self._consumer.commit(batch.offsets)
         except kafka_errors.CommitFailedError as exc:
             # The group rebalanced while we worked: the new owner re-reads from the last commit.
             # The outputs are already out, so this costs duplicates, never a loss.
@@ -183,7 +230,7 @@ class AtLeastOnceSink(_Sink):
 
 
 def make_sink(
-    guarantee: Guarantee, producer: KafkaProducer, consumer: KafkaConsumer, settings: Settings
+    options: ConsumerOptions, producer: KafkaProducer, consumer: KafkaConsumer, settings: Settings
 ) -> TransactionalSink | AtLeastOnceSink:
-    kind = TransactionalSink if guarantee is Guarantee.EXACTLY_ONCE else AtLeastOnceSink
-    return kind(producer, consumer, settings)
+    kind = TransactionalSink if options.exactly_once else AtLeastOnceSink
+    return kind(producer, consumer, settings, options)

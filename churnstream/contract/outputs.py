@@ -159,7 +159,7 @@ HEADER_SOURCE_PARTITION = "dl.source_partition"
 HEADER_SOURCE_OFFSET = "dl.source_offset"
 HEADER_FAILED_TS = "dl.failed_ts"
 HEADER_MODEL_VERSION = "dl.model_version"
-HEADER_KEY_ABSENT = "dl.key_absent"  # only on a record that had neither key nor value
+HEADER_SOURCE_TIMESTAMP = "dl.source_timestamp"  # the raw record's timestamp, ms since the epoch
 DEADLETTER_HEADERS = (
     HEADER_STAGE,
     HEADER_REASON,
@@ -169,7 +169,13 @@ DEADLETTER_HEADERS = (
     HEADER_SOURCE_OFFSET,
     HEADER_FAILED_TS,
     HEADER_MODEL_VERSION,
+    HEADER_SOURCE_TIMESTAMP,
 )
+# Only when they apply:
+HEADER_SOURCE_TIMESTAMP_TYPE = "dl.source_timestamp_type"  # CreateTime or LogAppendTime
+HEADER_KEY_ABSENT = "dl.key_absent"  # the raw record had neither key nor value (see dead_letter_headers)
+ORIGINAL_HEADER_PREFIX = "dl.header."  # each header of the raw record, renamed "dl.header.<name>"
+TIMESTAMP_TYPES = {0: "CreateTime", 1: "LogAppendTime"}
 # A reason is for a person; an exception text can quote a whole value. Keep headers small.
 MAX_REASON_CHARS = 500
 
@@ -190,9 +196,17 @@ def dead_letter_headers(
     source_offset: int,
     failed_ts: str,
     model_version: str,
+    source_timestamp: int = -1,
+    source_timestamp_type: int | None = None,
+    source_headers: Sequence[tuple[str, bytes | None]] | None = (),
     key_absent: bool = False,
 ) -> Headers:
-    """The ``dl.*`` headers that say where a dead letter came from and why it failed."""
+    """The ``dl.*`` headers that say where a dead letter came from and why it failed, and the raw
+    record's own headers and timestamp, so the dead letter keeps everything the record had.
+
+    ``key_absent``: kafka-python cannot send a record with neither key nor value, so such a dead
+    letter goes out with an empty key and this marker; readers (replay) read its key as null.
+    """
     headers = [
         (HEADER_STAGE, str(stage).encode()),
         (HEADER_REASON, cap_reason(reason).encode("utf-8", "replace")),
@@ -202,9 +216,13 @@ def dead_letter_headers(
         (HEADER_SOURCE_OFFSET, str(source_offset).encode()),
         (HEADER_FAILED_TS, failed_ts.encode()),
         (HEADER_MODEL_VERSION, model_version.encode()),
+        (HEADER_SOURCE_TIMESTAMP, str(source_timestamp).encode()),
     ]
+    if source_timestamp_type in TIMESTAMP_TYPES:
+        headers.append((HEADER_SOURCE_TIMESTAMP_TYPE, TIMESTAMP_TYPES[source_timestamp_type].encode()))
     if key_absent:
         headers.append((HEADER_KEY_ABSENT, b"true"))
+    headers.extend((ORIGINAL_HEADER_PREFIX + name, value or b"") for name, value in source_headers or ())
     return headers
 
 
@@ -229,6 +247,8 @@ class DeadLetterInfo:
     failed_ts: str
     model_version: str
     key_absent: bool = False
+    source_timestamp: int = -1
+    original_headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def source(self) -> tuple[int, int]:
@@ -255,6 +275,12 @@ class DeadLetterInfo:
             failed_ts=header_text(headers, HEADER_FAILED_TS) or "",
             model_version=header_text(headers, HEADER_MODEL_VERSION) or "",
             key_absent=header_text(headers, HEADER_KEY_ABSENT) == "true",
+            source_timestamp=int(header_text(headers, HEADER_SOURCE_TIMESTAMP) or -1),
+            original_headers=tuple(
+                (name.removeprefix(ORIGINAL_HEADER_PREFIX), value or b"")
+                for name, value in headers or ()
+                if name.startswith(ORIGINAL_HEADER_PREFIX)
+            ),
         )
 
 

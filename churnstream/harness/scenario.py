@@ -331,7 +331,7 @@ def _results(
         "sample_check": _sample_check(ctx.settings, raw_by_source, reader.predictions, plan.seed),
         "timeline": {
             "bin_s": bin_ms / 1000.0,
-            "produced_per_s": rate_per_bin([float(r.timestamp_ms) for r in raw_records], producer_start_ms, bin_ms),
+            "produced_per_s": rate_per_bin([float(r.timestamp) for r in raw_records], producer_start_ms, bin_ms),
             "readable_per_s": rate_per_bin(outcome_times, producer_start_ms, bin_ms),
         },
         "latencies_ms_sample": _thin(e2e, 5000),

@@ -121,7 +121,7 @@ def watch_broker(bootstrap_servers: str) -> Iterator[OutageMonitor]:
 
     Enter it once the clients are connected: a broker that is down at start-up is a start-up
     error (one ``Error:`` line, kafka.diagnosis.bootstrap_diagnosed), not an outage. The client's records
-    are kept from the console as ``cli.common.setup_logging`` intends, unless ``-vvv`` asked for them.
+    are kept from the console as ``cli.common.setup_logging`` intends, unless ``-vv`` asked for them.
     """
     monitor = OutageMonitor(bootstrap_servers)
     kafka_logger = logging.getLogger("kafka")

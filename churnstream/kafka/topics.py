@@ -15,6 +15,7 @@ from kafka import KafkaAdminClient
 from kafka import errors as kafka_errors
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
+from churnstream.contract.outputs import LEDGER_SUFFIX
 from churnstream.errors import AuthenticationFailed, ConfigError, PipelineError, TopicMissing
 from churnstream.kafka.diagnosis import kafka_errors_translated, not_authorized
 from churnstream.settings import ENV_REPLICATION_FACTOR, Settings
@@ -58,12 +59,32 @@ def replication_for(admin: KafkaAdminClient, settings: Settings) -> int:
     return choose_replication_factor(settings.replication_factor, brokers, settings.bootstrap_servers)
 
 
-def topic_configs(settings: Settings, name: str) -> dict[str, str]:
+def topic_configs(settings: Settings, name: str, replication_factor: int = 1) -> dict[str, str]:
     """The per-topic settings the pipeline needs, the same whoever creates the topic (the consumer,
-    the producer, the harness, --verify-only, the launcher's provisioning)."""
+    the producer, the harness, --verify-only, replay, the launcher's provisioning).
+
+    - the dead-letter topic takes a raw value as large as the raw topic accepts, plus its headers,
+      and keeps it with no time limit by default (KAFKA_DEADLETTER_RETENTION_MS);
+    - replay's ledger is compacted (one entry per dead letter) and never expires by time: an entry
+      that expired would let a dead letter be replayed twice;
+    - with three replicas or more, a write needs two of them (min.insync.replicas=2 with acks=all),
+      so an acknowledged event survives one broker lost.
+    """
+    configs: dict[str, str] = {}
     if name == settings.topic_deadletter:
-        return {"max.message.bytes": str(DEADLETTER_MAX_MESSAGE_BYTES)}
-    return {}
+        configs["max.message.bytes"] = str(DEADLETTER_MAX_MESSAGE_BYTES)
+        configs["retention.ms"] = str(settings.deadletter_retention_ms)
+    elif name == ledger_topic(settings):
+        configs["cleanup.policy"] = "compact"
+        configs["retention.ms"] = "-1"
+    if replication_factor >= AUTO_REPLICATION_CAP:
+        configs["min.insync.replicas"] = "2"
+    return configs
+
+
+def ledger_topic(settings: Settings) -> str:
+    """Replay's record of the dead letters it sent back: ``<dead-letter topic>.replayed``."""
+    return settings.topic_deadletter + LEDGER_SUFFIX
 
 
 def topic_max_message_bytes(admin: KafkaAdminClient, topic: str) -> int | None:
@@ -94,7 +115,12 @@ def ensure_topics(
     replication_factor = replication_factor or replication_for(admin, settings)
     with kafka_errors_translated(settings):
         new_topics = [
-            NewTopic(name, partitions, replication_factor, topic_configs=topic_configs(settings, name) or None)
+            NewTopic(
+                name,
+                partitions,
+                replication_factor,
+                topic_configs=topic_configs(settings, name, replication_factor) or None,
+            )
             for name in missing
         ]
         try:
@@ -104,7 +130,9 @@ def ensure_topics(
         except (kafka_errors.TopicAuthorizationFailedError, kafka_errors.ClusterAuthorizationFailedError) as exc:
             raise _topics_refused(admin, settings, missing, exc) from None
     for name in missing:
-        configs = "".join(f", {key} {value}" for key, value in topic_configs(settings, name).items())
+        configs = "".join(
+            f", {key} {value}" for key, value in topic_configs(settings, name, replication_factor).items()
+        )
         logger.info("created topic %s (%d partitions, replication %d%s)", name, partitions, replication_factor, configs)
     return missing
 
@@ -151,38 +179,45 @@ def broker_version(admin: KafkaAdminClient) -> str:
     return ".".join(str(part) for part in version)
 
 
-def prepare_pipeline_topics(admin: KafkaAdminClient, settings: Settings) -> None:
+def prepare_pipeline_topics(admin: KafkaAdminClient, settings: Settings) -> int | None:
     """The consumer's topics: the input must exist (TopicMissing, exit 7); outputs are created when missing.
 
-    The dead-letter topic is created with a larger message limit than the broker default
-    (:func:`topic_configs`), so a raw value as large as the raw topic accepts still fits with its
-    headers; an existing one is left as it is, with a warning if it is too small.
+    The dead-letter topic must take any record the raw topic takes, plus the dead letter's headers:
+    one that cannot would stall the consumer for good on the first such record (its batch aborted,
+    again and again, and again after every restart). So a topic too small is refused here, with
+    the command that fixes it. Returns the raw topic's ``max.message.bytes`` (None when the broker
+    will not say), which sizes the consumer's produce requests.
     """
     require_topics(admin, settings, [settings.topic_raw])
     ensure_topics(admin, settings, [settings.topic_predictions, settings.topic_deadletter])
-    # Always checked, even just after creating it: another process may have created it first,
-    # without the larger limit.
-    warn_if_deadletter_too_small(admin, settings)
+    # Always checked, even just after creating it: another process may have created it first.
+    return check_deadletter_room(admin, settings)
 
 
-def warn_if_deadletter_too_small(admin: KafkaAdminClient, settings: Settings) -> None:
-    """An existing dead-letter topic is left as it is, but say so if a large event could not fit."""
+def check_deadletter_room(admin: KafkaAdminClient, settings: Settings) -> int | None:
     try:
         raw_limit = topic_max_message_bytes(admin, settings.topic_raw)
         dead_limit = topic_max_message_bytes(admin, settings.topic_deadletter)
     except kafka_errors.KafkaError as exc:
-        logger.debug("could not read topic limits: %s", exc)
-        return
-    if raw_limit is not None and dead_limit is not None and dead_limit < raw_limit + DEADLETTER_HEADROOM_BYTES:
         logger.warning(
-            "dead-letter topic %s accepts messages up to %d bytes but %s accepts %d: a raw value near "
-            "that size cannot be dead-lettered; raise max.message.bytes on %s",
-            settings.topic_deadletter,
-            dead_limit,
+            "could not read max.message.bytes of %s and %s (%s); make sure the dead-letter topic takes every raw "
+            "record plus %d bytes of headers",
             settings.topic_raw,
-            raw_limit,
             settings.topic_deadletter,
+            type(exc).__name__,
+            DEADLETTER_HEADROOM_BYTES,
         )
+        return None
+    if raw_limit is not None and dead_limit is not None and dead_limit < raw_limit + DEADLETTER_HEADROOM_BYTES:
+        needed = raw_limit + DEADLETTER_HEADROOM_BYTES
+        raise ConfigError(
+            f"dead-letter topic {settings.topic_deadletter} takes records up to {dead_limit} bytes, but "
+            f"{settings.topic_raw} takes {raw_limit}: a raw record that large could not be dead-lettered, and the "
+            f'consumer would stop on it for good. Raise it to at least {needed}: make kafka-tool ARGS="kafka-configs '
+            f"--alter --entity-type topics --entity-name {settings.topic_deadletter} --add-config "
+            f"max.message.bytes={needed}\" (or your cluster's admin tool)"
+        )
+    return raw_limit
 
 
 def delete_topics(admin: KafkaAdminClient, settings: Settings, topics: list[str]) -> None:

@@ -61,6 +61,32 @@ class ChurnModel:
         probabilities = self.pipeline.predict_proba(features_frame(rows))
         return probabilities[:, 1]
 
+    def canary_problem(self) -> str | None:
+        """None when the card's canary rows score as recorded at training, else what went wrong.
+
+        The consumer asks this when a whole batch failed to score: hostile rows fail alone, a broken
+        model (a library gone, a corrupted object) fails its canaries too.
+        """
+        return canary_problem(self.pipeline, self.card)
+
+
+CANARY_TOLERANCE = 1e-9  # batch size changes the sum order in the matrix product: ~1e-16 seen
+
+
+def canary_problem(pipeline: Any, card: dict[str, Any]) -> str | None:
+    canaries = card.get("canaries") or []
+    if not canaries:
+        return "the card has no canary rows"
+    try:
+        frame = features_frame([canary["features"] for canary in canaries])
+        scored = [float(p) for p in pipeline.predict_proba(frame)[:, 1]]
+    except Exception as exc:  # any failure here is the answer: the model cannot score known-good rows
+        return f"{type(exc).__name__}: {exc}"
+    for index, (canary, probability) in enumerate(zip(canaries, scored, strict=True)):
+        if not abs(probability - float(canary["probability"])) <= CANARY_TOLERANCE:
+            return f"canary row {index} scored {probability!r}, recorded {canary['probability']!r}"
+    return None
+
 
 def read_card(card_path: Path) -> dict[str, Any]:
     if not card_path.is_file():
@@ -69,10 +95,16 @@ def read_card(card_path: Path) -> dict[str, Any]:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelIntegrityError(f"model card {card_path} is unreadable ({exc}); {MODEL_HINT}") from None
-    required = ("model_version", "model_sha256", "sklearn_version", "threshold", "features")
+    required = ("model_version", "model_sha256", "sklearn_version", "threshold", "features", "canaries")
     absent = [key for key in required if key not in card]
     if absent:
         raise ModelIntegrityError(f"model card {card_path} lacks {', '.join(absent)}; {MODEL_HINT}")
+    threshold = card["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold < 1:
+        raise ModelIntegrityError(
+            f"model card {card_path} has threshold {threshold!r}; a number between 0 and 1 (exclusive) is "
+            f"required; {MODEL_HINT}"
+        )
     return card
 
 
@@ -116,6 +148,16 @@ def verify_model(model_path: Path, card_path: Path) -> dict[str, Any]:
 def load_model(model_path: Path, card_path: Path | None = None) -> ChurnModel:
     card_path = card_path or model_path.parent / "model_card.json"
     card = verify_model(model_path, card_path)
-    pipeline = joblib.load(model_path)
+    try:
+        pipeline = joblib.load(model_path)
+    except (ImportError, AttributeError, EOFError, ValueError) as exc:  # what an unloadable pickle raises
+        raise ModelIntegrityError(
+            f"model file {model_path} cannot be loaded ({type(exc).__name__}: {exc}); {MODEL_HINT}"
+        ) from None
+    problem = canary_problem(pipeline, card)
+    if problem is not None:
+        raise ModelIntegrityError(
+            f"model {model_path} does not score its canary rows as recorded ({problem}); {MODEL_HINT}"
+        )
     logger.debug("loaded model %s (%s)", card["model_version"], model_path)
     return ChurnModel(pipeline=pipeline, card=card)

@@ -25,7 +25,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from churnstream.contract.events import parse_features
-from churnstream.contract.schema import FEATURE_NAMES, FEATURES, LABEL_COLUMN, NUMERIC_NAMES, Categorical
+from churnstream.contract.schema import FEATURE_NAMES, FEATURES, LABEL_COLUMN, NUMERIC_NAMES, Categorical, Numeric
 from churnstream.errors import DataError, InvalidEvent
 from churnstream.files import json_bytes, sha256_file, write_bytes_atomically
 from churnstream.ml.dataset import read_rows, verify_dataset
@@ -35,6 +35,7 @@ from churnstream.ml.model import encoder_path, features_frame
 logger = logging.getLogger(__name__)
 
 RANDOM_STATE = 42
+CANARY_ROWS = 5  # hold-out rows kept in the card with their probabilities: ChurnModel.canary_problem
 TEST_SIZE = 0.2
 THRESHOLD = 0.5
 MODEL_FAMILY = "logreg"
@@ -61,6 +62,20 @@ def load_training_frame(csv_path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     return features_frame(features), np.array(labels, dtype=int)
 
 
+_WHOLE = {f.name for f in FEATURES if isinstance(f, Numeric) and f.kind is int}
+
+
+def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A DataFrame row as the validator's features: NaN back to None (a blank TotalCharges), whole numbers as int."""
+    plain: dict[str, Any] = {}
+    for name, value in row.items():
+        if isinstance(value, float) and np.isnan(value):
+            plain[name] = None
+        else:
+            plain[name] = int(value) if name in _WHOLE else value
+    return plain
+
+
 def train(csv_path: Path, model_path: Path, card_path: Path, verify_checksum: bool = True) -> dict[str, Any]:
     """Fit on a stratified split, evaluate on the hold-out, save the model and its card."""
     data_sha256 = verify_dataset(csv_path) if verify_checksum else sha256_file(csv_path)
@@ -81,6 +96,13 @@ def train(csv_path: Path, model_path: Path, card_path: Path, verify_checksum: bo
         "test_rows": len(y_test),
         "test_churn_rate": round(float(y_test.mean()), 6),
     }
+    canary_frame = x_test.head(CANARY_ROWS)
+    canaries = [
+        {"features": _plain_row(row), "probability": float(probability)}
+        for row, probability in zip(
+            canary_frame.to_dict(orient="records"), pipeline.predict_proba(canary_frame)[:, 1], strict=True
+        )
+    ]
     buffer = io.BytesIO()
     joblib.dump(pipeline, buffer)
     model_bytes = buffer.getvalue()
@@ -98,6 +120,7 @@ def train(csv_path: Path, model_path: Path, card_path: Path, verify_checksum: bo
         "numeric_features": list(NUMERIC_NAMES),
         "holdout": {"test_size": TEST_SIZE, "stratified": True, "random_state": RANDOM_STATE},
         "metrics": metrics,
+        "canaries": canaries,
         "training_data": {"file": csv_path.name, "sha256": data_sha256, "rows": len(labels)},
         "sklearn_version": sklearn.__version__,
         "joblib_version": joblib.__version__,

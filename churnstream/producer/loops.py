@@ -61,6 +61,11 @@ def _default_wait(stop: StopFlag) -> Callable[[float], bool]:
     return stop.wait
 
 
+def _log_stop(stop: StopFlag) -> None:
+    if stop.is_set():
+        logger.warning("%s received: waiting for the events sent so far, then stopping", stop.signal_name)
+
+
 def run_streaming(
     sender: Sender,
     topic: str,
@@ -122,6 +127,7 @@ def run_streaming(
                 wait(deadline - now)
             break
         wait(max(start + schedule.due_time(seq) - now, MIN_WAIT_S))
+    _log_stop(stop)
     flush_bounded(sender, tracker)
     end = clock()
     elapsed = end - start
@@ -200,6 +206,7 @@ def run_batch(
                     progress.advance(unreported)
                     unreported = 0
             progress.advance(unreported)
+            _log_stop(stop)
             flush_bounded(sender, tracker)
             if tracker.failed > failed_before or tracker.pending:
                 logger.error(

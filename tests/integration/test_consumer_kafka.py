@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 import pytest
+from kafka.admin import NewTopic
 
 from churnstream.contract.events import encode_event, row_to_event, utc_now_iso, validate_event
 from churnstream.contract.outputs import (
@@ -31,7 +32,7 @@ from churnstream.contract.outputs import (
     Stage,
     decode_prediction,
 )
-from churnstream.errors import EXIT_BROKER, EXIT_MODEL_INTEGRITY, EXIT_MODEL_MISSING, EXIT_TOPIC
+from churnstream.errors import EXIT_BROKER, EXIT_CONFIG, EXIT_MODEL_INTEGRITY, EXIT_MODEL_MISSING, EXIT_TOPIC
 from churnstream.kafka.clients import make_admin, make_producer
 from churnstream.kafka.reading import read_all as read_topic_to_end
 from churnstream.kafka.topics import ensure_topics
@@ -229,7 +230,7 @@ def test_a_mixed_batch_gives_each_record_one_outcome_and_dead_letters_keep_the_b
         assert payload.event_id.startswith("good-")
     dead_letters = read_all(settings, settings.topic_deadletter)
     for dead in dead_letters:
-        assert [name for name, _ in dead.headers] == list(DEADLETTER_HEADERS)
+        assert [name for name, _ in dead.headers][: len(DEADLETTER_HEADERS)] == list(DEADLETTER_HEADERS)
         info = DeadLetterInfo.from_headers(dead.headers)
         assert info.source_topic == settings.topic_raw
         outcomes[info.source] += 1
@@ -418,3 +419,29 @@ def test_a_broker_that_is_down_is_one_line_and_exit_2_within_10_s(pipeline_env: 
         f"Error: no Kafka broker answers at localhost:{port} (KAFKA_BOOTSTRAP_SERVERS); start the local broker "
         "with 'make kafka-up', or point KAFKA_BOOTSTRAP_SERVERS at your cluster"
     )
+
+
+@pytest.mark.parametrize(
+    ("raw_bytes", "dead_bytes"),
+    [(None, None), ("3145728", None)],  # a dead-letter topic at the broker's 1 MB; a raw topic over 2 MB
+    ids=["dead-letter-topic-at-the-broker-default", "raw-topic-larger-than-the-dead-letter-topic"],
+)
+def test_a_dead_letter_topic_too_small_for_the_raw_topic_is_refused_at_start(
+    pipeline_env: dict[str, str], pipeline_settings: Settings, raw_bytes: str | None, dead_bytes: str | None
+) -> None:
+    """Before: a warning, then the first raw record too large to dead-letter aborted its batch five
+    times, stopped the consumer, and stopped every restart on the same record."""
+    settings = pipeline_settings
+    raw = NewTopic(settings.topic_raw, 6, 1, topic_configs={"max.message.bytes": raw_bytes} if raw_bytes else None)
+    admin = make_admin(settings)
+    try:
+        admin.create_topics([raw], wait_for_metadata=True)
+        if raw_bytes is None:  # the dead-letter topic made by someone else, with the broker's default
+            admin.create_topics([NewTopic(settings.topic_deadletter, 6, 1)], wait_for_metadata=True)
+    finally:
+        admin.close()
+    result = run_script("consumer.py", ["--mode", "batch", "-q"], env=pipeline_env)
+    line = _one_error_line(result)
+    assert result.returncode == EXIT_CONFIG
+    assert f"dead-letter topic {settings.topic_deadletter} takes records up to" in line
+    assert f"--entity-name {settings.topic_deadletter} --add-config max.message.bytes=" in line

@@ -36,12 +36,13 @@ from kafka import KafkaAdminClient
 from churnstream import localkafka as broker
 from churnstream.consumer.options import DEFAULT_MAX_BATCH
 from churnstream.contract.events import decode_value, utc_now_iso
-from churnstream.contract.outputs import DeadLetterInfo
+from churnstream.contract.outputs import DeadLetterInfo, Stage
 from churnstream.errors import (
     EXIT_BROKER,
     EXIT_CONFIG,
     EXIT_DATA,
     EXIT_FAILURE,
+    EXIT_MODEL_BROKEN,
     EXIT_MODEL_INTEGRITY,
     EXIT_MODEL_MISSING,
     EXIT_PROTOCOL,
@@ -57,6 +58,7 @@ from churnstream.kafka.clients import make_admin, make_producer
 from churnstream.kafka.topics import ensure_topics, prepare_pipeline_topics
 from churnstream.producer.checkpoint import read_checkpoint
 from churnstream.settings import DEFAULT_DATA_PATH, DEFAULT_MODEL_PATH, Settings, settings_from
+from tests.fakes import BreaksOnFlag, SlowOnFlag, write_wrapped_model
 from tests.helpers import (
     checkpoint_path,
     free_port,
@@ -691,3 +693,106 @@ def test_6_startup_fault_is_one_line_a_distinct_code_and_changes_nothing(
     assert result.returncode == code
     assert not created, f"{name} left topics behind: {created}"
     assert seconds < 10  # verify-only connects while the model loads, so it fits the bound too
+
+
+# --------------------------------------------------------------------- 8. a dynamic member evicted mid-batch
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_8_a_dynamic_member_evicted_mid_batch_commits_nothing_of_it(
+    pipeline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Exactly-once without static membership: the zombie's offsets are refused, so no duplicates.
+
+    Consumer A scores one batch slowly (a model that sleeps once on cue) and is frozen (SIGSTOP) for
+    longer than its session timeout mid-batch; the group evicts it and B processes the batch again.
+    Thawed, A goes on to commit. Before the fix A sent generation -1 and no member id (what its
+    client had reset to), which the broker accepts, and the batch was committed twice.
+    """
+    settings = settings_from(pipeline_env)
+    flag = tmp_path / "slow.flag"
+    model = write_wrapped_model(tmp_path / "slow-model", lambda pipeline: SlowOnFlag(pipeline, "SLOW_FLAG", 14.0))
+    dynamic = ("--no-static-membership", "--session-timeout-ms", "6000")
+    create_topics(settings)
+    zombie = consumer("zombie", {**pipeline_env, "MODEL_PATH": str(model), "SLOW_FLAG": str(flag)}, tmp_path, *dynamic)
+    successor = consumer("successor", pipeline_env, tmp_path, *dynamic)
+    processes = [zombie, successor]
+    reader = start_reader(settings)
+    try:
+        wait_for_group(settings, settings.consumer_group, processes)
+        flag.touch()  # the next batch the zombie scores takes 14 s
+        producing = streaming_producer(pipeline_env, tmp_path, rate=100, duration_s=16, seed=SEED)
+        processes.append(producing)
+        wait_until(lambda: not flag.exists(), "the zombie inside its slow batch", 60, [zombie])
+        zombie.process.send_signal(signal.SIGSTOP)
+        time.sleep(10.0)  # past the 6 s session timeout: the group evicts it, the successor takes over
+        zombie.process.send_signal(signal.SIGCONT)
+        assert producing.wait(120) == 0
+        total = len(read_topic(settings, settings.topic_raw))
+        wait_until(reached(reader, total), "outcome for every raw record", 120, [successor])
+        time.sleep(6.0)  # the zombie wakes, tries to commit its batch, and is refused
+        codes = [zombie.stop(), successor.stop()]
+        counts = account(settings, reader)
+    finally:
+        for process in processes:
+            process.stop(timeout=10)
+        reader.stop()
+    aborted = len(log_lines(zombie, re.compile(r"aborting the batch's transaction .*CommitFailedError")))
+    figures("scenario-8", raw_records=counts.raw_records, lost=counts.lost, duplicated=counts.duplicated,
+            zombie_aborts=aborted, exits=codes)  # fmt: skip
+    assert counts.raw_records > 1000 and counts.lost == 0
+    assert counts.duplicated == 0 and counts.unknown_sources == 0
+    assert aborted >= 1, zombie.tail(30)  # the zombie did try, and was refused
+
+
+# --------------------------------------------------------------------- 9. the model breaks mid-stream
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_9_a_model_that_breaks_mid_stream_stops_the_consumer_and_commits_nothing_of_it(
+    pipeline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A model that fails every row and its canary rows: exit 13 with one line, no score dead letters;
+    the batch stays on the raw topic, and a consumer with a healthy model then gives every record
+    exactly one outcome. Before: the whole stream went to the dead-letter topic and the consumer exited 0."""
+    settings = settings_from(pipeline_env)
+    flag = tmp_path / "broken.flag"
+    model = write_wrapped_model(tmp_path / "fragile-model", lambda pipeline: BreaksOnFlag(pipeline, "BROKEN_FLAG"))
+    create_topics(settings)
+    fragile = consumer("fragile", {**pipeline_env, "MODEL_PATH": str(model), "BROKEN_FLAG": str(flag)}, tmp_path)
+    processes = [fragile]
+    reader = start_reader(settings)
+    try:
+        wait_for_group(settings, settings.consumer_group, [fragile])
+        producing = streaming_producer(pipeline_env, tmp_path, rate=100, duration_s=8, seed=SEED)
+        processes.append(producing)
+        wait_until(reached(reader, 200), "predictions flowing", 60, [fragile])
+        flag.touch()
+        broke_at = time.monotonic()
+        code = fragile.process.wait(60)
+        exit_s = time.monotonic() - broke_at
+        scored_before = len(outcome_sources(reader))
+        assert producing.wait(60) == 0
+        healthy = consumer("healthy", pipeline_env, tmp_path)
+        processes.append(healthy)
+        total = len(read_topic(settings, settings.topic_raw))
+        wait_until(reached(reader, total), "outcome for every raw record", 120, [healthy])
+        time.sleep(1.0)
+        healthy.stop()
+        counts = account(settings, reader)
+    finally:
+        for process in processes:
+            process.stop(timeout=10)
+        reader.stop()
+    errors = [line for line in fragile.log_path.read_text().splitlines() if line.startswith("Error: ")]
+    figures("scenario-9", exit=code, exit_s=exit_s, scored_before_exit=scored_before, raw_records=counts.raw_records,
+            lost=counts.lost, duplicated=counts.duplicated)  # fmt: skip
+    assert code == EXIT_MODEL_BROKEN
+    assert len(errors) == 1 and "the model is broken" in errors[0] and "canary rows" in errors[0]
+    assert "Traceback" not in fragile.log_path.read_text()
+    assert [d for d in reader.dead_letters if d.info.stage == Stage.SCORE] == []
+    assert counts.lost == 0 and counts.duplicated == 0 and counts.raw_records == 800

@@ -116,3 +116,34 @@ def test_sigterm_runs_the_finally_blocks_of_the_harness_and_a_second_signal_does
     )
     assert result.stdout.strip() == "cleaned up"
     assert result.returncode == EXIT_INTERRUPTED
+
+
+def test_each_v_shows_more_than_the_default() -> None:
+    """Before: -v meant INFO, the default already, and the client's errors were hidden below -vvv."""
+    import logging  # noqa: PLC0415
+
+    from churnstream.cli.common import setup_logging  # noqa: PLC0415
+
+    levels = {}
+    for verbose in range(4):
+        setup_logging(verbose)
+        levels[verbose] = (logging.getLogger().level, logging.getLogger("kafka").level)
+    setup_logging(0, quiet=True)
+    quiet = logging.getLogger().level
+    setup_logging(0)
+    assert levels[0] == (logging.INFO, logging.ERROR)  # the client's errors show by default
+    assert levels[1] == (logging.DEBUG, logging.ERROR)
+    assert levels[2] == (logging.DEBUG, logging.INFO)
+    assert levels[3] == (logging.DEBUG, logging.DEBUG)
+    assert quiet == logging.WARNING
+
+
+def test_settings_given_to_a_child_process_carry_the_real_password_only_when_asked() -> None:
+    """Before: the consumer benchmark gave its child the masked password ("***"), so it could not log in."""
+    from churnstream.settings import settings_from  # noqa: PLC0415
+
+    sasl = {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "PLAIN"}
+    settings = settings_from({**sasl, "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "s3cret"})
+    assert settings.environment(reveal_secrets=True)["KAFKA_SASL_PASSWORD"] == "s3cret"
+    assert "KAFKA_SASL_PASSWORD" not in settings.environment(reveal_secrets=False)
+    assert settings.describe()["KAFKA_SASL_PASSWORD"] == "***"

@@ -6,6 +6,8 @@ model call, one flush, one commit per batch" are checked exactly, in millisecond
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from kafka import errors as kafka_errors
 from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
@@ -13,8 +15,16 @@ from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 from churnstream.consumer.identity import claim_identity
 from churnstream.consumer.loop import StopConditions, batch_offsets, consume_loop
 from churnstream.consumer.options import MAX_CONSECUTIVE_ABORTS, ConsumerOptions
+from churnstream.consumer.run import producer_options
 from churnstream.consumer.scoring import score_batch
-from churnstream.consumer.sinks import AtLeastOnceSink, OutputFailed, TransactionalSink
+from churnstream.consumer.sinks import (
+    AtLeastOnceSink,
+    Batch,
+    BatchAborted,
+    CallStalled,
+    OutputFailed,
+    TransactionalSink,
+)
 from churnstream.consumer.stats import RunStats
 from churnstream.contract.events import encode_event, row_to_event
 from churnstream.contract.outputs import Guarantee, Mode, decode_prediction
@@ -44,13 +54,11 @@ class CountingSink:
         self.delivered: list[tuple[int, dict[TopicPartition, OffsetAndMetadata]]] = []
         self.abort = abort
 
-    def deliver(self, result, offsets, rewind) -> None:  # type: ignore[no-untyped-def]
+    def deliver(self, batch: Batch) -> None:
         if self.abort:
             self.abort -= 1
-            from churnstream.consumer.sinks import BatchAborted  # noqa: PLC0415
-
             raise BatchAborted("test")
-        self.delivered.append((result.consumed, offsets))
+        self.delivered.append((batch.result.consumed, batch.offsets))
 
 
 def run_loop(consumer: FakeConsumer, sink: object, options: ConsumerOptions, model: StubModel) -> RunStats:
@@ -87,7 +95,7 @@ def test_at_least_once_flushes_once_then_commits_the_batch_offsets() -> None:
     consumer, producer = FakeConsumer([]), FakeProducer()
     result = score_batch(records(P0, 0, 5, bad=(2,)), StubModel())
     offsets = {P0: OffsetAndMetadata(5, "", 0)}
-    AtLeastOnceSink(producer, consumer, SETTINGS).deliver(result, offsets, {P0: 0})
+    AtLeastOnceSink(producer, consumer, SETTINGS).deliver(Batch(result, offsets, {P0: 0}))
     assert [topic for topic, *_ in producer.sent] == ["pred"] * 4 + ["dlq"]
     assert consumer.calls == ["commit"] and producer.calls == ["flush"]  # one flush, then one commit
     assert consumer.commits == [offsets]
@@ -97,7 +105,7 @@ def test_at_least_once_commits_nothing_when_an_output_fails() -> None:
     consumer, producer = FakeConsumer([]), FakeProducer(fail_topics=["dlq"])
     result = score_batch(records(P0, 0, 3, bad=(1,)), StubModel())
     with pytest.raises(OutputFailed, match="offsets were not committed"):
-        AtLeastOnceSink(producer, consumer, SETTINGS).deliver(result, {P0: OffsetAndMetadata(3, "", 0)}, {P0: 0})
+        AtLeastOnceSink(producer, consumer, SETTINGS).deliver(Batch(result, {P0: OffsetAndMetadata(3, "", 0)}, {P0: 0}))
     assert consumer.commits == []
 
 
@@ -108,7 +116,7 @@ def test_exactly_once_puts_outputs_and_offsets_in_one_transaction() -> None:
     consumer, producer = FakeConsumer([]), FakeProducer()
     result = score_batch(records(P0, 0, 4), StubModel())
     offsets = {P0: OffsetAndMetadata(4, "", 0)}
-    TransactionalSink(producer, consumer, SETTINGS).deliver(result, offsets, {P0: 0})
+    TransactionalSink(producer, consumer, SETTINGS).deliver(Batch(result, offsets, {P0: 0}))
     assert producer.calls == ["begin", "offsets", "flush", "commit"]
     assert producer.offsets_sent == [offsets] and consumer.commits == []  # the offsets go in the transaction
 
@@ -116,10 +124,10 @@ def test_exactly_once_puts_outputs_and_offsets_in_one_transaction() -> None:
 def test_a_failed_output_aborts_the_transaction_and_rewinds_the_batch() -> None:
     consumer, producer = FakeConsumer([{P0: []}]), FakeProducer(fail_topics=["pred"])
     result = score_batch(records(P0, 7, 3), StubModel())
-    from churnstream.consumer.sinks import BatchAborted  # noqa: PLC0415
-
     with pytest.raises(BatchAborted):
-        TransactionalSink(producer, consumer, SETTINGS).deliver(result, {P0: OffsetAndMetadata(10, "", 0)}, {P0: 7})
+        TransactionalSink(producer, consumer, SETTINGS).deliver(
+            Batch(result, {P0: OffsetAndMetadata(10, "", 0)}, {P0: 7})
+        )
     assert producer.calls[-1] == "abort" and "commit" not in producer.calls
     assert consumer.seeks == [(P0, 7)]  # polled again from the batch's first offset
 
@@ -128,8 +136,10 @@ def test_a_fence_stops_the_consumer_without_an_abort() -> None:
     consumer = FakeConsumer([])
     producer = FakeProducer(commit_error=kafka_errors.ProducerFencedError("fenced"))
     result = score_batch(records(P0, 0, 2), StubModel())
-    with pytest.raises(OutputFailed, match="failed fatally"):
-        TransactionalSink(producer, consumer, SETTINGS).deliver(result, {P0: OffsetAndMetadata(2, "", 0)}, {P0: 0})
+    with pytest.raises(OutputFailed, match="another consumer took over"):
+        TransactionalSink(producer, consumer, SETTINGS).deliver(
+            Batch(result, {P0: OffsetAndMetadata(2, "", 0)}, {P0: 0})
+        )
     assert "abort" not in producer.calls
 
 
@@ -217,11 +227,90 @@ def test_each_process_on_a_host_takes_the_lowest_free_slot(tmp_path) -> None:  #
     second = claim_identity("group-a", slot_dir=tmp_path)
     other_group = claim_identity("group-b", slot_dir=tmp_path)
     assert (first.slot, second.slot, other_group.slot) == (0, 1, 0)
-    assert first.transactional_id == f"group-a-{first.instance_id}" and first.instance_id.endswith("-0")
+    assert first.transactional_id == f"group-a~{first.instance_id}" and first.instance_id.endswith("-0")
     first.release()  # as the kernel does for a process killed with -9
     successor = claim_identity("group-a", slot_dir=tmp_path)
     assert successor.slot == 0 and successor.transactional_id == first.transactional_id  # it fences the dead one
     explicit = claim_identity("group-a", instance_id="pod-7", slot_dir=tmp_path)
-    assert (explicit.slot, explicit.transactional_id) == (None, "group-a-pod-7")
+    assert (explicit.slot, explicit.transactional_id) == (None, "group-a~pod-7")
     for identity in (second, other_group, successor):
         identity.release()
+
+
+# --------------------------------------------------------------------- bounds and fencing (issue 13)
+
+
+def test_every_wait_inside_a_transaction_ends_before_the_transaction_does() -> None:
+    """Before: a 15 s transaction timeout held a 120 s delivery timeout and a 150 s flush, so any stall
+    over 15 s made the broker abort a transaction the consumer still waited on."""
+    for timeout_ms in (10_000, 15_000, 60_000, 900_000):
+        options = ConsumerOptions(transaction_timeout_ms=timeout_ms)
+        timeout_s = timeout_ms / 1000
+        assert options.request_timeout_ms + 5 <= options.delivery_timeout_ms  # kafka-python's own rule
+        assert options.delivery_timeout_ms / 1000 < options.flush_timeout_s <= timeout_s - 3
+        assert options.transaction_call_timeout_s <= timeout_s
+    assert ConsumerOptions().transaction_timeout_ms == 60_000
+    with pytest.raises(ValueError, match="transaction timeout"):
+        ConsumerOptions(transaction_timeout_ms=5_000)
+
+
+def test_the_output_producer_gets_the_nested_bounds() -> None:
+    options = ConsumerOptions()
+    identity = claim_identity("g", instance_id="i")
+    extra = producer_options(options, identity)
+    assert (extra["delivery_timeout_ms"], extra["request_timeout_ms"]) == (45_000, 30_000)
+    assert extra["transaction_timeout_ms"] == 60_000
+
+
+def test_a_transaction_the_broker_timed_out_is_called_a_stall_not_a_takeover() -> None:
+    clock = iter([0.0, 61.0])
+    consumer = FakeConsumer([])
+    producer = FakeProducer(commit_error=kafka_errors.InvalidProducerEpochError("epoch bumped"))
+    sink = TransactionalSink(producer, consumer, SETTINGS, ConsumerOptions(), clock=lambda: next(clock))
+    with pytest.raises(OutputFailed, match="stayed open 61 s, past the transaction timeout \\(60 s"):
+        sink.deliver(Batch(score_batch(records(P0, 0, 2), StubModel()), {P0: OffsetAndMetadata(2, "", 0)}, {P0: 0}))
+
+
+class QuickBounds(ConsumerOptions):
+    transaction_call_timeout_s = 0.3  # the real minimum is 10 s: too slow for a unit test
+
+
+@pytest.mark.timeout(20)
+def test_a_commit_that_never_returns_is_bounded() -> None:
+    """Before: commit_transaction waited for good, holding the partitions and deaf to SIGTERM."""
+    consumer, producer = FakeConsumer([]), FakeProducer()
+    producer.commit_blocks = True
+    sink = TransactionalSink(producer, consumer, SETTINGS, QuickBounds())
+    started = time.monotonic()
+    with pytest.raises(CallStalled, match="commit_transaction did not return within 0 s"):
+        sink.deliver(Batch(score_batch(records(P0, 0, 2), StubModel()), {P0: OffsetAndMetadata(2, "", 0)}, {P0: 0}))
+    assert time.monotonic() - started < 5
+
+
+def test_the_offsets_carry_the_membership_the_batch_was_polled_under() -> None:
+    """Before: the metadata was read at commit time. A dynamic member evicted while it scored had by
+    then reset to generation -1 and no member id, which the broker accepts: the zombie's outputs and
+    offsets committed after the new owner had processed the batch again (duplicates)."""
+    consumer = FakeConsumer([{P0: records(P0, 0, 3)}])
+    producer = FakeProducer()
+
+    class EvictedWhileScoring(StubModel):
+        def predict_proba(self, rows):  # type: ignore[no-untyped-def]
+            consumer.metadata.generation_id, consumer.metadata.member_id = -1, ""
+            return super().predict_proba(rows)
+
+    run_loop(
+        consumer, TransactionalSink(producer, consumer, SETTINGS), ConsumerOptions(log_every=0), EvictedWhileScoring()
+    )
+    (membership,) = producer.memberships
+    assert (membership.generation_id, membership.member_id) == (1, "member-1")  # the broker can fence it
+
+
+def test_batch_mode_is_not_caught_up_while_a_position_is_unknown() -> None:
+    """Before: position() had no timeout, and a None it returned raised TypeError."""
+    options = ConsumerOptions(mode=Mode.BATCH, log_every=0)
+    consumer = FakeConsumer([{P0: records(P0, 0, 3)}], end_offsets={P0: 3})
+    consumer.poll()
+    consumer.positions_unknown = True
+    stats = RunStats(options)
+    assert not StopConditions(options, StopFlag(), stats).caught_up(consumer)

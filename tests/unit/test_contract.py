@@ -20,6 +20,8 @@ from churnstream.contract.jsonschema import SCHEMAS, dead_letter_headers_schema,
 from churnstream.contract.outputs import (
     DEADLETTER_HEADERS,
     HEADER_KEY_ABSENT,
+    HEADER_SOURCE_TIMESTAMP_TYPE,
+    ORIGINAL_HEADER_PREFIX,
     PREDICTION_FIELDS,
     DeadLetterInfo,
     MalformedOutput,
@@ -60,8 +62,10 @@ def test_the_dead_letter_headers_are_these() -> None:
         "dl.source_offset",
         "dl.failed_ts",
         "dl.model_version",
+        "dl.source_timestamp",
     )
     assert HEADER_KEY_ABSENT == "dl.key_absent"
+    assert (HEADER_SOURCE_TIMESTAMP_TYPE, ORIGINAL_HEADER_PREFIX) == ("dl.source_timestamp_type", "dl.header.")
     assert [stage.value for stage in Stage] == ["decode", "validate", "score"]
 
 
@@ -80,6 +84,17 @@ def test_a_prediction_round_trips() -> None:
 def test_a_malformed_prediction_is_reported_not_raised_as_something_else(value: bytes | None) -> None:
     with pytest.raises(MalformedOutput):
         decode_prediction(value)
+
+
+def test_a_dead_letter_keeps_the_raw_records_headers_and_timestamp() -> None:
+    """Before: the original headers and timestamp were dropped."""
+    record = RawRecord("raw", 1, 7, b"k", b"not json", 1764583200123, (("trace-id", b"abc"), ("empty", None)), 1)
+    (dead,) = score_batch([record], StubModel()).dead_letters
+    info = DeadLetterInfo.from_headers(dead.headers)
+    assert info.source_timestamp == 1764583200123
+    assert info.original_headers == (("trace-id", b"abc"), ("empty", b""))
+    assert ("dl.source_timestamp_type", b"LogAppendTime") in dead.headers
+    assert (dead.key, dead.value) == (b"k", b"not json")
 
 
 def test_dead_letter_headers_round_trip_and_need_their_source() -> None:

@@ -84,6 +84,34 @@ def test_another_scikit_learn_version_is_refused_clearly(model_copy: Path) -> No
         load_model(model_copy)
 
 
+def _edit_card(model_copy: Path, **changes: object) -> None:
+    card_path = model_copy.parent / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card.update(changes)
+    card_path.write_text(json.dumps(card))
+
+
+@pytest.mark.parametrize("threshold", [0, 1, 1.5, -0.2, "0.5", None, True])
+def test_a_threshold_that_is_not_a_probability_is_refused_at_load(model_copy: Path, threshold: object) -> None:
+    """Before: accepted at load, and the first batch failed on it."""
+    _edit_card(model_copy, threshold=threshold)
+    with pytest.raises(ModelIntegrityError, match="a number between 0 and 1"):
+        load_model(model_copy)
+
+
+def test_canary_rows_are_scored_at_load_and_must_match(model_copy: Path) -> None:
+    card = json.loads((model_copy.parent / "model_card.json").read_text())
+    assert len(card["canaries"]) == 5 and all(0 < c["probability"] < 1 for c in card["canaries"])
+    assert load_model(model_copy).canary_problem() is None
+    card["canaries"][2]["probability"] += 0.01
+    _edit_card(model_copy, canaries=card["canaries"])
+    with pytest.raises(ModelIntegrityError, match="canary row 2 scored"):
+        load_model(model_copy)
+    _edit_card(model_copy, canaries=[])
+    with pytest.raises(ModelIntegrityError, match="no canary rows"):
+        load_model(model_copy)
+
+
 def test_training_is_deterministic(tmp_path: Path) -> None:
     data = write_csv(tmp_path / "train.csv", make_rows(400))
     cards = []

@@ -22,6 +22,7 @@ from churnstream.contract.outputs import (
     decode_prediction,
 )
 from churnstream.contract.schema import FEATURE_NAMES
+from churnstream.errors import EXIT_MODEL_BROKEN, ModelBroken
 from churnstream.ml.dataset import load_rows
 from churnstream.ml.model import ChurnModel, features_frame, load_model
 from churnstream.settings import DEFAULT_MODEL_PATH
@@ -138,9 +139,8 @@ def test_invalid_events_are_dead_lettered_at_validate_with_a_reason(changes: dic
 
 def test_the_headers_say_where_it_came_from_and_why() -> None:
     headers = single_dead_letter(b"not json", model=StubModel(version="v-42"), key=b"7590-VHVEG")
-    assert [name for name, _ in score_batch([record(b"x")], StubModel()).dead_letters[0].headers] == list(
-        DEADLETTER_HEADERS
-    )
+    names = [name for name, _ in score_batch([record(b"x")], StubModel()).dead_letters[0].headers]
+    assert names[: len(DEADLETTER_HEADERS)] == list(DEADLETTER_HEADERS)
     assert headers.stage == "decode"
     assert headers.reason.startswith("value is not valid JSON")
     assert headers.error_class == "orjson.JSONDecodeError"
@@ -285,11 +285,29 @@ def test_one_row_that_breaks_the_model_is_dead_lettered_alone() -> None:
     assert len(stub.calls) <= 1 + 2 * 7  # one call, then a bisection: about 2*log2(n) more
 
 
-def test_when_the_model_fails_on_everything_every_event_is_dead_lettered_not_lost() -> None:
+def test_hostile_rows_that_all_fail_are_dead_lettered_while_the_canaries_score() -> None:
+    """Every row fails, but the model scores its canary rows: the rows are to blame, not the model."""
     stub = StubModel(fails_on=lambda row: True)
     result = score_batch([record(event_bytes(i), offset=i) for i in range(5)], stub)
     assert result.scored == 0
     assert [d.stage for d in result.dead_letters] == ["score"] * 5
+    assert stub.canary_checks == 1
+
+
+def test_a_broken_model_stops_the_batch_before_anything_is_sent() -> None:
+    """Before: a model that raised for every row made 2n-1 calls and dead-lettered the whole stream.
+    Now one call, one canary check, and ModelBroken (its own exit code): no outputs for the batch."""
+    stub = StubModel(fails_on=lambda row: True, broken=True)
+    with pytest.raises(ModelBroken, match=r"failed on a whole batch of 64 events .* canary rows") as caught:
+        score_batch([record(event_bytes(i), offset=i) for i in range(64)], stub)
+    assert stub.calls == [64]  # no bisection
+    assert caught.value.exit_code == EXIT_MODEL_BROKEN
+
+
+def test_a_healthy_model_is_never_asked_for_its_canaries() -> None:
+    stub = StubModel()
+    score_batch([record(event_bytes(i), offset=i) for i in range(5)], stub)
+    assert stub.canary_checks == 0
 
 
 def test_a_non_probability_from_the_model_is_dead_lettered() -> None:
