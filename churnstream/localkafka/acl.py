@@ -36,6 +36,9 @@ def pipeline_acls(user: str, raw_topic: str, predictions_topic: str, deadletter_
         _allow(user, ACLOperation.WRITE, topic, raw_topic),
         _allow(user, ACLOperation.READ, topic, raw_topic),
         _allow(user, ACLOperation.DESCRIBE, topic, raw_topic),
+        # The consumer compares the two topics' max.message.bytes at start (kafka.topics.check_deadletter_room).
+        _allow(user, ACLOperation.DESCRIBE_CONFIGS, topic, raw_topic),
+        _allow(user, ACLOperation.DESCRIBE_CONFIGS, topic, deadletter_topic),
         _allow(user, ACLOperation.READ, grp, group),
         _allow(user, ACLOperation.DESCRIBE, grp, group),
         _allow(user, ACLOperation.WRITE, txn, group, prefixed=True),
@@ -43,6 +46,27 @@ def pipeline_acls(user: str, raw_topic: str, predictions_topic: str, deadletter_
     ]
     for output in (predictions_topic, deadletter_topic):
         acls += [_allow(user, ACLOperation.WRITE, topic, output), _allow(user, ACLOperation.DESCRIBE, topic, output)]
+    return acls
+
+
+def replay_acls(
+    user: str, raw_topic: str, deadletter_topic: str, ledger_topic: str, transactional_id: str
+) -> list[ACL]:
+    """Replay, as its own principal: read the dead letters, read and write its ledger, write the raw
+    topic, and use its one transactional id. No group (it reads by assignment), nothing else."""
+    topic = ResourceType.TOPIC
+    acls = [
+        _allow(user, ACLOperation.READ, topic, deadletter_topic),
+        _allow(user, ACLOperation.DESCRIBE, topic, deadletter_topic),
+        _allow(user, ACLOperation.WRITE, topic, raw_topic),
+        _allow(user, ACLOperation.DESCRIBE, topic, raw_topic),
+        _allow(user, ACLOperation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id),
+        _allow(user, ACLOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, transactional_id),
+    ]
+    acls += [
+        _allow(user, operation, topic, ledger_topic)
+        for operation in (ACLOperation.READ, ACLOperation.WRITE, ACLOperation.DESCRIBE)
+    ]
     return acls
 
 

@@ -20,11 +20,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from kafka import KafkaAdminClient
+from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
 from kafka.errors import GroupIdNotFoundError, KafkaError, TopicAlreadyExistsError, TransactionalIdNotFoundError
 
 from churnstream.errors import BrokerToolingError
-from churnstream.kafka.topics import topic_configs
-from churnstream.localkafka.acl import grant, harness_acls, pipeline_acls
+from churnstream.kafka.topics import ledger_topic, topic_configs
+from churnstream.localkafka.acl import grant, harness_acls, pipeline_acls, replay_acls
 from churnstream.localkafka.install import (
     KAFKA_VERSION,
     SERVER_LOG4J,
@@ -34,7 +35,7 @@ from churnstream.localkafka.install import (
     require_java,
 )
 from churnstream.localkafka.layout import Layout, load_layout, port_in_use
-from churnstream.localkafka.secure import LISTENER, PIPELINE_USER, SecureMaterial, ensure_material
+from churnstream.localkafka.secure import LISTENER, PIPELINE_USER, REPLAY_USER, SecureMaterial, ensure_material
 from churnstream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -312,23 +313,50 @@ def up(layout: Layout, fresh: bool = False) -> str:
 
 
 def _prepare_secure_listener(layout: Layout) -> None:
-    """The default topics and the pipeline user's rights on them, and on test_pipeline.py's run
-    topics. Idempotent, so every ``up`` can run it."""
+    """The SCRAM users (a home made before one existed gets it now), the default topics, and the
+    users' rights on them and on test_pipeline.py's run topics. Idempotent: every ``up`` runs it."""
+    material = _secure_material(layout)
+    assert material is not None
+    upsert_users(layout, material.users)
     provision_pipeline(layout, Settings(), PIPELINE_USER, harness=True)
 
 
-def provision_pipeline(layout: Layout, settings: Settings, user: str = PIPELINE_USER, harness: bool = False) -> None:
+def upsert_users(layout: Layout, users: dict[str, str]) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=layout.bootstrap_servers.split(","), client_id="churn-launcher")
+    try:
+        admin.alter_user_scram_credentials(
+            [
+                UserScramCredentialUpsertion(name, ScramMechanism.SCRAM_SHA_512, password)
+                for name, password in users.items()
+            ]
+        )
+    finally:
+        admin.close()
+
+
+def provision_pipeline(
+    layout: Layout,
+    settings: Settings,
+    user: str = PIPELINE_USER,
+    harness: bool = False,
+    replay_user: str | None = REPLAY_USER,
+) -> None:
     """What a cluster's administrator does once for a pipeline user that may not create topics:
-    create its topics, and grant it its least rights (acl.pipeline_acls; with ``harness``, also
-    the prefixed rights test_pipeline.py needs). Done over the plaintext listener, where the
-    launcher is a super user. Existing topics and ACLs are left as they are."""
+    create its topics (and replay's ledger), and grant least rights: acl.pipeline_acls to ``user``
+    (with ``harness``, also the prefixed rights test_pipeline.py needs) and acl.replay_acls to
+    ``replay_user``. Done over the plaintext listener, where the launcher is a super user. Existing
+    topics and ACLs are left as they are."""
+    from churnstream.replay import replay_transactional_id  # noqa: PLC0415 - replay's own naming rule
+
     names = (settings.topic_raw, settings.topic_predictions, settings.topic_deadletter, settings.consumer_group)
     replicas = min(layout.brokers, 3)
+    ledger = ledger_topic(settings)
     specs: dict[str, dict[str, object]] = {
         name: {"num_partitions": settings.topic_partitions, "replication_factor": replicas} for name in names[:3]
     }
+    specs[ledger] = {"num_partitions": 1, "replication_factor": replicas}
     for name, spec in specs.items():  # as the pipeline would create them
-        if configs := topic_configs(settings, name):
+        if configs := topic_configs(settings, name, replicas):
             spec["configs"] = configs
     admin = KafkaAdminClient(bootstrap_servers=layout.bootstrap_servers.split(","), client_id="churn-launcher")
     try:
@@ -338,6 +366,9 @@ def provision_pipeline(layout: Layout, settings: Settings, user: str = PIPELINE_
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing, wait_for_metadata=True)
         acls = pipeline_acls(user, *names) + (harness_acls(user, *names) if harness else [])
+        if replay_user is not None:
+            replay_id = replay_transactional_id(settings)
+            acls += replay_acls(replay_user, settings.topic_raw, settings.topic_deadletter, ledger, replay_id)
         grant(admin, acls)
     finally:
         admin.close()

@@ -2,8 +2,9 @@
 
 Generated once per broker home with the JDK's ``keytool`` into ``<home>/secure/`` (git-ignored):
 a private CA, a broker certificate for ``localhost``/``127.0.0.1`` signed by it, random
-passwords, and two SCRAM users: ``churn`` (the pipeline) and ``intruder`` (no rights, for tests).
-``client.env`` there holds the variables a client needs; nothing secret is ever committed.
+passwords, and three SCRAM users: ``churn`` (the pipeline), ``churn-replay`` (replay) and
+``intruder`` (no rights, for tests). ``client.env`` and ``replay.env`` there hold the variables a
+client needs; nothing secret is ever committed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from churnstream.errors import BrokerToolingError
 
 MECHANISM = "SCRAM-SHA-512"
 PIPELINE_USER = "churn"
+REPLAY_USER = "churn-replay"  # replay's own principal: reads the dead letters, writes the raw topic
 UNPRIVILEGED_USER = "intruder"
 LISTENER = "SECURE"
 
@@ -40,6 +42,10 @@ class SecureMaterial:
     @property
     def client_env(self) -> Path:
         return self.folder / "client.env"
+
+    @property
+    def replay_env(self) -> Path:
+        return self.folder / "replay.env"
 
     def redact(self, text: str) -> str:
         """``text`` with every generated password masked (for error messages quoting a tool)."""
@@ -99,29 +105,38 @@ def ensure_material(home: Path, secure_bootstrap: str) -> SecureMaterial:
     if state_file.is_file():
         state = json.loads(state_file.read_text())
         material = SecureMaterial(folder, state["store_password"], state["users"])
+        if REPLAY_USER not in material.users:  # a home made before replay had its own user
+            material.users[REPLAY_USER] = secrets.token_hex(16)
+            _write_private(
+                state_file, json.dumps({"store_password": material.store_password, "users": material.users}, indent=2)
+            )
     else:
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o700)
         material = SecureMaterial(
             folder,
             secrets.token_hex(16),
-            {PIPELINE_USER: secrets.token_hex(16), UNPRIVILEGED_USER: secrets.token_hex(16)},
+            {name: secrets.token_hex(16) for name in (PIPELINE_USER, REPLAY_USER, UNPRIVILEGED_USER)},
         )
         _generate_certificates(material)
         _write_private(
             state_file, json.dumps({"store_password": material.store_password, "users": material.users}, indent=2)
         )
-    _write_private(
-        material.client_env,
-        "# Connect as the pipeline user to the local broker's SASL_SSL listener.\n"
-        "# Use it with: CHURN_DOTENV=" + str(material.client_env) + " python producer.py ...\n"
-        f"KAFKA_BOOTSTRAP_SERVERS={secure_bootstrap}\n"
-        "KAFKA_SECURITY_PROTOCOL=SASL_SSL\n"
-        f"KAFKA_SASL_MECHANISM={MECHANISM}\n"
-        f"KAFKA_SASL_USERNAME={PIPELINE_USER}\n"
-        f"KAFKA_SASL_PASSWORD={material.users[PIPELINE_USER]}\n"
-        f"KAFKA_SSL_CAFILE={material.ca_pem}\n",
-    )
+    for path, user, example in (
+        (material.client_env, PIPELINE_USER, "python producer.py ..."),
+        (material.replay_env, REPLAY_USER, "python -m churnstream.replay ..."),
+    ):
+        _write_private(
+            path,
+            f"# Connect as {user} to the local broker's SASL_SSL listener.\n"
+            f"# Use it with: CHURN_DOTENV={path} {example}\n"
+            f"KAFKA_BOOTSTRAP_SERVERS={secure_bootstrap}\n"
+            "KAFKA_SECURITY_PROTOCOL=SASL_SSL\n"
+            f"KAFKA_SASL_MECHANISM={MECHANISM}\n"
+            f"KAFKA_SASL_USERNAME={user}\n"
+            f"KAFKA_SASL_PASSWORD={material.users[user]}\n"
+            f"KAFKA_SSL_CAFILE={material.ca_pem}\n",
+        )
     return material
 
 

@@ -32,11 +32,13 @@ from kafka.admin import (
 )
 
 from churnstream import localkafka as broker
-from churnstream.contract.outputs import decode_prediction
+from churnstream.contract.events import utc_now_iso
+from churnstream.contract.outputs import dead_letter_headers, decode_prediction
 from churnstream.errors import EXIT_AUTH, EXIT_CONFIG, EXIT_PROTOCOL, EXIT_TLS
+from churnstream.kafka.clients import make_producer
 from churnstream.localkafka.acl import grant
-from churnstream.localkafka.secure import PIPELINE_USER, UNPRIVILEGED_USER, SecureMaterial, ensure_material
-from churnstream.settings import DEFAULT_DATA_PATH, DEFAULT_MODEL_PATH, settings_from
+from churnstream.localkafka.secure import PIPELINE_USER, REPLAY_USER, UNPRIVILEGED_USER, SecureMaterial, ensure_material
+from churnstream.settings import DEFAULT_DATA_PATH, DEFAULT_MODEL_PATH, Settings, settings_from
 from tests.helpers import read_all_records, run_module, run_script, start_local_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]  # the first test also starts the broker
@@ -194,6 +196,42 @@ def test_the_pipeline_runs_over_sasl_ssl_with_least_privilege(
     assert len(predictions) == 300
     assert all(0.0 <= p.churn_probability <= 1.0 for p in predictions)
     assert assert_no_password_in_files(secure, tmp_path) >= 2
+
+
+def test_replay_runs_as_its_own_user_and_the_pipeline_user_cannot_replay(
+    secure: SecureCluster, granted: dict[str, str], tmp_path: Path
+) -> None:
+    """Before: replay had no rights under the documented ACLs (the pipeline user may only write the
+    dead-letter topic). Now it runs as ``churn-replay``, with acl.replay_acls and nothing more."""
+    settings = settings_from(granted)
+    write_dead_letters(secure, settings, 3)
+    refused = run_secure(secure, "churnstream.replay", ["-q"], secure.env(**granted))
+    assert refused.returncode == EXIT_AUTH and len(refused.error_lines) == 1, refused.stderr
+    assert "not authorized" in refused.error_lines[0]
+    replayed = run_secure(secure, "churnstream.replay", [], secure.env(REPLAY_USER, **granted))
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.strip() == "3 dead letters, 3 matching, 0 already replayed, replayed 3"
+    again = run_secure(secure, "churnstream.replay", [], secure.env(REPLAY_USER, **granted))
+    assert again.stdout.strip() == "3 dead letters, 3 matching, 3 already replayed, replayed 0"
+
+
+def write_dead_letters(secure: SecureCluster, settings: Settings, count: int) -> None:
+    """Dead letters as the consumer writes them, put there by the super user (plaintext listener)."""
+    admin_settings = settings_from({"KAFKA_BOOTSTRAP_SERVERS": secure.layout.bootstrap_servers})
+    producer = make_producer(admin_settings)
+    try:
+        for offset in range(count):
+            headers = dead_letter_headers(
+                stage="validate", reason="Contract='Forever' is not a known category", error_class="E",
+                source_topic=settings.topic_raw, source_partition=0, source_offset=offset, failed_ts=utc_now_iso(),
+                model_version="m",
+            )  # fmt: skip
+            producer.send(
+                settings.topic_deadletter, key=b"k%d" % offset, value=b'{"Contract": "Forever"}', headers=headers
+            )
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
 
 
 @pytest.mark.slow
@@ -400,7 +438,7 @@ def test_no_password_in_help_settings_or_debug_logs(secure: SecureCluster, grant
 def test_the_launcher_keeps_its_secrets_private(secure: SecureCluster) -> None:
     folder = secure.material.folder
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    for name in ("secrets.json", "client.env"):
+    for name in ("secrets.json", "client.env", "replay.env"):
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
     assert stat.S_IMODE(secure.layout.properties_file(0).stat().st_mode) == 0o600  # keystore password
     assert not (folder / "ca.p12").exists()  # the CA's private key is gone once it has signed
