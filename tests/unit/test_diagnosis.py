@@ -53,3 +53,54 @@ def test_a_sasl_client_on_a_listener_without_sasl_is_a_protocol_mismatch() -> No
     error = diagnose_bootstrap(TimeoutError(), log, _settings(KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT"))
     assert error.exit_code == EXIT_PROTOCOL
     assert "does not use SASL" in str(error)
+
+
+# --------------------------------------------------------------------- the client's insides (issue 13)
+
+
+def test_the_installed_client_is_what_the_workarounds_were_written_for() -> None:
+    from churnstream.kafka import internals  # noqa: PLC0415
+
+    assert internals.problems() == []
+
+
+def test_another_client_version_or_a_moved_log_line_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: a kafka-python upgrade that moved a log line or the private client would have made the
+    outage monitor, the diagnosis or the failover workaround fail quietly."""
+    import kafka  # noqa: PLC0415
+
+    from churnstream.errors import ConfigError  # noqa: PLC0415
+    from churnstream.kafka import internals  # noqa: PLC0415
+
+    monkeypatch.setattr(kafka, "__version__", "3.1.0")
+    monkeypatch.setitem(internals.LOG_TEXTS, "kafka.net.manager", ("Connection failed:", "a line it never logs"))
+    found = internals.problems()
+    assert found == [
+        "kafka-python 3.1.0 is installed, not 3.0.12",
+        "kafka.net.manager no longer logs 'a line it never logs'",
+    ]
+    internals.check_client.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match=r"do not fit the installed client \(kafka-python 3\.1\.0 .*make venv"):
+            internals.check_client()
+    finally:
+        internals.check_client.cache_clear()
+
+
+def test_the_lock_pins_every_requirement_with_hashes() -> None:
+    """A minor upgrade cannot slip in: make installs requirements.lock with --require-hashes."""
+    from tests.helpers import ROOT  # noqa: PLC0415
+
+    lock = (ROOT / "requirements.lock").read_text()
+    pins = {}
+    for block in lock.split("\n"):
+        if "==" in block and not block.startswith((" ", "#")):
+            name, version = block.split(" ")[0].split("==")
+            pins[name.lower()] = version
+    assert lock.count("--hash=sha256:") >= len(pins) > 30
+    for requirements in ("requirements-kafka.txt", "requirements-report.txt", "requirements-dev.txt"):
+        for line in (ROOT / requirements).read_text().splitlines():
+            if line and not line.startswith("#"):
+                name, version = line.split("==")
+                assert pins[name.lower()] == version, f"{requirements}: {line} is not what the lock has"
+    assert pins["kafka-python"] == "3.0.12"
