@@ -61,9 +61,9 @@ def _default_wait(stop: StopFlag) -> Callable[[float], bool]:
     return stop.wait
 
 
-def _log_stop(stop: StopFlag) -> None:
+def _log_stop(stop: StopFlag, what: str) -> None:
     if stop.is_set():
-        logger.warning("%s received: waiting for the events sent so far, then stopping", stop.signal_name)
+        logger.warning("%s received: %s", stop.signal_name, what)
 
 
 def run_streaming(
@@ -127,7 +127,7 @@ def run_streaming(
                 wait(deadline - now)
             break
         wait(max(start + schedule.due_time(seq) - now, MIN_WAIT_S))
-    _log_stop(stop)
+    _log_stop(stop, "waiting for the events sent so far, then stopping")
     flush_bounded(sender, tracker)
     end = clock()
     elapsed = end - start
@@ -206,7 +206,6 @@ def run_batch(
                     progress.advance(unreported)
                     unreported = 0
             progress.advance(unreported)
-            _log_stop(stop)
             flush_bounded(sender, tracker)
             if tracker.failed > failed_before or tracker.pending:
                 logger.error(
@@ -223,6 +222,7 @@ def run_batch(
             save(checkpoint)
     finally:
         progress.finish()
+    _log_stop(stop, f"stopped with the checkpoint at row {checkpoint.next_row:,} (--resume continues there)")
     elapsed = clock() - start
     return RunSummary(
         mode=Mode.BATCH,
