@@ -71,7 +71,11 @@ def start_local_cluster(home: Path, brokers: int = 1, secure: bool = False) -> b
 
 def script_env(extra: Mapping[str, str]) -> dict[str, str]:
     """The environment for a script subprocess: ours, minus any developer .env and Kafka settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MODEL_", "DATA_", "CHECKPOINT_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KAFKA_", "MODEL_", "DATA_", "CHECKPOINT_", "CONSUMER_", "METRICS_", "LOG_"))
+    }
     env.update({"CHURN_DOTENV": "none", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env

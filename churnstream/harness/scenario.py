@@ -47,7 +47,7 @@ from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.topics import delete_topics, ensure_topics
 from churnstream.lifecycle import tune_garbage_collector
 from churnstream.producer.summary import RunSummary
-from churnstream.settings import Settings
+from churnstream.settings import ENV_CONSUMER_INSTANCE_ID, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,9 @@ def _prepare(settings: Settings, plan: RunPlan, results_dir: Path) -> RunContext
     run_dir = results_dir / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     topics = RunTopics.named(settings, plan.run_name) if plan.run_name else RunTopics.for_run(settings, run_id)
-    env = {**os.environ, **topics.environment(), "PYTHONUNBUFFERED": "1"}
+    # Each consumer takes its own slot: an id from the environment would give all of them one id.
+    inherited = {k: v for k, v in os.environ.items() if k != ENV_CONSUMER_INSTANCE_ID}
+    env = {**inherited, **topics.environment(), "PYTHONUNBUFFERED": "1"}
     run_settings = replace(
         settings,
         topic_raw=topics.raw,
