@@ -12,7 +12,7 @@ import pytest
 from kafka import errors as kafka_errors
 from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 
-from churnstream.consumer.identity import claim_identity
+from churnstream.consumer.identity import claim_identity, host_part, transactional_id
 from churnstream.consumer.loop import StopConditions, batch_offsets, consume_loop
 from churnstream.consumer.options import MAX_CONSECUTIVE_ABORTS, ConsumerOptions
 from churnstream.consumer.run import producer_options
@@ -314,3 +314,13 @@ def test_batch_mode_is_not_caught_up_while_a_position_is_unknown() -> None:
     consumer.positions_unknown = True
     stats = RunStats(options)
     assert not StopConditions(options, StopFlag(), stats).caught_up(consumer)
+
+
+def test_ids_that_ran_together_no_longer_collide() -> None:
+    """Before: "<group>-<host>-<slot>": group a-b on host c and group a on host b-c were both a-b-c-0,
+    and two hosts equal in their first 80 characters shared every id."""
+    assert transactional_id("a-b", "c-0") != transactional_id("a", "b-c-0")
+    long_a, long_b = "node-" + "x" * 80 + "-a", "node-" + "x" * 80 + "-b"
+    assert host_part(long_a) != host_part(long_b) and len(host_part(long_a)) <= 49
+    assert host_part("worker-3") == "worker-3"  # a short, plain name is kept as it is
+    assert host_part("wörker") != host_part("w-rker")  # a replaced character cannot make two hosts one

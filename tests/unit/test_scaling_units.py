@@ -72,3 +72,21 @@ def test_the_benchmark_has_help() -> None:
     with pytest.raises(SystemExit) as caught:
         bench_scaling.main(["--help"])
     assert caught.value.code == 0
+
+
+def test_topic_settings_keep_dead_letters_and_the_ledger_and_need_two_replicas_on_three() -> None:
+    """Before: the dead-letter topic expired after the broker's 7 days, the ledger too, and topics on
+    three replicas accepted a write on one (no min.insync.replicas)."""
+    from churnstream.kafka.topics import ledger_topic, topic_configs  # noqa: PLC0415
+    from churnstream.settings import settings_from  # noqa: PLC0415
+
+    settings = settings_from({})
+    dead = topic_configs(settings, settings.topic_deadletter)
+    assert dead["retention.ms"] == "-1" and int(dead["max.message.bytes"]) >= 2 * 1024 * 1024
+    assert topic_configs(settings, ledger_topic(settings)) == {"cleanup.policy": "compact", "retention.ms": "-1"}
+    assert topic_configs(settings, settings.topic_raw, replication_factor=3) == {"min.insync.replicas": "2"}
+    assert topic_configs(settings, settings.topic_raw, replication_factor=1) == {}
+    kept = settings_from({"KAFKA_DEADLETTER_RETENTION_MS": "86400000"})
+    assert topic_configs(kept, kept.topic_deadletter)["retention.ms"] == "86400000"
+    with pytest.raises(ConfigError, match="KAFKA_DEADLETTER_RETENTION_MS='60' is not valid"):
+        settings_from({"KAFKA_DEADLETTER_RETENTION_MS": "60"})
