@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [whole_number(size) for size in args.sizes.split(",")]
     except Exception:  # argparse's own type error: one usage line
         parser.error(f"--sizes: expected whole numbers separated by commas, got {args.sizes!r}")
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(args.verbose, args.quiet, args.log_format)
 
     def body() -> int:
         settings = load_settings()

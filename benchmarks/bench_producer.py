@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-topics", action="store_true", help="keep the benchmark topics (default: delete them)")
     add_logging_options(parser)
     args = parser.parse_args(argv)
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(args.verbose, args.quiet, args.log_format)
     rates = _parse_list(args.rates, float)
     repeats = _parse_list(args.batch_repeats, int)
 

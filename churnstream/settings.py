@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -43,11 +43,17 @@ ENV_SASL_MECHANISM = "KAFKA_SASL_MECHANISM"
 ENV_SASL_USERNAME = "KAFKA_SASL_USERNAME"
 ENV_SASL_PASSWORD = "KAFKA_SASL_PASSWORD"
 ENV_SSL_CAFILE = "KAFKA_SSL_CAFILE"
+ENV_SSL_CERTFILE = "KAFKA_SSL_CERTFILE"  # mutual TLS: the client's certificate (PEM)
+ENV_SSL_KEYFILE = "KAFKA_SSL_KEYFILE"  # ... and its private key (PEM)
+ENV_SSL_KEY_PASSWORD = "KAFKA_SSL_KEY_PASSWORD"  # ... if the key is encrypted
+ENV_SSL_CHECK_HOSTNAME = "KAFKA_SSL_CHECK_HOSTNAME"  # "false" only for brokers without a proper name in their cert
 ENV_MODEL_PATH = "MODEL_PATH"
 ENV_DATA_PATH = "DATA_PATH"
 ENV_CHECKPOINT_DIR = "CHECKPOINT_DIR"
 ENV_DEADLETTER_RETENTION_MS = "KAFKA_DEADLETTER_RETENTION_MS"
 ENV_CONSUMER_INSTANCE_ID = "CONSUMER_INSTANCE_ID"
+ENV_METRICS_PORT = "METRICS_PORT"  # serve /metrics, /healthz and /readyz on this port; off when unset
+ENV_LOG_FORMAT = "LOG_FORMAT"  # text (default) or json
 ENV_DOTENV = "CHURN_DOTENV"  # which .env file to read; "none" to read none
 
 ALL_VARIABLES = (
@@ -63,12 +69,19 @@ ALL_VARIABLES = (
     ENV_SASL_USERNAME,
     ENV_SASL_PASSWORD,
     ENV_SSL_CAFILE,
+    ENV_SSL_CERTFILE,
+    ENV_SSL_KEYFILE,
+    ENV_SSL_KEY_PASSWORD,
+    ENV_SSL_CHECK_HOSTNAME,
     ENV_MODEL_PATH,
     ENV_DATA_PATH,
     ENV_CHECKPOINT_DIR,
     ENV_DEADLETTER_RETENTION_MS,
     ENV_CONSUMER_INSTANCE_ID,
+    ENV_METRICS_PORT,
+    ENV_LOG_FORMAT,
 )
+LOG_FORMATS = ("text", "json")
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -126,6 +139,12 @@ class Settings:
     sasl_username: str | None = None
     sasl_password: Secret | None = field(default=None, repr=False)
     ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_key_password: Secret | None = field(default=None, repr=False)
+    ssl_check_hostname: bool = True
+    # Extra kafka-python options from --command-config or -X (kafka.properties says which are allowed).
+    client_options: tuple[tuple[str, int | str], ...] = ()
     model_path: Path = DEFAULT_MODEL_PATH
     data_path: Path = DEFAULT_DATA_PATH
     checkpoint_dir: Path = DEFAULT_CHECKPOINT_DIR
@@ -133,6 +152,7 @@ class Settings:
     deadletter_retention_ms: int = DEFAULT_DEADLETTER_RETENTION_MS
     # The consumer's stable id when the operator assigns one (a pod name); else <host>-<slot>.
     consumer_instance_id: str | None = None
+    metrics_port: int | None = None
 
     @property
     def model_card_path(self) -> Path:
@@ -153,22 +173,28 @@ class Settings:
             ENV_SASL_USERNAME: self.sasl_username or "",
             ENV_SASL_PASSWORD: "***" if self.sasl_password else "",
             ENV_SSL_CAFILE: str(self.ssl_cafile or ""),
+            ENV_SSL_CERTFILE: str(self.ssl_certfile or ""),
+            ENV_SSL_KEYFILE: str(self.ssl_keyfile or ""),
+            ENV_SSL_KEY_PASSWORD: "***" if self.ssl_key_password else "",
+            ENV_SSL_CHECK_HOSTNAME: "" if self.ssl_check_hostname else "false",
             ENV_MODEL_PATH: str(self.model_path),
             ENV_DATA_PATH: str(self.data_path),
             ENV_CHECKPOINT_DIR: str(self.checkpoint_dir),
             ENV_DEADLETTER_RETENTION_MS: str(self.deadletter_retention_ms),
             ENV_CONSUMER_INSTANCE_ID: self.consumer_instance_id or "",
+            ENV_METRICS_PORT: "" if self.metrics_port is None else str(self.metrics_port),
         }
 
     def environment(self, *, reveal_secrets: bool) -> dict[str, str]:
         """The settings as environment variables for a child process. Unlike :meth:`describe`, the
         password is only there when asked for by name: a masked one would make the child fail to log in."""
         values = self.describe()
-        if self.sasl_password is not None:
-            if reveal_secrets:
-                values[ENV_SASL_PASSWORD] = self.sasl_password.reveal()
-            else:
-                del values[ENV_SASL_PASSWORD]
+        for name, secret in ((ENV_SASL_PASSWORD, self.sasl_password), (ENV_SSL_KEY_PASSWORD, self.ssl_key_password)):
+            if secret is not None:
+                if reveal_secrets:
+                    values[name] = secret.reveal()
+                else:
+                    del values[name]
         return {name: value for name, value in values.items() if value != ""}
 
 
@@ -224,6 +250,28 @@ def _instance_id(env: Mapping[str, str]) -> str | None:
     if not _INSTANCE_ID_RE.match(raw) or raw in (".", ".."):
         raise _bad(ENV_CONSUMER_INSTANCE_ID, raw, "1-200 characters of A-Z a-z 0-9 . _ - (a pod name fits)")
     return raw
+
+
+def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
+    return _path(env, name, Path()) if env.get(name, "").strip() else None
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise _bad(name, raw, "expected true or false")
+
+
+def log_format_from(env: Mapping[str, str]) -> str:
+    raw = env.get(ENV_LOG_FORMAT, "").strip().lower()
+    if raw and raw not in LOG_FORMATS:
+        raise _bad(ENV_LOG_FORMAT, raw, "expected one of " + ", ".join(LOG_FORMATS))
+    return raw or "text"
 
 
 def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
@@ -287,7 +335,11 @@ def settings_from(env: Mapping[str, str]) -> Settings:
                 f"{ENV_SECURITY_PROTOCOL}={security_protocol} needs {ENV_SASL_USERNAME} "
                 f"and {ENV_SASL_PASSWORD} to be set"
             )
-    ssl_cafile = _path(env, ENV_SSL_CAFILE, Path()) if env.get(ENV_SSL_CAFILE, "").strip() else None
+    ssl_cafile = _optional_path(env, ENV_SSL_CAFILE)
+    ssl_certfile, ssl_keyfile = _optional_path(env, ENV_SSL_CERTFILE), _optional_path(env, ENV_SSL_KEYFILE)
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ConfigError(f"mutual TLS needs both {ENV_SSL_CERTFILE} and {ENV_SSL_KEYFILE}, or neither")
+    key_password = env.get(ENV_SSL_KEY_PASSWORD, "")
     return Settings(
         bootstrap_servers=_bootstrap(env),
         topic_raw=_topic(env, ENV_TOPIC_RAW, Settings.topic_raw),
@@ -301,14 +353,32 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         sasl_username=username,
         sasl_password=password,
         ssl_cafile=ssl_cafile,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        ssl_key_password=Secret(key_password) if key_password else None,
+        ssl_check_hostname=_flag(env, ENV_SSL_CHECK_HOSTNAME, True),
         model_path=_path(env, ENV_MODEL_PATH, DEFAULT_MODEL_PATH),
         data_path=_path(env, ENV_DATA_PATH, DEFAULT_DATA_PATH),
         checkpoint_dir=_path(env, ENV_CHECKPOINT_DIR, DEFAULT_CHECKPOINT_DIR),
         deadletter_retention_ms=_retention(env),
         consumer_instance_id=_instance_id(env),
+        metrics_port=_optional_int(env, ENV_METRICS_PORT, 1, 65535),
     )
 
 
-def load_settings(dotenv_path: Path | None = None) -> Settings:
-    """Read the environment and ``.env`` once and validate them."""
-    return settings_from(read_environment(dotenv_path))
+def load_settings(
+    dotenv_path: Path | None = None,
+    overrides: Mapping[str, str] | None = None,
+    client_options: Mapping[str, int | str] | None = None,
+) -> Settings:
+    """Read the environment and ``.env`` once and validate them. ``overrides`` (variables from the
+    command line: --bootstrap-server, --command-config, -X) win over both."""
+    settings = settings_from({**read_environment(dotenv_path), **(overrides or {})})
+    if client_options:
+        settings = replace(settings, client_options=tuple(sorted(client_options.items())))
+    return settings
+
+
+def log_format() -> str:
+    """LOG_FORMAT from the environment or ``.env``: read before the settings, to log their errors."""
+    return log_format_from(read_environment())

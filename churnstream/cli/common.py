@@ -16,8 +16,11 @@ from types import FrameType
 from typing import NoReturn
 
 from churnstream import __version__
+from churnstream.cli.logs import formatter
 from churnstream.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PipelineError
 from churnstream.lifecycle import StopFlag
+from churnstream.settings import LOG_FORMATS
+from churnstream.settings import log_format as settings_log_format
 
 logger = logging.getLogger("churnstream")
 
@@ -78,6 +81,19 @@ def positive_number(text: str) -> float:
     return value
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 1-65535."""
+    value = whole_number(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return value
+
+
+def seconds_or_zero(text: str) -> float:
+    """argparse type: 0 (never), or a finite number of seconds above 0."""
+    return 0.0 if text.strip() in ("0", "0.0") else positive_number(text)
+
+
 def output_file(text: str) -> Path:
     """argparse type: a file the run will write at its end, checked now, so a typo in the path
     is a usage error before the run rather than a traceback after it."""
@@ -104,13 +120,24 @@ def add_logging_options(parser: argparse.ArgumentParser) -> None:
         help="more log output on stderr: -v our debug lines, -vv also the Kafka client's info, -vvv its debug",
     )
     group.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    group.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="text for a person, json for a log pipeline (one object per line); default: LOG_FORMAT, else text",
+    )
 
 
-def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+def setup_logging(verbose: int = 0, quiet: bool = False, log_format: str | None = None) -> None:
     """Configure the root logger once, at the entry point. Logs go to stderr; stdout is for data."""
+    if log_format is None:
+        try:
+            log_format = settings_log_format()
+        except PipelineError as exc:  # a bad LOG_FORMAT: said before anything else, in the default format
+            print(f"Error: {exc}", file=sys.stderr)
+            raise SystemExit(exc.exit_code) from None
     level = logging.WARNING if quiet else logging.DEBUG if verbose >= 1 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(formatter(log_format))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

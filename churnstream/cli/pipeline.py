@@ -34,6 +34,7 @@ from churnstream.cli.common import (
     values,
     whole_number,
 )
+from churnstream.cli.connection import add_connection_options, connection_args, load_settings_with
 from churnstream.cli.formatting import format_checks
 from churnstream.contract.outputs import Guarantee, Mode
 from churnstream.errors import EXIT_FAILURE, EXIT_OK
@@ -43,7 +44,7 @@ from churnstream.harness.plan import RunPlan
 from churnstream.harness.scenario import run_scenario
 from churnstream.harness.suite import BENCHMARK_SUITE, WARM_UP, broker_note, summarise
 from churnstream.harness.verify import verify
-from churnstream.settings import PROJECT_ROOT, load_settings
+from churnstream.settings import PROJECT_ROOT
 
 PROG = "test_pipeline.py"
 logger = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the fixed topics <topic>-NAME and group <group>-NAME: wiped at the start, kept at the end "
         "(make demo uses 'demo', so its predictions can be read afterwards)",
     )
+    add_connection_options(parser)
     add_logging_options(parser)
     return parser
 
@@ -163,6 +165,7 @@ def plans_from(args: argparse.Namespace) -> list[RunPlan]:
         "keep_topics": args.keep_topics,
         "run_name": args.run_name,
         "consumer_args": tuple(args.consumer_arg),
+        "connection_args": tuple(connection_args(args)),
     }
     if args.suite == "benchmark":
         return [replace(plan, **common) for plan in BENCHMARK_SUITE]
@@ -187,6 +190,7 @@ def warm_up_options(args: argparse.Namespace) -> dict[str, Any]:
         "guarantee": args.guarantee,
         "seed": args.seed,
         "consumer_args": tuple(args.consumer_arg),
+        "connection_args": tuple(connection_args(args)),
     }
 
 
@@ -209,10 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{flag_names(fixed)}: not used by --suite, which runs fixed scenarios")
     if args.verify_only and chosen:
         parser.error(f"{flag_names(chosen)}: not used by --verify-only, which runs nothing")
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(args.verbose, args.quiet, args.log_format)
 
     def body() -> int:
-        settings = load_settings()
+        settings = load_settings_with(args)
         if args.verify_only:
             checks = verify(settings)
             print(format_checks(checks))

@@ -21,13 +21,13 @@ from churnstream.cli.common import (
     values,
     whole_number,
 )
+from churnstream.cli.connection import add_connection_options, load_settings_with
 from churnstream.cli.formatting import ProgressBar, format_producer_summary
 from churnstream.contract.outputs import Mode
 from churnstream.errors import EXIT_FAILURE, EXIT_OK
 from churnstream.files import write_json_atomically
 from churnstream.lifecycle import StopFlag
 from churnstream.producer.run import BatchOptions, StreamingOptions, produce_batch, produce_streaming
-from churnstream.settings import load_settings
 
 PROG = "producer.py"
 
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="where the checkpoint lives (default: CHECKPOINT_DIR/<topic>.json)",
     )
+    add_connection_options(parser)
     add_logging_options(parser)
     return parser
 
@@ -132,10 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_mode_flags(parser, args)
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(args.verbose, args.quiet, args.log_format)
 
     def body() -> int:
-        settings = load_settings()
+        settings = load_settings_with(args)
         with stop_on_signals(StopFlag()) as stop:
             if args.mode == Mode.STREAMING:
                 summary = produce_streaming(

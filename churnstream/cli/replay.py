@@ -13,10 +13,10 @@ from churnstream.cli.common import (
     values,
     whole_number,
 )
+from churnstream.cli.connection import add_connection_options, load_settings_with
 from churnstream.cli.formatting import format_replay_summary
 from churnstream.contract.outputs import Stage
 from churnstream.replay import Selection, replay
-from churnstream.settings import load_settings
 
 PROG = "python -m churnstream.replay"
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     choose.add_argument("--to-offset", type=count_or_zero, help="last dead-letter offset (inclusive)")
     choose.add_argument("--limit", type=whole_number, help="replay at most N")
     parser.add_argument("--dry-run", action="store_true", help="count what would be replayed; send nothing")
+    add_connection_options(parser)
     add_logging_options(parser)
     return parser
 
@@ -46,11 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.from_offset is not None or args.to_offset is not None) and args.partition is None:
         parser.error("--from-offset/--to-offset need --partition (offsets are per partition)")
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(args.verbose, args.quiet, args.log_format)
 
     def body() -> int:
         selection = Selection(args.stage, args.reason_contains, args.partition, args.from_offset, args.to_offset)
-        summary = replay(load_settings(), selection, dry_run=args.dry_run, limit=args.limit)
+        summary = replay(load_settings_with(args), selection, dry_run=args.dry_run, limit=args.limit)
         print(format_replay_summary(summary, args.dry_run))
         return 0
 

@@ -32,6 +32,7 @@ class RunPlan:
     p99_goal_ms: float | None = None
     batch_goal_s: float | None = None
     consumer_args: tuple[str, ...] = ()
+    connection_args: tuple[str, ...] = ()  # --bootstrap-server/--command-config/-X, passed on to both scripts
     label: str = ""
     run_name: str | None = None  # fixed topic names "<topic>-<name>", wiped at the start and kept (the demo)
 

@@ -88,13 +88,13 @@ def _producer_args(ctx: RunContext) -> list[str]:
             args += ["--limit", str(plan.limit)]
         if plan.repeat > 1:
             args += ["--repeat", str(plan.repeat)]
-    return args
+    return args + list(plan.connection_args)
 
 
 def _consumer_args(ctx: RunContext, index: int) -> list[str]:
     args = script(CONSUMER, "--mode", Mode.STREAMING, "--guarantee", ctx.plan.guarantee)
     args += ["--summary-json", str(ctx.run_dir / f"consumer-{index}.json")]
-    return args + list(ctx.plan.consumer_args)
+    return args + list(ctx.plan.connection_args) + list(ctx.plan.consumer_args)
 
 
 def _inject(ctx: RunContext, events: list[badinput.BadEvent], spread_s: float) -> None:

@@ -19,7 +19,7 @@ from kafka.net.compat import KafkaNetClient
 from churnstream.errors import ConfigError, TlsError
 from churnstream.kafka.diagnosis import REDACTOR, bootstrap_diagnosed
 from churnstream.kafka.internals import check_client
-from churnstream.settings import ENV_SSL_CAFILE, Settings
+from churnstream.settings import ENV_SSL_CAFILE, ENV_SSL_CERTFILE, ENV_SSL_KEY_PASSWORD, ENV_SSL_KEYFILE, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,9 @@ def security_options(settings: Settings) -> dict[str, Any]:
     if settings.security_protocol in ("SSL", "SASL_SSL"):
         if settings.ssl_cafile is not None:
             options["ssl_cafile"] = _check_cafile(settings.ssl_cafile)
-        options["ssl_check_hostname"] = True
+        options["ssl_check_hostname"] = settings.ssl_check_hostname
+        if settings.ssl_certfile is not None and settings.ssl_keyfile is not None:  # mutual TLS
+            options.update(_client_certificate(settings))
     if settings.security_protocol.startswith("SASL_"):
         assert settings.sasl_password is not None
         password = settings.sasl_password.reveal()
@@ -71,12 +73,38 @@ def security_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def _client_certificate(settings: Settings) -> dict[str, Any]:
+    """The client's certificate and key, once Python's ssl module has loaded them: a bad pair fails
+    here, at once, in one line, not inside every connection attempt."""
+    assert settings.ssl_certfile is not None and settings.ssl_keyfile is not None
+    password = settings.ssl_key_password.reveal() if settings.ssl_key_password else None
+    for path, variable in ((settings.ssl_certfile, ENV_SSL_CERTFILE), (settings.ssl_keyfile, ENV_SSL_KEYFILE)):
+        if not path.is_file():
+            raise ConfigError(f"{variable}={str(path)!r} is not valid: the file does not exist")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile, password)
+    except (ssl.SSLError, OSError) as exc:
+        raise TlsError(
+            f"the client certificate {settings.ssl_certfile} and key {settings.ssl_keyfile} are not usable "
+            f"together ({getattr(exc, 'reason', None) or exc}); check {ENV_SSL_CERTFILE}, {ENV_SSL_KEYFILE} and "
+            f"{ENV_SSL_KEY_PASSWORD}"
+        ) from None
+    if password:
+        REDACTOR.add(password)
+    return {
+        "ssl_certfile": str(settings.ssl_certfile),
+        "ssl_keyfile": str(settings.ssl_keyfile),
+        "ssl_password": password,
+    }
+
+
 def _base_options(settings: Settings, client_id: str) -> dict[str, Any]:
     return {
         "bootstrap_servers": settings.bootstrap_servers.split(","),
         "client_id": client_id,
         "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
         "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+        **dict(settings.client_options),  # --command-config / -X tuning (kafka.properties allows which)
         **security_options(settings),
     }
 

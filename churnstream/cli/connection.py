@@ -1,0 +1,79 @@
+"""``--bootstrap-server``, ``--command-config FILE`` and ``-X key=value``: reach any cluster from the command line.
+
+As Kafka's own tools and kcat take them. They override the environment and ``.env``: the file's
+properties first, then each ``-X`` in order, then ``--bootstrap-server``. kafka.properties
+translates the names; an unknown or unsupported key is one line (exit 3), a malformed ``-X`` or a
+file that cannot be read is a usage error (exit 64).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from churnstream.kafka.properties import parse_properties, translate
+from churnstream.settings import ENV_BOOTSTRAP_SERVERS, Settings, load_settings
+
+
+def _property(text: str) -> tuple[str, str]:
+    key, separator, value = text.partition("=")
+    if not separator or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not key=value")
+    return key.strip(), value.strip()
+
+
+def _properties_file(text: str) -> Path:
+    path = Path(text)
+    try:
+        path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise argparse.ArgumentTypeError(f"cannot read {text!r}: {reason}") from None
+    return path
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection (override KAFKA_* from the environment and .env)")
+    group.add_argument(
+        "--bootstrap-server", metavar="HOST:PORT[,...]", help="the brokers to bootstrap from (KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    group.add_argument(
+        "--command-config",
+        type=_properties_file,
+        metavar="FILE",
+        help="a Kafka client properties file (security.protocol, sasl.*, ssl.*), as Kafka's tools take",
+    )
+    group.add_argument(
+        "-X",
+        dest="client_property",
+        type=_property,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one client property, repeatable, as kcat takes it (e.g. -X security.protocol=SASL_SSL)",
+    )
+
+
+def connection_args(args: argparse.Namespace) -> list[str]:
+    """The same options, as arguments for a child process (the harness passes them on)."""
+    out: list[str] = []
+    if args.bootstrap_server:
+        out += ["--bootstrap-server", args.bootstrap_server]
+    if args.command_config:
+        out += ["--command-config", str(Path(args.command_config).absolute())]
+    for key, value in args.client_property:
+        out += ["-X", f"{key}={value}"]
+    return out
+
+
+def load_settings_with(args: argparse.Namespace) -> Settings:
+    """The settings: environment and ``.env``, then the properties file, -X, --bootstrap-server."""
+    pairs: list[tuple[str, str, str]] = []
+    if args.command_config:
+        pairs += parse_properties(Path(args.command_config).read_text(encoding="utf-8"), str(args.command_config))
+    pairs += [(key, value, f"-X {key}") for key, value in args.client_property]
+    translated = translate(pairs)
+    overrides = dict(translated.settings)
+    if args.bootstrap_server:
+        overrides[ENV_BOOTSTRAP_SERVERS] = args.bootstrap_server
+    return load_settings(overrides=overrides, client_options=translated.client_options)
