@@ -180,7 +180,9 @@ def ours(settings: Settings, model: ChurnModel, guarantee: str, max_batch: int, 
         topic_predictions=f"{settings.topic_raw}-pred-{tag}",
         topic_deadletter=f"{settings.topic_raw}-dlq-{tag}",
     )
-    options = ConsumerOptions(mode=Mode.BATCH, guarantee=guarantee, max_batch=max_batch, window_size=10**9, log_every=0)
+    options = ConsumerOptions(
+        mode=Mode.BATCH, guarantee=guarantee, max_batch=max_batch, window_size=10**9, log_interval_s=0
+    )
     summary = run_consumer(run_settings, options, model=model, slot_dir=slot_dir)
     return {
         "events": summary["consumed"],
@@ -260,7 +262,7 @@ def latency(settings: Settings, guarantee: str, fetch_max_wait_ms: int, rate: in
     with tempfile.NamedTemporaryFile("w+", prefix="bench-lat-", suffix=".log") as log:
         args = ["--mode", Mode.STREAMING, "--guarantee", guarantee, "--fetch-max-wait-ms", str(fetch_max_wait_ms)]
         process = subprocess.Popen(
-            [sys.executable, "-m", "churnstream.cli.consumer", *args, "--log-every", "0"],
+            [sys.executable, "-m", "churnstream.cli.consumer", *args, "--log-interval", "0"],
             env=env,
             cwd=PROJECT_ROOT,
             stdout=subprocess.DEVNULL,
@@ -416,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     add_logging_options(parser)
     args = parser.parse_args(argv)
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(args.verbose, args.quiet, args.log_format)
     # The consumer logs every start and stop at INFO; keep the benchmark's stderr readable.
     logging.getLogger("churnstream").setLevel(logging.DEBUG if args.verbose >= 2 else logging.WARNING)
 

@@ -292,7 +292,7 @@ def measure(
     processes: list[ManagedProcess] = []
     try:
         for index in range(consumers):
-            args = script(CONSUMER, "--guarantee", guarantee, "--log-every", "0")
+            args = script(CONSUMER, "--guarantee", guarantee, "--log-interval", "0")
             args += ["--summary-json", str(run_dir / f"consumer-{index}.json")]
             processes.append(ManagedProcess(f"consumer-{index}", args, env, run_dir / f"consumer-{index}.log"))
         wait_for_group(run_settings, names.group, processes, timeout_s=GROUP_JOIN_TIMEOUT_S)
@@ -539,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--brokers: the local launcher runs 1 or 3 brokers")
     if args.events < 1 or args.repeat < 1 or args.partitions < 1:
         parser.error("--events, --repeat and --partitions must be at least 1")
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(args.verbose, args.quiet, args.log_format)
     # The consumers and the launcher log every step at INFO; keep the benchmark's stderr readable.
     logging.getLogger("churnstream").setLevel(logging.DEBUG if args.verbose >= 2 else logging.WARNING)
 

@@ -13,17 +13,20 @@ from churnstream.cli.common import (
     count_or_zero,
     make_parser,
     output_file,
+    port_number,
     positive_number,
     run,
+    seconds_or_zero,
     setup_logging,
     stop_on_signals,
     values,
     whole_number,
 )
+from churnstream.cli.connection import add_connection_options, load_settings_with
 from churnstream.cli.formatting import format_consumer_summary, format_window
 from churnstream.consumer.options import (
     DEFAULT_FETCH_MAX_WAIT_MS,
-    DEFAULT_LOG_EVERY,
+    DEFAULT_LOG_INTERVAL_S,
     DEFAULT_MAX_BATCH,
     DEFAULT_SESSION_TIMEOUT_MS,
     DEFAULT_TRANSACTION_TIMEOUT_MS,
@@ -39,7 +42,6 @@ from churnstream.consumer.stats import WindowSummary
 from churnstream.contract.outputs import Guarantee, Mode
 from churnstream.files import write_json_atomically
 from churnstream.lifecycle import StopFlag
-from churnstream.settings import load_settings
 
 PROG = "consumer.py"
 
@@ -148,13 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output = parser.add_argument_group("output")
     output.add_argument(
-        "--log-every",
-        type=count_or_zero,
-        default=DEFAULT_LOG_EVERY,
-        metavar="N",
-        help="log progress on stderr every N events, 0 for never (default %(default)s)",
+        "--log-interval",
+        type=seconds_or_zero,
+        default=DEFAULT_LOG_INTERVAL_S,
+        metavar="S",
+        help="a heartbeat line on stderr every S seconds: counts, events/s and lag; 0 for none (default %(default)s)",
+    )
+    output.add_argument(
+        "--metrics-port",
+        type=port_number,
+        metavar="PORT",
+        help="serve Prometheus metrics on /metrics, and /healthz and /readyz, on this port (default: "
+        "METRICS_PORT; off when neither is set)",
     )
     output.add_argument("--summary-json", type=output_file, metavar="PATH", help="also write the final summary as JSON")
+    add_connection_options(parser)
     add_logging_options(parser)
     return parser
 
@@ -166,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--window-size and --num-windows apply to --mode batch only")
     if args.mode == Mode.BATCH and args.duration is not None:
         parser.error("--duration applies to --mode streaming only (batch mode stops when caught up)")
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(args.verbose, args.quiet, args.log_format)
     options = ConsumerOptions(
         mode=args.mode,
         guarantee=args.guarantee,
@@ -175,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         num_windows=args.num_windows,
         max_batch=args.max_batch,
         fetch_max_wait_ms=args.fetch_max_wait_ms,
-        log_every=args.log_every,
+        log_interval_s=args.log_interval,
+        metrics_port=args.metrics_port,
         instance_id=args.instance_id,
         static_membership=args.static_membership,
         session_timeout_ms=args.session_timeout_ms,
@@ -186,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_window(window), flush=True)
 
     def body() -> int:
-        settings = load_settings()
+        settings = load_settings_with(args)
         with stop_on_signals(StopFlag()) as stop:
             summary = run_consumer(settings, options, stop, on_window=show_window)
         print(format_consumer_summary(summary), flush=True)

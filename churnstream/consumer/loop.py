@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kafka import KafkaConsumer
 from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 
 from churnstream.consumer.options import MAX_CONSECUTIVE_ABORTS, POLL_TIMEOUT_MS, POSITION_TIMEOUT_MS, ConsumerOptions
-from churnstream.consumer.scoring import Scorer, score_batch
-from churnstream.consumer.sinks import Batch, BatchAborted, OutputFailed
+from churnstream.consumer.scoring import Scorer, StageTimes, score_batch
+from churnstream.consumer.sinks import Batch, BatchAborted, OutputFailed, SinkTimes
 from churnstream.consumer.stats import RunStats
 from churnstream.kafka.outage import OutageMonitor
 from churnstream.lifecycle import StopFlag
+
+if TYPE_CHECKING:  # observe imports sinks and stats, as this module does: no cycle at run time
+    from churnstream.consumer.observe import LoopObserver
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +30,8 @@ Offsets = dict[TopicPartition, OffsetAndMetadata]
 
 
 class Sink(Protocol):
+    times: SinkTimes
+
     def deliver(self, batch: Batch) -> None: ...
 
 
@@ -109,6 +114,7 @@ def consume_loop(
     until: StopConditions,
     *,
     outage: OutageMonitor | None = None,
+    observer: LoopObserver | None = None,
 ) -> None:
     """Poll, score, deliver, commit, until stopped. Never per-message predict, flush or commit."""
     consecutive_aborts = 0
@@ -116,7 +122,10 @@ def consume_loop(
     while not until.reached(consumer):
         started = time.perf_counter()
         polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=until.poll_limit())
-        stats.poll_s += time.perf_counter() - started
+        poll_s = time.perf_counter() - started
+        stats.poll_s += poll_s
+        if observer is not None:
+            observer.turned(consumer)
         if not polled:
             continue
         records, offsets, rewind = batch_offsets(polled)
@@ -127,11 +136,17 @@ def consume_loop(
         membership = consumer.group_metadata()
         if stats.first_record_at is None:
             stats.first_records()
-        result = score_batch(records, model, max_value_bytes=max_value_bytes, times=stats.stage_times)
+        times = StageTimes()
+        result = score_batch(records, model, max_value_bytes=max_value_bytes, times=times)
+        stats.stage_times.add(times)
+        batch = Batch(result, offsets, rewind, membership)
+        sent_before = sink.times.as_dict()
         try:
-            sink.deliver(Batch(result, offsets, rewind, membership))
+            sink.deliver(batch)
         except BatchAborted:
             stats.aborted += 1
+            if observer is not None:
+                observer.aborted()
             consecutive_aborts += 1
             if consecutive_aborts >= MAX_CONSECUTIVE_ABORTS:
                 raise OutputFailed(
@@ -141,5 +156,8 @@ def consume_loop(
             continue
         consecutive_aborts = 0
         stats.record(result)
+        if observer is not None:
+            sent = {stage: seconds - sent_before[stage] for stage, seconds in sink.times.as_dict().items()}
+            observer.delivered(batch, {"poll": poll_s, **times.as_dict(), **sent})
         if outage is not None:
             outage.progress()  # a committed batch: the broker is there

@@ -9,6 +9,7 @@ from churnstream.contract.events import DEFAULT_MAX_VALUE_BYTES
 from churnstream.contract.outputs import Guarantee, Mode
 from churnstream.kafka.clients import FLUSH_TIMEOUT_S
 from churnstream.kafka.topics import DEADLETTER_HEADROOM_BYTES, DEADLETTER_MAX_MESSAGE_BYTES
+from churnstream.observability.health import LIVENESS_MARGIN_S
 
 # Per poll, so per model call and per transaction. At streaming rates a poll holds far fewer
 # (what arrived during one fetch wait); the cap matters when catching up, where a larger batch
@@ -17,7 +18,7 @@ from churnstream.kafka.topics import DEADLETTER_HEADROOM_BYTES, DEADLETTER_MAX_M
 DEFAULT_MAX_BATCH = 5000
 DEFAULT_FETCH_MAX_WAIT_MS = 50  # kafka-python's 500 ms default puts p95 latency near 250 ms
 DEFAULT_WINDOW_SIZE = 1000
-DEFAULT_LOG_EVERY = 1000
+DEFAULT_LOG_INTERVAL_S = 10.0  # a heartbeat line on stderr: throughput and lag
 # How long the broker lets a transaction stay open before it aborts it. A batch's transaction spans
 # sending, flushing and committing (scoring happens before it begins): well under a second
 # normally, but a broker outage stretches the flush. Every wait inside the transaction is bounded
@@ -67,7 +68,8 @@ class ConsumerOptions:
     num_windows: int | None = None
     max_batch: int = DEFAULT_MAX_BATCH
     fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS
-    log_every: int = DEFAULT_LOG_EVERY
+    log_interval_s: float = DEFAULT_LOG_INTERVAL_S
+    metrics_port: int | None = None
     instance_id: str | None = None
     static_membership: bool = True
     session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS
@@ -111,6 +113,12 @@ class ConsumerOptions:
         if not self.exactly_once:
             return AT_LEAST_ONCE_FLUSH_TIMEOUT_S
         return (self.delivery_timeout_ms + 2_000) / 1000
+
+    @property
+    def liveness_s(self) -> float:
+        """/healthz fails when the loop is silent longer than its longest bounded wait, plus a margin."""
+        longest = self.transaction_call_timeout_s if self.exactly_once else self.flush_timeout_s
+        return max(longest, self.flush_timeout_s) + LIVENESS_MARGIN_S
 
     @property
     def transaction_call_timeout_s(self) -> float:

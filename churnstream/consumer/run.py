@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from kafka.admin import KafkaAdminClient
 
 from churnstream.consumer.identity import SLOT_DIR, ConsumerIdentity, claim_identity
 from churnstream.consumer.loop import StopConditions, consume_loop
+from churnstream.consumer.observe import LoopObserver
 from churnstream.consumer.options import (
     CLOSE_TIMEOUT_S,
     PRODUCER_BATCH_SIZE,
@@ -35,6 +37,9 @@ from churnstream.kafka.group import RebalanceLogger, leave_as_static_member
 from churnstream.kafka.outage import watch_broker
 from churnstream.kafka.topics import DEADLETTER_HEADROOM_BYTES, prepare_pipeline_topics
 from churnstream.lifecycle import StopFlag, tune_garbage_collector
+from churnstream.observability.health import Health
+from churnstream.observability.metrics import ConsumerMetrics
+from churnstream.observability.server import MetricsServer
 from churnstream.settings import Settings
 
 if TYPE_CHECKING:  # importing the model module imports scikit-learn, ~3 s: see load_model_and_admin
@@ -141,6 +146,59 @@ def _closing_producer(producer: KafkaProducer) -> Iterator[KafkaProducer]:
         producer.close(timeout=CLOSE_TIMEOUT_S)
 
 
+@dataclass
+class Observed:
+    """The operator's view of one run: health and lag always, metrics and their port when asked for."""
+
+    health: Health
+    metrics: ConsumerMetrics | None = None
+    server: MetricsServer | None = None
+
+    def model_loaded(self, version: str) -> None:
+        self.health.model_loaded = True
+        if self.metrics is not None:
+            self.metrics.model(version)
+
+
+def _observe(settings: Settings, options: ConsumerOptions, stack: ExitStack) -> Observed:
+    """Binds the metrics port first of all, so a taken port fails the start before anything else."""
+    observed = Observed(Health(liveness_s=options.liveness_s))
+    port = options.metrics_port if options.metrics_port is not None else settings.metrics_port
+    if port is not None:
+        observed.metrics = ConsumerMetrics()
+        observed.server = MetricsServer(port, observed.metrics.registry, observed.health).start()
+        stack.callback(observed.server.close)
+    return observed
+
+
+def _clients(
+    settings: Settings, options: ConsumerOptions, identity: ConsumerIdentity, raw_limit: int | None, stack: ExitStack
+) -> tuple[KafkaProducer, KafkaConsumer]:
+    client_id = f"churn-consumer-{identity.instance_id}"
+    producer = make_producer(settings, client_id=client_id, **producer_options(options, identity, raw_limit))
+    stack.enter_context(_closing_producer(producer))
+    if options.exactly_once:
+        # Before joining the group: fences a dead predecessor with this transactional id and
+        # aborts its open transaction, so its half-written batch is never seen and its
+        # pending offsets do not block our offset fetch.
+        with kafka_errors_translated(settings):
+            producer.init_transactions()
+    consumer = make_consumer(
+        settings,
+        client_id=client_id,
+        group_id=settings.consumer_group,
+        group_instance_id=identity.instance_id if options.static_membership else None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        max_poll_records=options.max_batch,
+        fetch_max_wait_ms=options.fetch_max_wait_ms,
+        session_timeout_ms=options.session_timeout_ms,
+    )
+    stack.enter_context(_closing_consumer(consumer))
+    return producer, consumer
+
+
 def run_consumer(
     settings: Settings,
     options: ConsumerOptions,
@@ -152,13 +210,16 @@ def run_consumer(
 ) -> ConsumerSummary:
     """Run the consumer until it is stopped or (batch mode) caught up; return the summary."""
     stop = stop or StopFlag()
-    model, admin = load_model_and_admin(settings, model)
-    tune_garbage_collector()
     with ExitStack() as stack:
+        observed = _observe(settings, options, stack)
+        model, admin = load_model_and_admin(settings, model)
+        observed.model_loaded(model.version)
+        tune_garbage_collector()
         stack.callback(admin.close)
         raw_limit = prepare_pipeline_topics(admin, settings)
-        instance_id = options.instance_id or settings.consumer_instance_id
-        identity = claim_identity(settings.consumer_group, instance_id, slot_dir)
+        identity = claim_identity(
+            settings.consumer_group, options.instance_id or settings.consumer_instance_id, slot_dir
+        )
         stack.callback(identity.release)  # after the clients close: no successor takes the slot before
         logger.info(
             "consumer %s (group %s, %s%s) starting",
@@ -167,41 +228,20 @@ def run_consumer(
             options.guarantee,
             f", transactional id {identity.transactional_id}" if options.exactly_once else "",
         )
-        client_id = f"churn-consumer-{identity.instance_id}"
-        producer = make_producer(settings, client_id=client_id, **producer_options(options, identity, raw_limit))
-        stack.enter_context(_closing_producer(producer))
-        if options.exactly_once:
-            # Before joining the group: fences a dead predecessor with this transactional id and
-            # aborts its open transaction, so its half-written batch is never seen and its
-            # pending offsets do not block our offset fetch.
-            with kafka_errors_translated(settings):
-                producer.init_transactions()
-        static_id = identity.instance_id if options.static_membership else None
-        consumer = make_consumer(
-            settings,
-            client_id=client_id,
-            group_id=settings.consumer_group,
-            group_instance_id=static_id,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            max_poll_records=options.max_batch,
-            fetch_max_wait_ms=options.fetch_max_wait_ms,
-            session_timeout_ms=options.session_timeout_ms,
-        )
-        stack.enter_context(_closing_consumer(consumer))
-        consumer.subscribe([settings.topic_raw], listener=RebalanceLogger())
+        producer, consumer = _clients(settings, options, identity, raw_limit, stack)
+        stats = RunStats(options, on_window)
+        observer = LoopObserver(stats, observed.health, observed.metrics, log_interval_s=options.log_interval_s)
+        consumer.subscribe([settings.topic_raw], listener=RebalanceLogger(observer.assigned, observer.revoked))
         # Learn the input's partitions before the first join. Otherwise kafka-python 3.0.12 joins
         # first, assigns nothing ("No partition metadata"), and rejoins when the metadata arrives;
         # if a poll times out during that second join, its assignment is dropped and the consumer
         # idles with no partitions and no heartbeat (seen in the fault suite: 3 min, 1 in ~9).
         with kafka_errors_translated(settings):
             consumer.partitions_for_topic(settings.topic_raw)
-        stats = RunStats(options, on_window)
         until = StopConditions(options, stop, stats)
         sink = make_sink(options, producer, consumer, settings)
         with kafka_errors_translated(settings), watch_broker(settings.bootstrap_servers) as outage:
-            consume_loop(consumer, sink, model, stats, until, outage=outage)
+            consume_loop(consumer, sink, model, stats, until, outage=outage, observer=observer)
         summary = stats.summary(
             sink.times.as_dict(),
             model_version=model.version,
@@ -212,8 +252,8 @@ def run_consumer(
         )
         # A clean stop: every batch is committed. Leave the group so the others take over now.
         consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_S * 1000)
-        if static_id is not None:
-            leave_as_static_member(admin, settings.consumer_group, static_id)
+        if options.static_membership:
+            leave_as_static_member(admin, settings.consumer_group, identity.instance_id)
     logger.info(
         "stopped (%s) after %d events: %d scored, %d dead-lettered",
         summary.stopped_by,

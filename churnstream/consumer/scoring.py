@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Protocol
 
 from churnstream.contract.events import (
     DEFAULT_MAX_VALUE_BYTES,
+    EVENT_ID,
     ValidEvent,
     decode_value,
     utc_now_iso,
@@ -101,6 +102,7 @@ class DeadLetterOut(NamedTuple):
     reason: str
     partition: int
     offset: int
+    event_id: str | None = None  # when the event got far enough to have one (for the log line)
 
 
 @dataclass(slots=True)
@@ -115,6 +117,12 @@ class StageTimes:
     def as_dict(self) -> dict[str, float]:
         return {"decode": self.decode, "validate": self.validate, "predict": self.predict, "encode": self.encode}
 
+    def add(self, other: StageTimes) -> None:
+        self.decode += other.decode
+        self.validate += other.validate
+        self.predict += other.predict
+        self.encode += other.encode
+
 
 @dataclass(slots=True)
 class BatchResult:
@@ -122,6 +130,7 @@ class BatchResult:
     dead_letters: list[DeadLetterOut] = field(default_factory=list)
     probability_sum: float = 0.0
     churned: int = 0  # predictions that say "Yes"
+    event_ms: list[float] = field(default_factory=list)  # each prediction's event_ts, for the latency metric
 
     @property
     def scored(self) -> int:
@@ -151,7 +160,7 @@ def error_class(exc: BaseException) -> str:
 
 
 def make_dead_letter(
-    record: SourceRecord, stage: str, reason: str, error_class_name: str, model_version: str
+    record: SourceRecord, stage: str, reason: str, error_class_name: str, model_version: str, *, event_id: Any = None
 ) -> DeadLetterOut:
     """A dead letter for ``record``: original key and value bytes untouched, the why in headers."""
     key = record.key
@@ -289,11 +298,15 @@ def score_batch(
         try:
             event = validate_event(obj)
         except InvalidEvent as exc:
-            dead_letters.append(make_dead_letter(record, exc.stage, exc.reason, error_class(exc), version))
+            event_id = obj.get(EVENT_ID)
+            dead_letters.append(
+                make_dead_letter(record, exc.stage, exc.reason, error_class(exc), version, event_id=event_id)
+            )
             continue
         except Exception as exc:  # routed: a validator bug must cost one event, not the batch
+            reason = _unexpected(Stage.VALIDATE, exc)
             dead_letters.append(
-                make_dead_letter(record, Stage.VALIDATE, _unexpected(Stage.VALIDATE, exc), error_class(exc), version)
+                make_dead_letter(record, Stage.VALIDATE, reason, error_class(exc), version, event_id=obj.get(EVENT_ID))
             )
             continue
         valid_records.append(record)
@@ -312,17 +325,22 @@ def score_batch(
     threshold = model.threshold
     processed_ts = utc_now_iso()
     predictions = result.predictions
+    event_ms = result.event_ms
     probability_sum = 0.0
     churned = 0
     for index, (record, event, probability) in enumerate(zip(valid_records, events, probabilities, strict=True)):
         if probability is None:
             exc = failures[index]
             reason = f"the model could not score this event: {type(exc).__name__}: {exc}"
-            dead_letters.append(make_dead_letter(record, Stage.SCORE, reason, error_class(exc), version))
+            dead_letters.append(
+                make_dead_letter(record, Stage.SCORE, reason, error_class(exc), version, event_id=event.event_id)
+            )
             continue
         problem = _not_a_probability(probability)
         if problem is not None:
-            dead_letters.append(make_dead_letter(record, Stage.SCORE, problem, "ValueError", version))
+            dead_letters.append(
+                make_dead_letter(record, Stage.SCORE, problem, "ValueError", version, event_id=event.event_id)
+            )
             continue
         is_churn = probability >= threshold
         value = encode_prediction(
@@ -337,6 +355,7 @@ def score_batch(
             source_offset=record.offset,
         )
         predictions.append(PredictionOut(event.customer_id.encode(), value, record.partition, record.offset))
+        event_ms.append(event.event_ms)
         probability_sum += probability
         churned += is_churn
     result.probability_sum = probability_sum

@@ -147,8 +147,6 @@ class RunStats:
         self.first_record_at: float | None = None
         self.last_batch_at: float | None = None
         self.first_record_cpu = self.last_batch_cpu = 0.0  # process CPU seconds, for the benchmark
-        self.next_log_at = options.log_every
-        self.last_log = (self.started, 0)
 
     @property
     def in_window(self) -> int:
@@ -160,10 +158,9 @@ class RunStats:
         self.first_record_at = now
         self.first_record_cpu = time.process_time()
         self.windows_clock = now
-        self.last_log = (now, 0)
 
     def record(self, result: BatchResult) -> None:
-        """A batch is committed: count it, close a full window, log progress every ``log_every`` events."""
+        """A batch is committed: count it, and close a full window."""
         now = self._clock()
         self.totals.add(result)
         self.last_batch_at = now
@@ -175,22 +172,6 @@ class RunStats:
             window.totals.add(result)
             if window.totals.consumed >= self.options.window_size:
                 self.close_window()
-        if self.options.log_every > 0 and self.totals.consumed >= self.next_log_at:
-            self._log_progress(now)
-
-    def _log_progress(self, now: float) -> None:
-        since, consumed_then = self.last_log
-        rate = (self.totals.consumed - consumed_then) / max(now - since, 1e-9)
-        logger.info(
-            "progress: consumed=%d scored=%d dead_lettered=%d events/s=%.0f",
-            self.totals.consumed,
-            self.totals.scored,
-            self.totals.dead_lettered,
-            rate,
-        )
-        self.last_log = (now, self.totals.consumed)
-        while self.next_log_at <= self.totals.consumed:
-            self.next_log_at += self.options.log_every
 
     def _window(self, now: float) -> Window:
         if self.window is None:

@@ -62,8 +62,9 @@ def ts_to_epoch_ms(text: str) -> float:
     return parse_ts(text).timestamp() * 1000.0
 
 
-def event_ts_problem(text: str) -> str | None:
-    """None when ``text`` is an event time the pipeline accepts (EVENT_TS_RULE), else why not."""
+def event_time_ms(text: str) -> float | str:
+    """The event time in ms since the epoch when ``text`` is one the pipeline accepts (EVENT_TS_RULE),
+    else the reason it is not (a str). One parse serves the check and the latency metric."""
     match = _EVENT_TS.fullmatch(text)
     if match is None:
         return f"{EVENT_TS}={text[:40]!r} is not {EVENT_TS_RULE}"
@@ -71,10 +72,16 @@ def event_ts_problem(text: str) -> str | None:
     if not EVENT_TS_YEARS[0] <= year <= EVENT_TS_YEARS[1]:
         return f"{EVENT_TS}={text[:40]!r} is in year {year}, outside {EVENT_TS_YEARS[0]}-{EVENT_TS_YEARS[1]}"
     try:
-        datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
     except ValueError:
         return f"{EVENT_TS}={text[:40]!r} is not a real date and time"
-    return None
+    return moment.timestamp() * 1000.0
+
+
+def event_ts_problem(text: str) -> str | None:
+    """None when ``text`` is an event time the pipeline accepts (EVENT_TS_RULE), else why not."""
+    parsed = event_time_ms(text)
+    return parsed if isinstance(parsed, str) else None
 
 
 def _reject(reason: str) -> InvalidEvent:
@@ -166,6 +173,7 @@ class ValidEvent:
     event_id: str
     event_ts: str
     features: dict[str, Any]
+    event_ms: float = 0.0  # event_ts in ms since the epoch (for the latency metric)
 
 
 def decode_value(value: bytes | None, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> dict[str, Any]:
@@ -270,9 +278,10 @@ def _validate_fast(obj: Mapping[str, Any]) -> ValidEvent | None:
                 return None
     except KeyError:
         return None
-    if event_ts_problem(event_ts) is not None:
+    event_ms = event_time_ms(event_ts)
+    if isinstance(event_ms, str):
         return None
-    return ValidEvent(customer_id, event_id, event_ts, features)
+    return ValidEvent(customer_id, event_id, event_ts, features, event_ms)
 
 
 def _validate_in_full(obj: Mapping[str, Any]) -> ValidEvent:
@@ -280,7 +289,7 @@ def _validate_in_full(obj: Mapping[str, Any]) -> ValidEvent:
     customer_id = _identifier(obj, ID_COLUMN)
     event_id = _identifier(obj, EVENT_ID)
     event_ts = _identifier(obj, EVENT_TS)
-    problem = event_ts_problem(event_ts)
-    if problem is not None:
-        raise _reject(problem)
-    return ValidEvent(customer_id, event_id, event_ts, parse_features(obj))
+    event_ms = event_time_ms(event_ts)
+    if isinstance(event_ms, str):
+        raise _reject(event_ms)
+    return ValidEvent(customer_id, event_id, event_ts, parse_features(obj), event_ms)

@@ -21,12 +21,19 @@ def describe_partitions(partitions: Iterable[TopicPartition]) -> str:
 class RebalanceLogger(ConsumerRebalanceListener):
     """Logs assignments. Nothing to commit on revocation: every batch commits before the next poll."""
 
-    def __init__(self, on_assigned: Callable[[list[TopicPartition]], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_assigned: Callable[[list[TopicPartition]], None] | None = None,
+        on_revoked: Callable[[list[TopicPartition]], None] | None = None,
+    ) -> None:
         self._on_assigned = on_assigned
+        self._on_revoked = on_revoked
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         if revoked:
             logger.info("partitions revoked: %s", describe_partitions(revoked))
+        if self._on_revoked is not None:
+            self._on_revoked(list(revoked))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         logger.info("partitions assigned: %s", describe_partitions(assigned) or "none")

@@ -43,7 +43,7 @@ from tests.helpers import free_port, make_rows, run_script, start_script
 
 pytestmark = pytest.mark.integration
 
-PROGRESS_RE = re.compile(r"progress: consumed=(\d+)")
+PROGRESS_RE = re.compile(r"heartbeat: consumed=(\d+)")
 ASSIGNED_RE = re.compile(r"partitions assigned: (.*)$")
 
 
@@ -260,7 +260,7 @@ def test_kill_9_mid_run_then_restart_loses_nothing(
     produce(settings, as_records(events))
     max_batch = 500
 
-    common = ["--guarantee", guarantee, "--max-batch", str(max_batch), "--log-every", str(max_batch)]
+    common = ["--guarantee", guarantee, "--max-batch", str(max_batch), "--log-interval", "0.05"]
     for attempt, delay in enumerate(KILL_DELAYS_S):
         log = tmp_path / f"killed-{attempt}.log"
         process = start_consumer(pipeline_env, ["--mode", "streaming", *common], log)
@@ -335,7 +335,7 @@ def test_two_consumers_in_one_group_split_the_work_and_lose_nothing(
     logs = [tmp_path / "c0.log", tmp_path / "c1.log"]
     summaries = [tmp_path / "c0.json", tmp_path / "c1.json"]
     processes = [
-        start_consumer(pipeline_env, ["--mode", "streaming", "--log-every", "500", "--summary-json", str(s)], log)
+        start_consumer(pipeline_env, ["--mode", "streaming", "--log-interval", "0.05", "--summary-json", str(s)], log)
         for log, s in zip(logs, summaries, strict=True)
     ]
     outputs: dict[int, str] = {}

@@ -406,7 +406,7 @@ def test_4_one_of_three_consumers_killed_its_partitions_move(pipeline_env: dict[
     # Static members: a silent one keeps its partitions for the session timeout. 6 s (the broker's
     # minimum) instead of the default 15 s keeps the test short; the takeover is the same.
     consumers = [
-        consumer(f"consumer-{i}", pipeline_env, tmp_path, "--session-timeout-ms", "6000", "--log-every", "500")
+        consumer(f"consumer-{i}", pipeline_env, tmp_path, "--session-timeout-ms", "6000", "--log-interval", "1")
         for i in range(3)
     ]
     processes = list(consumers)

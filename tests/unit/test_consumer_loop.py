@@ -23,6 +23,7 @@ from churnstream.consumer.sinks import (
     BatchAborted,
     CallStalled,
     OutputFailed,
+    SinkTimes,
     TransactionalSink,
 )
 from churnstream.consumer.stats import RunStats
@@ -53,6 +54,7 @@ class CountingSink:
     def __init__(self, abort: int = 0) -> None:
         self.delivered: list[tuple[int, dict[TopicPartition, OffsetAndMetadata]]] = []
         self.abort = abort
+        self.times = SinkTimes()
 
     def deliver(self, batch: Batch) -> None:
         if self.abort:
@@ -149,7 +151,7 @@ def test_a_fence_stops_the_consumer_without_an_abort() -> None:
 def test_the_loop_scores_each_poll_with_one_model_call_and_one_delivery() -> None:
     consumer = FakeConsumer([{P0: records(P0, 0, 7), P1: records(P1, 0, 5)}, {}, {P0: records(P0, 7, 3)}])
     sink, model = CountingSink(), StubModel()
-    stats = run_loop(consumer, sink, ConsumerOptions(log_every=0), model)
+    stats = run_loop(consumer, sink, ConsumerOptions(log_interval_s=0), model)
     assert model.calls == [12, 3]  # one predict_proba per poll batch, never per message
     assert [consumed for consumed, _ in sink.delivered] == [12, 3]
     assert sink.delivered[1][1] == {P0: OffsetAndMetadata(10, "", 0)}
@@ -159,16 +161,19 @@ def test_the_loop_scores_each_poll_with_one_model_call_and_one_delivery() -> Non
 def test_aborts_in_a_row_stop_the_loop_and_a_success_resets_the_count() -> None:
     batches = [{P0: records(P0, 0, 1)} for _ in range(MAX_CONSECUTIVE_ABORTS + 2)]
     stats = run_loop(
-        FakeConsumer(batches), CountingSink(abort=MAX_CONSECUTIVE_ABORTS - 1), ConsumerOptions(log_every=0), StubModel()
+        FakeConsumer(batches),
+        CountingSink(abort=MAX_CONSECUTIVE_ABORTS - 1),
+        ConsumerOptions(log_interval_s=0),
+        StubModel(),
     )
     assert stats.aborted == MAX_CONSECUTIVE_ABORTS - 1 and stats.totals.batches == 3
     with pytest.raises(OutputFailed, match=f"{MAX_CONSECUTIVE_ABORTS} transactions in a row"):
-        run_loop(FakeConsumer(batches), CountingSink(abort=99), ConsumerOptions(log_every=0), StubModel())
+        run_loop(FakeConsumer(batches), CountingSink(abort=99), ConsumerOptions(log_interval_s=0), StubModel())
 
 
 def test_outputs_of_the_loop_are_one_per_record() -> None:
     consumer, producer = FakeConsumer([{P0: records(P0, 0, 6, bad=(3,))}]), FakeProducer()
-    run_loop(consumer, AtLeastOnceSink(producer, consumer, SETTINGS), ConsumerOptions(log_every=0), StubModel())
+    run_loop(consumer, AtLeastOnceSink(producer, consumer, SETTINGS), ConsumerOptions(log_interval_s=0), StubModel())
     predictions = [decode_prediction(value) for topic, _, value, _ in producer.sent if topic == "pred"]
     assert sorted(p.source_offset for p in predictions) == [0, 1, 2, 4, 5]
     assert [topic for topic, *_ in producer.sent].count("dlq") == 1
@@ -178,7 +183,7 @@ def test_outputs_of_the_loop_are_one_per_record() -> None:
 
 
 def test_batch_mode_windows_have_exactly_their_size() -> None:
-    options = ConsumerOptions(mode=Mode.BATCH, window_size=4, max_batch=10, log_every=0)
+    options = ConsumerOptions(mode=Mode.BATCH, window_size=4, max_batch=10, log_interval_s=0)
     stats = RunStats(options)
     until = StopConditions(options, StopFlag(), stats)
     sizes = []
@@ -195,7 +200,7 @@ def test_batch_mode_windows_have_exactly_their_size() -> None:
 
 
 def test_batch_mode_stops_when_caught_up_with_the_end_offsets_seen_at_assignment() -> None:
-    options = ConsumerOptions(mode=Mode.BATCH, log_every=0)
+    options = ConsumerOptions(mode=Mode.BATCH, log_interval_s=0)
     consumer = FakeConsumer([{P0: records(P0, 0, 3)}], end_offsets={P0: 3})
     stats = RunStats(options)
     until = StopConditions(options, StopFlag(), stats)
@@ -300,7 +305,10 @@ def test_the_offsets_carry_the_membership_the_batch_was_polled_under() -> None:
             return super().predict_proba(rows)
 
     run_loop(
-        consumer, TransactionalSink(producer, consumer, SETTINGS), ConsumerOptions(log_every=0), EvictedWhileScoring()
+        consumer,
+        TransactionalSink(producer, consumer, SETTINGS),
+        ConsumerOptions(log_interval_s=0),
+        EvictedWhileScoring(),
     )
     (membership,) = producer.memberships
     assert (membership.generation_id, membership.member_id) == (1, "member-1")  # the broker can fence it
@@ -308,7 +316,7 @@ def test_the_offsets_carry_the_membership_the_batch_was_polled_under() -> None:
 
 def test_batch_mode_is_not_caught_up_while_a_position_is_unknown() -> None:
     """Before: position() had no timeout, and a None it returned raised TypeError."""
-    options = ConsumerOptions(mode=Mode.BATCH, log_every=0)
+    options = ConsumerOptions(mode=Mode.BATCH, log_interval_s=0)
     consumer = FakeConsumer([{P0: records(P0, 0, 3)}], end_offsets={P0: 3})
     consumer.poll()
     consumer.positions_unknown = True

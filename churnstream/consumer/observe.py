@@ -1,0 +1,125 @@
+"""What the loop tells the outside world: health, lag, metrics, a heartbeat line, one line per dead letter.
+
+The loop calls :class:`LoopObserver` once per turn and once per delivered or aborted batch. Its
+work per turn is a few attribute writes and one watermark read per assigned partition; per batch,
+counter increments and one histogram update for the whole batch. Metrics only when a port is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import numpy as np
+from kafka import KafkaConsumer
+from kafka.structs import MemberState, TopicPartition
+
+from churnstream.consumer.scoring import BatchResult
+from churnstream.consumer.sinks import Batch
+from churnstream.consumer.stats import RunStats
+from churnstream.observability.health import Health
+from churnstream.observability.lag import LagTracker
+from churnstream.observability.metrics import ConsumerMetrics
+
+logger = logging.getLogger(__name__)
+
+METRICS_REFRESH_S = 1.0  # lag gauges are recomputed at most this often
+
+
+class LoopObserver:
+    def __init__(
+        self,
+        stats: RunStats,
+        health: Health,
+        metrics: ConsumerMetrics | None = None,
+        *,
+        log_interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stats = stats
+        self.health = health
+        self.metrics = metrics
+        self.log_interval_s = log_interval_s
+        self._clock = clock
+        now = clock()
+        self._next_refresh = now
+        self._next_log = now + log_interval_s
+        self._logged_consumed = 0
+        self._logged_at = now
+
+    @property
+    def lag(self) -> LagTracker:
+        """The health object's table: the probes and the metrics read the same one."""
+        return self.health.lag
+
+    # -- from the rebalance listener (inside poll, on the loop's thread)
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        self.lag.assigned(partitions, self._clock())
+        if self.metrics is not None:
+            self.metrics.assignment(partitions)
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        self.lag.revoked(partitions)
+        if self.metrics is not None:
+            self.metrics.revoked(partitions)
+
+    # -- from the loop
+
+    def turned(self, consumer: KafkaConsumer) -> None:
+        now = self._clock()
+        self.health.beat(joined=consumer.group_metadata().state == MemberState.STABLE)
+        for tp in consumer.assignment():
+            self.lag.observe(tp, consumer.highwater(tp), None, now)
+        if self.metrics is not None and now >= self._next_refresh:
+            self.metrics.lag(self.lag, time.monotonic())
+            self._next_refresh = now + METRICS_REFRESH_S
+        if self.log_interval_s > 0 and now >= self._next_log:
+            self._heartbeat(now)
+
+    def delivered(self, batch: Batch, stage_seconds: dict[str, float]) -> None:
+        now = self._clock()
+        for tp, offset in batch.offsets.items():
+            self.lag.committed(tp, offset.offset, now)
+        result = batch.result
+        if self.metrics is not None:
+            by_stage = Counter(dead.stage for dead in result.dead_letters)
+            self.metrics.batch(result.consumed, result.scored, dict(by_stage), stage_seconds)
+            self.metrics.latencies(np.asarray(result.event_ms, dtype=float), time.time() * 1000.0)
+        _log_dead_letters(result, batch)
+
+    def aborted(self) -> None:
+        if self.metrics is not None:
+            self.metrics.aborted()
+
+    def _heartbeat(self, now: float) -> None:
+        totals = self.stats.totals
+        rate = (totals.consumed - self._logged_consumed) / max(now - self._logged_at, 1e-9)
+        logger.info(
+            "heartbeat: consumed=%d scored=%d dead_lettered=%d events/s=%.0f lag=%d partitions=%d",
+            totals.consumed,
+            totals.scored,
+            totals.dead_lettered,
+            rate,
+            self.lag.total_records(),
+            len(self.lag.partitions),
+        )
+        self._logged_consumed, self._logged_at = totals.consumed, now
+        self._next_log = now + self.log_interval_s
+
+
+def _log_dead_letters(result: BatchResult, batch: Batch) -> None:
+    """One warning per dead letter, with the coordinates an operator needs to find the record."""
+    topic = next(iter(batch.offsets)).topic if batch.offsets else ""
+    for dead in result.dead_letters:
+        logger.warning(
+            "dead-lettered %s[%d]@%d at %s: %s",
+            topic,
+            dead.partition,
+            dead.offset,
+            dead.stage,
+            dead.reason,
+            extra={"event_id": dead.event_id, "topic": topic, "partition": dead.partition, "offset": dead.offset},
+        )

@@ -1,0 +1,169 @@
+"""Prometheus metrics of the consumer and the producer, with the official client (prometheus_client).
+
+Named by Prometheus' conventions: base units (seconds), ``_total`` for counters, one metric with a
+label rather than one metric per stage or result. Each process has its own registry, served on
+``--metrics-port`` by :mod:`churnstream.observability.server`. monitoring/ holds the Prometheus
+configuration, the alert rules and a Grafana dashboard written against these names
+(tests/unit/test_monitoring.py checks that every query names one of them).
+
+Hot path: per batch, a few counter increments and one histogram update for the whole batch's
+latencies (counted into buckets with numpy), never a call per event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from kafka.structs import TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from churnstream.observability.lag import LagTracker
+
+# End to end, event_ts -> output acknowledged: milliseconds at low rates, seconds during an outage.
+disable_created_metrics()  # the *_created series double every counter and say nothing an operator needs
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+STAGE_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0)
+BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+STAGES = ("poll", "decode", "validate", "predict", "encode", "send", "flush", "commit")
+
+# The names, for monitoring/ and its test: one place.
+EVENTS_CONSUMED = "churn_events_consumed_total"
+EVENTS_SCORED = "churn_events_scored_total"
+EVENTS_DEAD_LETTERED = "churn_events_dead_lettered_total"
+TRANSACTIONS = "churn_transactions_total"
+REBALANCES = "churn_rebalances_total"
+MODEL_LOAD_FAILURES = "churn_model_load_failures_total"
+EVENT_LATENCY = "churn_event_latency_seconds"
+STAGE_DURATION = "churn_batch_stage_duration_seconds"
+BATCH_SIZE = "churn_batch_events"
+LAG_RECORDS = "churn_consumer_lag_records"
+LAG_SECONDS = "churn_consumer_lag_seconds"
+ASSIGNED_PARTITIONS = "churn_assigned_partitions"
+MODEL_INFO = "churn_model_info"
+LAST_COMMIT = "churn_last_commit_timestamp_seconds"
+PRODUCER_EVENTS = "churn_producer_events_total"
+PRODUCER_RATE = "churn_producer_achieved_events_per_second"
+PRODUCER_CHECKPOINT = "churn_producer_checkpoint_rows"
+
+
+def _family(name: str) -> str:
+    """A counter's family name, as prometheus_client wants it (it adds ``_total`` itself)."""
+    return name.removesuffix("_total")
+
+
+class BatchHistogram(Collector):
+    """A histogram fed a whole batch of observations at once (numpy counts them into buckets)."""
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = np.asarray(buckets, dtype=float)
+        self.counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # the last: above every bound
+        self.total = 0.0
+
+    def observe_many(self, values: np.ndarray) -> None:
+        if values.size == 0:
+            return
+        indexes = np.searchsorted(self.bounds, values, side="left")  # a value equal to a bound counts in it
+        self.counts += np.bincount(indexes, minlength=len(self.counts))
+        self.total += float(values.sum())
+
+    def collect(self) -> Iterable[HistogramMetricFamily]:
+        cumulative = np.cumsum(self.counts)
+        buckets = [(f"{bound:g}", int(count)) for bound, count in zip(self.bounds, cumulative, strict=False)]
+        buckets.append(("+Inf", int(cumulative[-1])))
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], buckets, self.total)
+        yield family
+
+
+class ConsumerMetrics:
+    """Everything the consumer exposes. The loop calls it once per batch; the endpoint reads the registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter(_family(EVENTS_CONSUMED), "Events polled from the raw topic and committed", registry=r)
+        self.scored = Counter(_family(EVENTS_SCORED), "Events scored and published as predictions", registry=r)
+        self.dead_lettered = Counter(
+            _family(EVENTS_DEAD_LETTERED), "Events sent to the dead-letter topic, by stage", ["stage"], registry=r
+        )
+        self.transactions = Counter(
+            _family(TRANSACTIONS),
+            "Batches committed (a transaction, or at-least-once an offset commit) and aborted",
+            ["result"],
+            registry=r,
+        )
+        self.rebalances = Counter(_family(REBALANCES), "Partition assignments received", registry=r)
+        self.model_load_failures = Counter(_family(MODEL_LOAD_FAILURES), "Models refused when loaded", registry=r)
+        self.latency = BatchHistogram(EVENT_LATENCY, "From event_ts to the output's commit", LATENCY_BUCKETS_S)
+        r.register(self.latency)
+        self.stage = Histogram(
+            STAGE_DURATION, "Seconds per batch in each stage", ["stage"], buckets=STAGE_BUCKETS_S, registry=r
+        )
+        self.batch_size = Histogram(BATCH_SIZE, "Events per poll batch", buckets=BATCH_BUCKETS, registry=r)
+        self.lag_records = Gauge(LAG_RECORDS, "Records not yet committed", ["topic", "partition"], registry=r)
+        self.lag_seconds = Gauge(
+            LAG_SECONDS, "Age of the oldest record not yet committed", ["topic", "partition"], registry=r
+        )
+        self.assigned = Gauge(ASSIGNED_PARTITIONS, "Partitions assigned to this consumer", registry=r)
+        self.model_info = Gauge(MODEL_INFO, "The model version scoring (value 1)", ["version"], registry=r)
+        self.last_commit = Gauge(LAST_COMMIT, "Unix time of the last committed batch", registry=r)
+        for result in ("committed", "aborted"):
+            self.transactions.labels(result)  # both series exist from the start, at 0
+
+    def model(self, version: str) -> None:
+        self.model_info.clear()
+        self.model_info.labels(version).set(1)
+
+    def batch(self, consumed: int, scored: int, dead_by_stage: dict[str, int], stage_seconds: dict[str, float]) -> None:
+        self.consumed.inc(consumed)
+        self.scored.inc(scored)
+        for stage, count in dead_by_stage.items():
+            self.dead_lettered.labels(stage).inc(count)
+        for stage, seconds in stage_seconds.items():
+            self.stage.labels(stage).observe(seconds)
+        self.batch_size.observe(consumed)
+        self.transactions.labels("committed").inc()
+        self.last_commit.set(time.time())
+
+    def latencies(self, event_ms: np.ndarray, now_ms: float) -> None:
+        self.latency.observe_many((now_ms - event_ms) / 1000.0)
+
+    def aborted(self) -> None:
+        self.transactions.labels("aborted").inc()
+
+    def assignment(self, partitions: list[TopicPartition]) -> None:
+        self.rebalances.inc()
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        """A revoked partition's series go: a gauge left behind would report a lag nobody owns."""
+        for tp in partitions:
+            for gauge in (self.lag_records, self.lag_seconds):
+                with contextlib.suppress(KeyError):  # never set: nothing to remove
+                    gauge.remove(tp.topic, str(tp.partition))
+
+    def lag(self, tracker: LagTracker, now: float) -> None:
+        for tp, lag in list(tracker.partitions.items()):
+            self.lag_records.labels(tp.topic, str(tp.partition)).set(lag.records)
+            self.lag_seconds.labels(tp.topic, str(tp.partition)).set(lag.seconds(now))
+        self.assigned.set(len(tracker.partitions))
+
+
+class ProducerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            _family(PRODUCER_EVENTS), "Events handed to the client, acknowledged and failed", ["state"], registry=r
+        )
+        self.rate = Gauge(PRODUCER_RATE, "Acknowledged events per second since the run began", registry=r)
+        self.checkpoint = Gauge(PRODUCER_CHECKPOINT, "Batch load: rows acknowledged and checkpointed", registry=r)
+        for state in ("sent", "acknowledged", "failed"):
+            self.events.labels(state)
