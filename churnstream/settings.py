@@ -52,7 +52,9 @@ ENV_DATA_PATH = "DATA_PATH"
 ENV_CHECKPOINT_DIR = "CHECKPOINT_DIR"
 ENV_DEADLETTER_RETENTION_MS = "KAFKA_DEADLETTER_RETENTION_MS"
 ENV_CONSUMER_INSTANCE_ID = "CONSUMER_INSTANCE_ID"
-ENV_METRICS_PORT = "METRICS_PORT"  # serve /metrics, /healthz and /readyz on this port; off when unset
+ENV_METRICS_PORT = "METRICS_PORT"  # the consumer serves /metrics, /healthz and /readyz here; off when unset
+# The streaming producer's own port: one .env serves both on one host, so they cannot share a name.
+ENV_PRODUCER_METRICS_PORT = "PRODUCER_METRICS_PORT"
 ENV_LOG_FORMAT = "LOG_FORMAT"  # text (default) or json
 ENV_DOTENV = "CHURN_DOTENV"  # which .env file to read; "none" to read none
 
@@ -79,6 +81,7 @@ ALL_VARIABLES = (
     ENV_DEADLETTER_RETENTION_MS,
     ENV_CONSUMER_INSTANCE_ID,
     ENV_METRICS_PORT,
+    ENV_PRODUCER_METRICS_PORT,
     ENV_LOG_FORMAT,
 )
 LOG_FORMATS = ("text", "json")
@@ -153,6 +156,7 @@ class Settings:
     # The consumer's stable id when the operator assigns one (a pod name); else <host>-<slot>.
     consumer_instance_id: str | None = None
     metrics_port: int | None = None
+    producer_metrics_port: int | None = None
 
     @property
     def model_card_path(self) -> Path:
@@ -183,6 +187,7 @@ class Settings:
             ENV_DEADLETTER_RETENTION_MS: str(self.deadletter_retention_ms),
             ENV_CONSUMER_INSTANCE_ID: self.consumer_instance_id or "",
             ENV_METRICS_PORT: "" if self.metrics_port is None else str(self.metrics_port),
+            ENV_PRODUCER_METRICS_PORT: "" if self.producer_metrics_port is None else str(self.producer_metrics_port),
         }
 
     def environment(self, *, reveal_secrets: bool) -> dict[str, str]:
@@ -363,6 +368,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         deadletter_retention_ms=_retention(env),
         consumer_instance_id=_instance_id(env),
         metrics_port=_optional_int(env, ENV_METRICS_PORT, 1, 65535),
+        producer_metrics_port=_optional_int(env, ENV_PRODUCER_METRICS_PORT, 1, 65535),
     )
 
 

@@ -14,6 +14,7 @@ from churnstream.cli.common import (
     add_logging_options,
     make_parser,
     output_file,
+    port_number,
     positive_number,
     run,
     setup_logging,
@@ -111,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="where the checkpoint lives (default: CHECKPOINT_DIR/<topic>.json)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=port_number,
+        metavar="PORT",
+        help="serve Prometheus metrics on /metrics on this port (default: PRODUCER_METRICS_PORT; off when neither "
+        "is set)",
+    )
     add_connection_options(parser)
     add_logging_options(parser)
     return parser
@@ -147,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                         seed=args.seed,
                         data_path=args.data,
                         skip_bad_rows=args.skip_bad_rows,
+                        metrics_port=args.metrics_port,
                     ),
                     stop,
                 )
@@ -163,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                         data_path=args.data,
                         skip_bad_rows=args.skip_bad_rows,
                         progress=ProgressBar() if not args.no_progress and sys.stderr.isatty() else None,
+                        metrics_port=args.metrics_port,
                     ),
                     stop,
                 )

@@ -26,6 +26,9 @@ from churnstream.observability.metrics import ConsumerMetrics
 logger = logging.getLogger(__name__)
 
 METRICS_REFRESH_S = 1.0  # lag gauges are recomputed at most this often
+# Dead letters logged one by one per batch; a flood of bad input is summed up in one more line
+# (the dead-letter topic and the metric have them all).
+LOGGED_DEAD_LETTERS_PER_BATCH = 20
 
 
 class LoopObserver:
@@ -113,7 +116,7 @@ class LoopObserver:
 def _log_dead_letters(result: BatchResult, batch: Batch) -> None:
     """One warning per dead letter, with the coordinates an operator needs to find the record."""
     topic = next(iter(batch.offsets)).topic if batch.offsets else ""
-    for dead in result.dead_letters:
+    for dead in result.dead_letters[:LOGGED_DEAD_LETTERS_PER_BATCH]:
         logger.warning(
             "dead-lettered %s[%d]@%d at %s: %s",
             topic,
@@ -123,3 +126,6 @@ def _log_dead_letters(result: BatchResult, batch: Batch) -> None:
             dead.reason,
             extra={"event_id": dead.event_id, "topic": topic, "partition": dead.partition, "offset": dead.offset},
         )
+    unlogged = len(result.dead_letters) - LOGGED_DEAD_LETTERS_PER_BATCH
+    if unlogged > 0:
+        logger.warning("dead-lettered %d more event(s) in this batch (all are on the dead-letter topic)", unlogged)

@@ -93,10 +93,16 @@ def parse_properties(text: str, source: str) -> list[tuple[str, str, str]]:
     """``key=value`` (or ``key:value``) lines of a Java properties file; ``#``/``!`` comments.
     Returns (key, value, where) with ``where`` like ``client.properties:3`` for error messages."""
     pairs = []
+    pending = ""  # a line ending in a backslash continues on the next, as in Java
     for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
+        line = pending + raw.strip()
         if not line or line.startswith(("#", "!")):
+            pending = ""
             continue
+        if (len(line) - len(line.rstrip("\\"))) % 2 == 1:
+            pending = line[:-1]
+            continue
+        pending = ""
         key, separator, value = _split(line)
         if not separator:
             raise ConfigError(f"{source}:{number}: {line[:60]!r} is not key=value")

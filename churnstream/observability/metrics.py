@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 import numpy as np
 from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from churnstream.observability.lag import LagTracker
 
@@ -50,6 +52,25 @@ LAST_COMMIT = "churn_last_commit_timestamp_seconds"
 PRODUCER_EVENTS = "churn_producer_events_total"
 PRODUCER_RATE = "churn_producer_achieved_events_per_second"
 PRODUCER_CHECKPOINT = "churn_producer_checkpoint_rows"
+EXPORTED = (
+    EVENTS_CONSUMED,
+    EVENTS_SCORED,
+    EVENTS_DEAD_LETTERED,
+    TRANSACTIONS,
+    REBALANCES,
+    MODEL_LOAD_FAILURES,
+    EVENT_LATENCY,
+    STAGE_DURATION,
+    BATCH_SIZE,
+    LAG_RECORDS,
+    LAG_SECONDS,
+    ASSIGNED_PARTITIONS,
+    MODEL_INFO,
+    LAST_COMMIT,
+    PRODUCER_EVENTS,
+    PRODUCER_RATE,
+    PRODUCER_CHECKPOINT,
+)
 
 
 def _family(name: str) -> str:
@@ -76,7 +97,7 @@ class BatchHistogram(Collector):
 
     def collect(self) -> Iterable[HistogramMetricFamily]:
         cumulative = np.cumsum(self.counts)
-        buckets = [(f"{bound:g}", int(count)) for bound, count in zip(self.bounds, cumulative, strict=False)]
+        buckets = [(floatToGoString(bound), int(count)) for bound, count in zip(self.bounds, cumulative, strict=False)]
         buckets.append(("+Inf", int(cumulative[-1])))
         family = HistogramMetricFamily(self.name, self.documentation)
         family.add_metric([], buckets, self.total)
@@ -156,14 +177,55 @@ class ConsumerMetrics:
         self.assigned.set(len(tracker.partitions))
 
 
-class ProducerMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+class DeliveryCounts(Protocol):
+    """What the producer's DeliveryTracker counts (read at scrape time, never pushed per event)."""
+
+    sent: int
+    acknowledged: int
+
+    @property
+    def failed(self) -> int: ...
+
+
+class ProducerMetrics(Collector):
+    """The producer's metrics, read from its delivery counters when Prometheus scrapes.
+
+    Nothing runs per event: the send loop only keeps the counters it keeps anyway, and a scrape
+    reads them (plain integers, written by the client's sender thread; a scrape may be one event old).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.events = Counter(
-            _family(PRODUCER_EVENTS), "Events handed to the client, acknowledged and failed", ["state"], registry=r
+        self.clock = clock
+        self.counts: DeliveryCounts | None = None
+        self.started: float | None = None
+        self.checkpoint_rows: int | None = None
+        self.registry.register(self)
+
+    def watch(self, counts: DeliveryCounts) -> None:
+        """The run's counters, from now on; the achieved rate is measured from this moment."""
+        self.counts = counts
+        self.started = self.clock()
+
+    def checkpointed(self, next_row: int) -> None:
+        self.checkpoint_rows = next_row
+
+    def collect(self) -> Iterable[Metric]:
+        events = CounterMetricFamily(
+            _family(PRODUCER_EVENTS), "Events handed to the client, acknowledged and failed", labels=["state"]
         )
-        self.rate = Gauge(PRODUCER_RATE, "Acknowledged events per second since the run began", registry=r)
-        self.checkpoint = Gauge(PRODUCER_CHECKPOINT, "Batch load: rows acknowledged and checkpointed", registry=r)
-        for state in ("sent", "acknowledged", "failed"):
-            self.events.labels(state)
+        counts = self.counts
+        sent, acknowledged, failed = (0, 0, 0) if counts is None else (counts.sent, counts.acknowledged, counts.failed)
+        for state, value in (("sent", sent), ("acknowledged", acknowledged), ("failed", failed)):
+            events.add_metric([state], value)
+        yield events
+        elapsed = 0.0 if self.started is None else self.clock() - self.started
+        yield GaugeMetricFamily(
+            PRODUCER_RATE,
+            "Acknowledged events per second since the run began",
+            value=acknowledged / elapsed if elapsed > 0 else 0.0,
+        )
+        if self.checkpoint_rows is not None:
+            yield GaugeMetricFamily(
+                PRODUCER_CHECKPOINT, "Batch load: rows acknowledged and checkpointed", value=self.checkpoint_rows
+            )

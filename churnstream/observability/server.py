@@ -39,7 +39,10 @@ class MetricsServer:
 
     def start(self) -> MetricsServer:
         self._thread.start()
-        logger.info("metrics on :%d%s, health on %s and %s", self.port, METRICS_PATH, HEALTH_PATH, READY_PATH)
+        if self.health is None:
+            logger.info("metrics on :%d%s", self.port, METRICS_PATH)
+        else:
+            logger.info("metrics on :%d%s, health on %s and %s", self.port, METRICS_PATH, HEALTH_PATH, READY_PATH)
         return self
 
     def close(self) -> None:

@@ -79,14 +79,18 @@ def run_streaming(
     wait: Callable[[float], bool] | None = None,
     event_clock: Callable[[], str] | None = None,
     on_ack: Callable[[], None] | None = None,
+    tracker: DeliveryTracker | None = None,
 ) -> RunSummary:
-    """Send random rows of ``pool`` on ``schedule`` until its duration ends or ``stop`` is set."""
+    """Send random rows of ``pool`` on ``schedule`` until its duration ends or ``stop`` is set.
+
+    ``tracker``: the delivery counters to keep, when someone else reads them too (the metrics).
+    """
     if not pool:
         raise DataError("no valid rows to stream")
     wait = wait or _default_wait(stop)
     event_clock = event_clock or EventClock()
     rng = random.Random(seed)
-    tracker = DeliveryTracker(on_ack)
+    tracker = tracker or DeliveryTracker(on_ack)
     monitor = PaceMonitor()
     total = schedule.total_events
     start = clock()
@@ -163,6 +167,7 @@ def run_batch(
     clock: Callable[[], float] = time.monotonic,
     event_clock: Callable[[], str] | None = None,
     on_ack: Callable[[], None] | None = None,
+    tracker: DeliveryTracker | None = None,
 ) -> RunSummary:
     """Send the load from ``checkpoint.next_row`` on, in chunks of ``batch_size`` rows.
 
@@ -178,7 +183,7 @@ def run_batch(
     event_clock = event_clock or EventClock()
     topic, load_id, total = checkpoint.topic, checkpoint.load_id, checkpoint.total_rows
     rows, rows_per_pass = data.rows, data.rows_per_pass
-    tracker = DeliveryTracker(on_ack)
+    tracker = tracker or DeliveryTracker(on_ack)
     start_row = position = checkpoint.next_row
     progress = progress or _NoProgress()
     progress.start(total, position)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,10 @@ from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.outage import watch_broker
 from churnstream.kafka.topics import ensure_topics
 from churnstream.lifecycle import StopFlag, tune_garbage_collector
+from churnstream.observability.metrics import ProducerMetrics
+from churnstream.observability.server import MetricsServer
 from churnstream.producer.checkpoint import (
+    Checkpoint,
     CheckpointCorrupt,
     LoadRequest,
     default_checkpoint_path,
@@ -26,9 +31,10 @@ from churnstream.producer.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
+from churnstream.producer.delivery import DeliveryTracker
 from churnstream.producer.loops import Progress, run_batch, run_streaming
 from churnstream.producer.pacing import RateSchedule
-from churnstream.producer.rows import EventClock, new_run_id, prepare_rows
+from churnstream.producer.rows import EventClock, PreparedData, new_run_id, prepare_rows
 from churnstream.producer.summary import RunSummary
 from churnstream.settings import Settings
 
@@ -52,6 +58,7 @@ class StreamingOptions:
     seed: int | None = None
     data_path: Path | None = None
     skip_bad_rows: bool = False
+    metrics_port: int | None = None  # None: PRODUCER_METRICS_PORT, else no metrics
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class BatchOptions:
     data_path: Path | None = None
     skip_bad_rows: bool = False
     progress: Progress | None = None  # a bar, drawn by the CLI
+    metrics_port: int | None = None  # None: PRODUCER_METRICS_PORT, else no metrics
 
 
 def connect(settings: Settings, topic: str, client_id: str, **producer_options: Any) -> KafkaProducer:
@@ -88,6 +96,22 @@ def connect(settings: Settings, topic: str, client_id: str, **producer_options: 
     return producer
 
 
+@contextlib.contextmanager
+def serve_metrics(settings: Settings, port: int | None) -> Iterator[ProducerMetrics | None]:
+    """The producer's /metrics while the run lasts, when a port is given (bound first: a taken port
+    fails the start before anything is sent)."""
+    port = port if port is not None else settings.producer_metrics_port
+    if port is None:
+        yield None
+        return
+    metrics = ProducerMetrics()
+    server = MetricsServer(port, metrics.registry).start()
+    try:
+        yield metrics
+    finally:
+        server.close()
+
+
 def _close(producer: KafkaProducer) -> None:
     # After the final flush nothing is pending; the timeout only bounds a close on an error path.
     producer.close(timeout=10)
@@ -100,28 +124,38 @@ def produce_streaming(settings: Settings, options: StreamingOptions, stop: StopF
     data = prepare_rows(data_path, skip_bad_rows=options.skip_bad_rows)
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
     topic = settings.topic_raw
-    producer = connect(settings, topic, "churn-producer-streaming", **STREAMING_PRODUCER_OPTIONS)
-    tune_garbage_collector()  # the prepared rows and the client live for the whole run
-    try:
-        run_id = new_run_id()
-        logger.info(
-            "streaming %s events/s %s to %s from %d rows of %s (run %s, seed %d)",
-            f"{schedule.events_per_sec:g}",
-            f"for {schedule.duration_s:g} s" if schedule.duration_s else "until Ctrl-C",
-            topic,
-            len(data.valid_rows),
-            data_path,
-            run_id,
-            seed,
-        )
-        with kafka_errors_translated(settings), watch_broker(settings.bootstrap_servers) as outage:
-            summary = run_streaming(
-                producer, topic, data.valid_rows, schedule, seed=seed, run_id=run_id, stop=stop, on_ack=outage.progress
+    with serve_metrics(settings, options.metrics_port) as metrics:
+        producer = connect(settings, topic, "churn-producer-streaming", **STREAMING_PRODUCER_OPTIONS)
+        tune_garbage_collector()  # the prepared rows and the client live for the whole run
+        try:
+            run_id = new_run_id()
+            logger.info(
+                "streaming %s events/s %s to %s from %d rows of %s (run %s, seed %d)",
+                f"{schedule.events_per_sec:g}",
+                f"for {schedule.duration_s:g} s" if schedule.duration_s else "until Ctrl-C",
+                topic,
+                len(data.valid_rows),
+                data_path,
+                run_id,
+                seed,
             )
-    finally:
-        _close(producer)
+            with kafka_errors_translated(settings), watch_broker(settings.bootstrap_servers) as outage:
+                tracker = _tracker(metrics, outage.progress)
+                summary = run_streaming(
+                    producer, topic, data.valid_rows, schedule, seed=seed, run_id=run_id, stop=stop, tracker=tracker
+                )
+        finally:
+            _close(producer)
     summary.skipped_rows = len(data.skipped)
     return summary
+
+
+def _tracker(metrics: ProducerMetrics | None, on_ack: Callable[[], None]) -> DeliveryTracker:
+    """The delivery counters, watched by the metrics when they are served."""
+    tracker = DeliveryTracker(on_ack)
+    if metrics is not None:
+        metrics.watch(tracker)
+    return tracker
 
 
 def produce_batch(settings: Settings, options: BatchOptions, stop: StopFlag) -> RunSummary:
@@ -159,39 +193,72 @@ def produce_batch(settings: Settings, options: BatchOptions, stop: StopFlag) -> 
             load_id=new_load_id(),
             now_ts=EventClock()(),
         )
-        producer = connect(settings, topic, "churn-producer-batch", **BATCH_PRODUCER_OPTIONS)
-        tune_garbage_collector()  # the prepared rows and the client live for the whole run
-        try:
-            if options.resume:
-                logger.info("resuming %s from checkpoint %s", checkpoint.describe(), checkpoint_path)
-            else:
-                if options.restart and existing is not None and not existing.completed:
-                    logger.warning(
-                        "starting over: abandoning the unfinished %s; its rows will be on %s twice",
-                        existing.describe(),
-                        topic,
-                    )
-                write_checkpoint(checkpoint_path, checkpoint)
-                logger.info(
-                    "loading %d rows x %d pass(es) of %s to %s (load %s, checkpoint %s)",
-                    checkpoint.rows_per_pass,
-                    checkpoint.repeat,
-                    data_path,
+        with serve_metrics(settings, options.metrics_port) as metrics:
+            return _load(
+                settings,
+                options,
+                stop,
+                data=data,
+                checkpoint=checkpoint,
+                existing=existing,
+                checkpoint_path=checkpoint_path,
+                metrics=metrics,
+            )
+
+
+def _load(
+    settings: Settings,
+    options: BatchOptions,
+    stop: StopFlag,
+    *,
+    data: PreparedData,
+    checkpoint: Checkpoint,
+    existing: Checkpoint | None,
+    checkpoint_path: Path,
+    metrics: ProducerMetrics | None,
+) -> RunSummary:
+    """The planned load, sent: after the plan, under the checkpoint's lock."""
+    topic = settings.topic_raw
+    data_path = options.data_path or settings.data_path
+
+    def save(cp: Checkpoint) -> None:
+        write_checkpoint(checkpoint_path, cp)
+        if metrics is not None:
+            metrics.checkpointed(cp.next_row)
+
+    producer = connect(settings, topic, "churn-producer-batch", **BATCH_PRODUCER_OPTIONS)
+    tune_garbage_collector()  # the prepared rows and the client live for the whole run
+    try:
+        if options.resume:
+            logger.info("resuming %s from checkpoint %s", checkpoint.describe(), checkpoint_path)
+        else:
+            if options.restart and existing is not None and not existing.completed:
+                logger.warning(
+                    "starting over: abandoning the unfinished %s; its rows will be on %s twice",
+                    existing.describe(),
                     topic,
-                    checkpoint.load_id,
-                    checkpoint_path,
                 )
-            with kafka_errors_translated(settings), watch_broker(settings.bootstrap_servers) as outage:
-                return run_batch(
-                    producer,
-                    data,
-                    checkpoint,
-                    batch_size=options.batch_size,
-                    save=lambda cp: write_checkpoint(checkpoint_path, cp),
-                    stop=stop,
-                    resumed=options.resume,
-                    progress=options.progress,
-                    on_ack=outage.progress,
-                )
-        finally:
-            _close(producer)
+            write_checkpoint(checkpoint_path, checkpoint)
+            logger.info(
+                "loading %d rows x %d pass(es) of %s to %s (load %s, checkpoint %s)",
+                checkpoint.rows_per_pass,
+                checkpoint.repeat,
+                data_path,
+                topic,
+                checkpoint.load_id,
+                checkpoint_path,
+            )
+        with kafka_errors_translated(settings), watch_broker(settings.bootstrap_servers) as outage:
+            return run_batch(
+                producer,
+                data,
+                checkpoint,
+                batch_size=options.batch_size,
+                save=save,
+                stop=stop,
+                resumed=options.resume,
+                progress=options.progress,
+                tracker=_tracker(metrics, outage.progress),
+            )
+    finally:
+        _close(producer)

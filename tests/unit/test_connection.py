@@ -1,0 +1,189 @@
+"""Reaching any cluster: Kafka client properties (--command-config, -X) translated, and refused by name."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from churnstream.cli.registry import COMMANDS, Command
+from churnstream.errors import EXIT_CONFIG, EXIT_USAGE, ConfigError, TlsError
+from churnstream.kafka.clients import security_options
+from churnstream.kafka.properties import OWNED, parse_properties, translate
+from churnstream.settings import load_settings
+
+# The commands that talk to a cluster take the connection options (the others: data, training, launcher).
+CONNECTING = [c for c in COMMANDS if "--command-config" in c.build_parser().format_help()]
+
+
+def test_the_commands_that_talk_to_kafka_take_the_connection_options() -> None:
+    assert {c.console_script for c in CONNECTING} >= {
+        "churn-producer",
+        "churn-consumer",
+        "churn-pipeline-test",
+        "churn-replay",
+    }
+    for command in CONNECTING:
+        text = command.build_parser().format_help()
+        assert "--bootstrap-server" in text
+        assert "-X KEY=VALUE" in text
+
+
+JAVA = """\
+# from the cluster admin, as Kafka's tools take it
+bootstrap.servers=broker-1.example.com:9093,broker-2.example.com:9093
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \\
+username="churn" password="s3cr\\"et";
+ssl.truststore.type=PEM
+ssl.truststore.location=/etc/kafka/ca.pem
+connections.max.idle.ms = 300000
+"""
+
+
+def test_a_java_client_properties_file_becomes_our_settings() -> None:
+    translated = translate(parse_properties(JAVA, "client.properties"))  # the JAAS line continued, as Java allows
+    assert translated.settings == {
+        "KAFKA_BOOTSTRAP_SERVERS": "broker-1.example.com:9093,broker-2.example.com:9093",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": "churn",
+        "KAFKA_SASL_PASSWORD": 's3cr"et',
+        "KAFKA_SSL_CAFILE": "/etc/kafka/ca.pem",
+    }
+    assert translated.client_options == {"connections_max_idle_ms": 300000}
+
+
+def test_librdkafka_names_as_kcat_takes_them_and_mutual_tls() -> None:
+    pairs = [
+        ("security.protocol", "SSL", "-X"),
+        ("ssl.ca.location", "/ca.pem", "-X"),
+        ("ssl.certificate.location", "/client.pem", "-X"),
+        ("ssl.key.location", "/client.key", "-X"),
+        ("ssl.key.password", "k", "-X"),
+    ]
+    settings = translate(pairs).settings
+    assert settings["KAFKA_SSL_CERTFILE"] == "/client.pem"
+    assert settings["KAFKA_SSL_KEYFILE"] == "/client.key"
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "client.pem", directory / "client.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=churn-client",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_the_settings_reach_kafka_python_with_the_client_certificate(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    translated = translate(
+        [
+            ("bootstrap.servers", "b:9093", "-X"),
+            ("security.protocol", "SSL", "-X"),
+            ("ssl.ca.location", str(cert), "-X"),
+            ("ssl.certificate.location", str(cert), "-X"),
+            ("ssl.key.location", str(key), "-X"),
+            ("reconnect.backoff.max.ms", "2000", "-X"),
+        ]
+    )
+    settings = load_settings(Path("/nonexistent.env"), translated.settings, translated.client_options)
+    options = security_options(settings)
+    assert options["security_protocol"] == "SSL"
+    assert (options["ssl_certfile"], options["ssl_keyfile"]) == (str(cert), str(key))
+    assert dict(settings.client_options) == {"reconnect_backoff_max_ms": 2000}
+
+
+def test_a_certificate_and_key_that_do_not_belong_together_fail_in_one_line(tmp_path: Path) -> None:
+    cert, _ = _self_signed(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    _, other_key = _self_signed(other)
+    variables = {
+        "KAFKA_SECURITY_PROTOCOL": "SSL",
+        "KAFKA_SSL_CAFILE": str(cert),
+        "KAFKA_SSL_CERTFILE": str(cert),
+        "KAFKA_SSL_KEYFILE": str(other_key),
+    }
+    settings = load_settings(Path("/nonexistent.env"), variables)
+    with pytest.raises(TlsError) as refused:
+        security_options(settings)
+    assert "KAFKA_SSL_CERTFILE, KAFKA_SSL_KEYFILE" in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("pairs", "named"),
+    [
+        ([("ssl.truststore.location", "/ts.jks", "f:1")], "f:1: ssl.truststore.location is a JKS store"),
+        ([("sasl.jaas.config", "com.sun.security.auth.module.Krb5LoginModule required;", "f:2")], "f:2: sasl.jaas"),
+        ([("fetch.max.wait.ms", "5", "-X fetch.max.wait.ms")], "-X fetch.max.wait.ms: fetch.max.wait.ms is not a"),
+        ([("acks", "1", "f:3")], "f:3: acks is set by the pipeline itself"),
+        ([("metadata.max.age.ms", "soon", "f:4")], "f:4: metadata.max.age.ms='soon' is not a whole number"),
+        ([("enable.ssl.certificate.verification", "false", "f:5")], "f:5: turning certificate verification off"),
+    ],
+)
+def test_what_cannot_be_honoured_is_refused_by_name(pairs: list[tuple[str, str, str]], named: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        translate(pairs)
+    assert str(refused.value).startswith(named)
+
+
+def test_every_owned_key_is_refused() -> None:
+    for key in OWNED:
+        with pytest.raises(ConfigError, match="set by the pipeline itself"):
+            translate([(key, "x", "-X")])
+
+
+def test_a_line_that_is_not_key_value_is_named_with_its_line_number() -> None:
+    with pytest.raises(ConfigError, match=r"^c.properties:2: 'security.protocol' is not key=value"):
+        parse_properties("# comment\nsecurity.protocol\n", "c.properties")
+
+
+# -- at the edge: one line, the right exit code, before anything connects
+
+
+@pytest.mark.parametrize("command", CONNECTING, ids=[c.name for c in CONNECTING])
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["-X", "security.protocol"], "argument -X: 'security.protocol' is not key=value"),
+        (["--command-config", "/no/such/client.properties"], "cannot read '/no/such/client.properties'"),
+    ],
+)
+def test_a_malformed_option_or_missing_file_exits_64_in_one_line(
+    command: Command, args: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        command.main(args)
+    assert stopped.value.code == EXIT_USAGE
+    assert named in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_an_unknown_key_exits_with_the_settings_code_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    settings_command = next(c for c in COMMANDS if c.module == "churnstream.cli.settings")
+    code = settings_command.main(["-X", "fetch.max.wait.ms=5"])
+    assert code == EXIT_CONFIG
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "fetch.max.wait.ms is not a supported client property" in err[0]
+    assert "Traceback" not in err[0]

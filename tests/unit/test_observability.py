@@ -1,0 +1,248 @@
+"""Metrics, lag and health without a broker: fake clocks, a real prometheus_client registry, a real port."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from kafka.structs import TopicPartition
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from churnstream.errors import ConfigError
+from churnstream.observability import metrics as m
+from churnstream.observability.health import Health
+from churnstream.observability.lag import LagTracker
+from churnstream.observability.metrics import BatchHistogram, ConsumerMetrics, ProducerMetrics
+from churnstream.observability.server import MetricsServer
+
+TP0 = TopicPartition("raw", 0)
+TP1 = TopicPartition("raw", 1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the registry's exposition, parsed back as Prometheus would read it."""
+    text = generate_latest(registry).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+# -- lag
+
+
+def test_lag_in_records_is_the_watermark_minus_the_committed_offset() -> None:
+    lag = LagTracker()
+    lag.assigned([TP0], now=0.0)
+    lag.observe(TP0, highwater=100, position=40, now=1.0)
+    assert lag.partitions[TP0].records == 60
+    lag.committed(TP0, 90, now=2.0)
+    assert lag.partitions[TP0].records == 10
+    lag.committed(TP0, 100, now=3.0)
+    assert lag.total_records() == 0
+
+
+def test_lag_in_seconds_is_the_age_of_the_oldest_record_waiting() -> None:
+    lag = LagTracker()
+    lag.assigned([TP0], now=0.0)
+    lag.observe(TP0, highwater=10, position=10, now=0.0)  # caught up
+    lag.observe(TP0, highwater=20, position=None, now=5.0)  # offsets 10..19 arrived by t=5
+    lag.observe(TP0, highwater=30, position=None, now=8.0)  # 20..29 by t=8
+    assert lag.partitions[TP0].seconds(now=11.0) == pytest.approx(6.0)  # offset 10 has waited since t=5
+    lag.committed(TP0, 20, now=11.0)
+    assert lag.partitions[TP0].seconds(now=11.0) == pytest.approx(3.0)  # offset 20 since t=8
+    lag.committed(TP0, 30, now=12.0)
+    assert lag.partitions[TP0].seconds(now=20.0) == 0.0
+
+
+def test_a_partition_is_stalled_only_with_records_waiting_and_no_progress() -> None:
+    lag = LagTracker()
+    lag.assigned([TP0, TP1], now=0.0)
+    lag.observe(TP0, highwater=5, position=0, now=0.0)
+    lag.observe(TP1, highwater=0, position=0, now=0.0)  # idle: nothing waits
+    assert lag.stalled(now=29.0, after_s=30.0) == []
+    assert lag.stalled(now=31.0, after_s=30.0) == [TP0]
+    lag.committed(TP0, 3, now=31.0)  # progress, though records still wait
+    assert lag.stalled(now=40.0, after_s=30.0) == []
+    lag.revoked([TP0])
+    assert lag.stalled(now=100.0, after_s=30.0) == []
+
+
+# -- health
+
+
+def test_liveness_fails_when_the_loop_is_silent_past_its_bound() -> None:
+    clock = Clock()
+    health = Health(liveness_s=60.0, clock=clock)
+    assert health.live() == (True, "starting")
+    health.beat(joined=True)
+    clock.now += 59
+    assert health.live()[0]
+    clock.now += 2
+    ok, reason = health.live()
+    assert not ok
+    assert "silent for 61 s" in reason
+
+
+def test_readiness_needs_the_model_the_group_partitions_and_progress() -> None:
+    clock = Clock()
+    health = Health(liveness_s=60.0, clock=clock)
+    assert health.ready() == (False, "the model is not loaded")
+    health.model_loaded = True
+    assert health.ready() == (False, "not a member of the group yet")
+    health.beat(joined=True)
+    assert health.ready() == (False, "no partitions assigned")
+    health.lag.assigned([TP0], now=clock.now)
+    health.lag.observe(TP0, highwater=50, position=0, now=clock.now)
+    assert health.ready() == (True, "ok")
+
+    clock.now += 31  # records waiting, the loop turning, but nothing committed for 31 s
+    health.beat(joined=True)
+    ok, reason = health.ready()
+    assert not ok
+    assert "raw[0]" in reason
+
+    health.lag.committed(TP0, 50, now=clock.now)  # recovered
+    assert health.ready() == (True, "ok")
+
+    clock.now += 31  # one batch that has not returned for 31 s
+    ok, reason = health.ready()
+    assert not ok
+    assert "busy in one batch" in reason
+
+
+# -- histograms and series
+
+
+def test_the_batch_histogram_counts_as_prometheus_own_histogram_does() -> None:
+    values = np.array([0.0, 0.005, 0.0051, 0.01, 0.3, 1.0, 59.0, 60.0, 61.0, 1e6])
+    ours = CollectorRegistry()
+    ours.register(BatchHistogram("x_seconds", "x", m.LATENCY_BUCKETS_S))
+    next(iter(ours._collector_to_names)).observe_many(values)  # the only collector
+    theirs = CollectorRegistry()
+    reference = Histogram("x_seconds", "x", buckets=m.LATENCY_BUCKETS_S, registry=theirs)
+    for value in values:
+        reference.observe(float(value))
+    assert samples(ours) == samples(theirs)
+
+
+def test_a_batch_updates_every_counter_once_and_keeps_both_transaction_series() -> None:
+    metrics = ConsumerMetrics()
+    before = samples(metrics.registry)
+    assert before[("churn_transactions_total", (("result", "aborted"),))] == 0
+    metrics.batch(consumed=10, scored=8, dead_by_stage={"validate": 2}, stage_seconds={"predict": 0.002})
+    metrics.latencies(np.array([1000.0, 1900.0]), now_ms=2000.0)  # 1 s and 0.1 s
+    metrics.aborted()
+    after = samples(metrics.registry)
+    assert after[("churn_events_consumed_total", ())] == 10
+    assert after[("churn_events_scored_total", ())] == 8
+    assert after[("churn_events_dead_lettered_total", (("stage", "validate"),))] == 2
+    assert after[("churn_transactions_total", (("result", "committed"),))] == 1
+    assert after[("churn_transactions_total", (("result", "aborted"),))] == 1
+    assert after[("churn_event_latency_seconds_count", ())] == 2
+    assert after[("churn_event_latency_seconds_sum", ())] == pytest.approx(1.1)
+    assert after[("churn_batch_events_sum", ())] == 10
+    assert after[("churn_batch_stage_duration_seconds_count", (("stage", "predict"),))] == 1
+    assert not any(name.endswith("_created") for name, _ in after)
+
+
+def test_a_revoked_partition_s_series_are_removed() -> None:
+    metrics = ConsumerMetrics()
+    lag = LagTracker()
+    lag.assigned([TP0, TP1], now=0.0)
+    lag.observe(TP0, highwater=7, position=0, now=0.0)
+    lag.observe(TP1, highwater=3, position=0, now=0.0)
+    metrics.lag(lag, now=1.0)
+    series = samples(metrics.registry)
+    assert series[("churn_consumer_lag_records", (("partition", "0"), ("topic", "raw")))] == 7
+    assert series[("churn_assigned_partitions", ())] == 2
+
+    lag.revoked([TP0])
+    metrics.revoked([TP0])
+    metrics.lag(lag, now=2.0)
+    series = samples(metrics.registry)
+    assert ("churn_consumer_lag_records", (("partition", "0"), ("topic", "raw"))) not in series
+    assert ("churn_consumer_lag_seconds", (("partition", "0"), ("topic", "raw"))) not in series
+    assert series[("churn_consumer_lag_records", (("partition", "1"), ("topic", "raw")))] == 3
+    assert series[("churn_assigned_partitions", ())] == 1
+
+
+def test_model_info_names_only_the_current_version() -> None:
+    metrics = ConsumerMetrics()
+    metrics.model("v1")
+    metrics.model("v2")
+    series = samples(metrics.registry)
+    assert series[("churn_model_info", (("version", "v2"),))] == 1
+    assert ("churn_model_info", (("version", "v1"),)) not in series
+
+
+class Counts:
+    def __init__(self, sent: int, acknowledged: int, failed: int) -> None:
+        self.sent, self.acknowledged, self.failed = sent, acknowledged, failed
+
+
+def test_producer_metrics_read_the_delivery_counters_when_scraped() -> None:
+    clock = Clock()
+    metrics = ProducerMetrics(clock=clock)
+    assert samples(metrics.registry)[("churn_producer_events_total", (("state", "sent"),))] == 0
+    counts = Counts(0, 0, 0)
+    metrics.watch(counts)
+    counts.sent, counts.acknowledged, counts.failed = 500, 400, 1  # the loop and the sender thread count
+    clock.now += 4.0
+    series = samples(metrics.registry)
+    assert series[("churn_producer_events_total", (("state", "sent"),))] == 500
+    assert series[("churn_producer_events_total", (("state", "acknowledged"),))] == 400
+    assert series[("churn_producer_events_total", (("state", "failed"),))] == 1
+    assert series[("churn_producer_achieved_events_per_second", ())] == pytest.approx(100.0)
+    assert ("churn_producer_checkpoint_rows", ()) not in series  # streaming: no checkpoint
+    metrics.checkpointed(5000)
+    assert samples(metrics.registry)[("churn_producer_checkpoint_rows", ())] == 5000
+
+
+def exported(registry: CollectorRegistry) -> set[str]:
+    """The metric names a registry exports, as PromQL names them (counters with ``_total``)."""
+    return {family.name + ("_total" if family.type == "counter" else "") for family in registry.collect()}
+
+
+def test_every_exported_name_is_one_of_the_named_constants_and_back() -> None:
+    """monitoring/ and its test read the constants: a metric renamed in one place only would slip."""
+    producer = ProducerMetrics()
+    producer.checkpointed(1)
+    names = exported(ConsumerMetrics().registry) | exported(producer.registry)
+    assert names == set(m.EXPORTED)
+
+
+# -- the port
+
+
+def test_the_port_serves_metrics_and_probes_and_refuses_to_start_when_taken() -> None:
+    metrics = ConsumerMetrics()
+    health = Health(liveness_s=60.0)
+    server = MetricsServer(0, metrics.registry, health).start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        body = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+        assert "churn_events_scored_total 0.0" in body
+        assert urllib.request.urlopen(f"{base}/healthz", timeout=5).status == 200
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(f"{base}/readyz", timeout=5)
+        assert not_ready.value.code == 503
+        assert not_ready.value.read().decode().strip() == "the model is not loaded"
+
+        with pytest.raises(ConfigError) as taken:
+            MetricsServer(server.port, CollectorRegistry())
+        assert f"--metrics-port {server.port} cannot be used" in str(taken.value)
+    finally:
+        server.close()
