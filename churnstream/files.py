@@ -45,6 +45,13 @@ def write_bytes_atomically(path: Path, payload: bytes) -> None:
         os.close(dir_fd)
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` readable by this user only (mode 0600 from the start: never world-readable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
 
 from churnstream import localkafka as broker
 from churnstream.kafka.reading import read_all
@@ -74,7 +77,7 @@ def script_env(extra: Mapping[str, str]) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("KAFKA_", "MODEL_", "DATA_", "CHECKPOINT_", "CONSUMER_", "METRICS_", "LOG_"))
+        if not k.startswith(("KAFKA_", "MODEL_", "DATA_", "CHECKPOINT_", "CONSUMER_", "METRICS_", "PRODUCER_", "LOG_"))
     }
     env.update({"CHURN_DOTENV": "none", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
@@ -184,3 +187,37 @@ def wait_for_progress(path: Path, at_least: int, process: subprocess.Popen[str],
             return checkpoint
         time.sleep(0.005)
     raise AssertionError(f"no checkpoint progress to {at_least} rows within {timeout_s} s")
+
+
+def http_get(url: str, timeout: float = 5) -> tuple[int, str]:
+    """Status and body of a GET (a 503 is an answer, not an error); (0, reason) when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except (urllib.error.URLError, OSError) as exc:
+        return 0, str(exc)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The samples on a /metrics port as ``{'name{label="v",...}': value}`` (labels sorted); {} if down."""
+    status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    if status != 200:
+        return {}
+    out = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return out
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.25) -> float:
+    """Poll ``predicate`` until true; the seconds it took. Fails the test with ``what`` on timeout."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout_s:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+    return time.monotonic() - start

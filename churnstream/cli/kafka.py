@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from churnstream.cli.common import add_logging_options, make_parser, run, setup_logging
+from churnstream.cli.connection import add_connection_options, load_settings_with
 from churnstream.localkafka.cluster import (
     check_layout_matches,
     down,
@@ -83,7 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--node", type=int, default=1, help="node to start (1-based, default 1)")
     commands.add_parser("fetch", help="only download Kafka from Maven Central into broker/libs")
     commands.add_parser("bootstrap", help="print the bootstrap servers of this home")
-    sub = commands.add_parser("tool", help="run a Kafka tool, e.g.: tool kafka-topics --list")
+    sub = commands.add_parser(
+        "tool",
+        help="run a Kafka tool with the pipeline's settings (KAFKA_*, .env), e.g.: tool kafka-topics --list",
+        description="Run one of Kafka's tools where the pipeline goes, as its user: KAFKA_BOOTSTRAP_SERVERS (else "
+        "the local cluster) and, for a secure cluster, a --command-config written from the same settings.",
+    )
+    add_connection_options(sub)
     sub.add_argument("tool", help="one of: " + ", ".join(sorted(TOOLS)))
     sub.add_argument("tool_args", nargs="...", help="arguments for the tool")
 
@@ -122,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "bootstrap":
             print(layout.bootstrap_servers)
         elif args.command == "tool":
-            return run_tool(layout, args.tool, args.tool_args)
+            return run_tool(layout, args.tool, args.tool_args, load_settings_with(args))
         return 0
 
     return run(body)

@@ -165,7 +165,7 @@ def _observe(settings: Settings, options: ConsumerOptions, stack: ExitStack) -> 
     observed = Observed(Health(liveness_s=options.liveness_s))
     port = options.metrics_port if options.metrics_port is not None else settings.metrics_port
     if port is not None:
-        observed.metrics = ConsumerMetrics()
+        observed.metrics = ConsumerMetrics(observed.health)
         observed.server = MetricsServer(port, observed.metrics.registry, observed.health).start()
         stack.callback(observed.server.close)
     return observed

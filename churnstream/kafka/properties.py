@@ -25,6 +25,7 @@ from churnstream.settings import (
     ENV_SSL_CHECK_HOSTNAME,
     ENV_SSL_KEY_PASSWORD,
     ENV_SSL_KEYFILE,
+    Settings,
 )
 
 # Kafka property -> the setting (environment variable) it sets.
@@ -106,8 +107,23 @@ def parse_properties(text: str, source: str) -> list[tuple[str, str, str]]:
         key, separator, value = _split(line)
         if not separator:
             raise ConfigError(f"{source}:{number}: {line[:60]!r} is not key=value")
-        pairs.append((key, value, f"{source}:{number}"))
+        pairs.append((_unescape(key), _unescape(value), f"{source}:{number}"))
     return pairs
+
+
+_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+
+
+def _unescape(text: str) -> str:
+    """Java's escapes in a properties file: ``\\t`` and the like, ``\\uXXXX``, else the character itself."""
+
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if code.startswith("u") and len(code) == 5:
+            return chr(int(code[1:], 16))
+        return _ESCAPES.get(code, code)
+
+    return re.sub(r"\\(u[0-9a-fA-F]{4}|.)", one, text)
 
 
 def _split(line: str) -> tuple[str, str, str]:
@@ -141,7 +157,7 @@ def translate(pairs: Iterable[tuple[str, str, str]]) -> Translated:
 def _java_forms(values: Mapping[str, tuple[str, str]], out: Translated) -> None:
     if "sasl.jaas.config" in values:
         jaas, where = values["sasl.jaas.config"]
-        found = {name: value.replace('\\"', '"') for name, value in _JAAS.findall(jaas)}
+        found = {name: re.sub(r"\\(.)", r"\1", value) for name, value in _JAAS.findall(jaas)}
         known_module = "PlainLoginModule" in jaas or "ScramLoginModule" in jaas
         if not known_module or set(found) != {"username", "password"}:
             raise ConfigError(
@@ -171,3 +187,36 @@ def _java_forms(values: Mapping[str, tuple[str, str]], out: Translated) -> None:
             f"{values['enable.ssl.certificate.verification'][1]}: turning certificate verification off is not "
             "supported; give the broker's CA (ssl.ca.location) instead"
         )
+
+
+def java_properties(settings: Settings, keystore: str | None = None) -> str:
+    """The settings the other way round: a Java client properties file, for Kafka's own tools
+    (``--command-config``), so they reach the cluster the pipeline reaches, as the same user.
+
+    Java reads a PEM keystore as one file holding the key and the certificate chain: ``keystore``
+    is that file (the caller writes it, next to this text, for mutual TLS). Holds the password:
+    the caller keeps it in a private file.
+    """
+    lines = [f"bootstrap.servers={settings.bootstrap_servers}", f"security.protocol={settings.security_protocol}"]
+    if settings.security_protocol.startswith("SASL_"):
+        assert settings.sasl_mechanism and settings.sasl_username and settings.sasl_password is not None
+        module = "plain.PlainLoginModule" if settings.sasl_mechanism == "PLAIN" else "scram.ScramLoginModule"
+        username, password = (_jaas_quoted(v) for v in (settings.sasl_username, settings.sasl_password.reveal()))
+        lines += [
+            f"sasl.mechanism={settings.sasl_mechanism}",
+            f"sasl.jaas.config=org.apache.kafka.common.security.{module} required "
+            f'username="{username}" password="{password}";',
+        ]
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        if settings.ssl_cafile is not None:
+            lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={settings.ssl_cafile}"]
+        lines.append(f"ssl.endpoint.identification.algorithm={'https' if settings.ssl_check_hostname else ''}")
+        if keystore is not None:
+            lines += ["ssl.keystore.type=PEM", f"ssl.keystore.location={keystore}"]
+            if settings.ssl_key_password is not None:
+                lines.append(f"ssl.key.password={settings.ssl_key_password.reveal()}")
+    return "".join(line.replace("\\", "\\\\") + "\n" for line in lines)
+
+
+def _jaas_quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')

@@ -35,7 +35,14 @@ from churnstream.localkafka.install import (
     require_java,
 )
 from churnstream.localkafka.layout import Layout, load_layout, port_in_use
-from churnstream.localkafka.secure import LISTENER, PIPELINE_USER, REPLAY_USER, SecureMaterial, ensure_material
+from churnstream.localkafka.secure import (
+    LISTENER,
+    MTLS_LISTENER,
+    PIPELINE_USER,
+    REPLAY_USER,
+    SecureMaterial,
+    ensure_material,
+)
 from churnstream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -95,9 +102,13 @@ def server_properties(layout: Layout, node: int, material: SecureMaterial | None
     advertised = f"PLAINTEXT://localhost:{client}"
     protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
     if layout.secure:
-        listeners += f",{LISTENER}://localhost:{layout.secure_port(node)}"
-        advertised += f",{LISTENER}://localhost:{layout.secure_port(node)}"
-        protocols += f",{LISTENER}:SASL_SSL"
+        for name, port, protocol in (
+            (LISTENER, layout.secure_port(node), "SASL_SSL"),
+            (MTLS_LISTENER, layout.mtls_port(node), "SSL"),
+        ):
+            listeners += f",{name}://localhost:{port}"
+            advertised += f",{name}://localhost:{port}"
+            protocols += f",{name}:{protocol}"
     lines: dict[str, object] = {
         "process.roles": "broker,controller",
         "node.id": node + 1,
@@ -127,7 +138,9 @@ def server_properties(layout: Layout, node: int, material: SecureMaterial | None
 
 
 def _secure_material(layout: Layout) -> SecureMaterial | None:
-    return ensure_material(layout.home, layout.secure_bootstrap_servers) if layout.secure else None
+    if not layout.secure:
+        return None
+    return ensure_material(layout.home, layout.secure_bootstrap_servers, layout.mtls_bootstrap_servers)
 
 
 def _write_config(layout: Layout) -> None:
@@ -207,7 +220,7 @@ def check_layout_matches(layout: Layout) -> None:
 def _require_free_ports(layout: Layout, node: int) -> None:
     ports = [layout.client_port(node), layout.node_controller_port(node)]
     if layout.secure:
-        ports.append(layout.secure_port(node))
+        ports += [layout.secure_port(node), layout.mtls_port(node)]
     for port in ports:
         if port_in_use(port):
             raise BrokerToolingError(
@@ -305,11 +318,22 @@ def up(layout: Layout, fresh: bool = False) -> str:
     )
     if layout.secure:
         _prepare_secure_listener(layout)
-        message += (
-            f"\nSASL_SSL listener at {layout.secure_bootstrap_servers}; "
-            f"client settings in {layout.home / 'secure' / 'client.env'}"
-        )
+        message += "\n" + describe_secure_listeners(layout)
     return message
+
+
+def describe_secure_listeners(layout: Layout) -> str:
+    folder = layout.home / "secure"
+    mtls = (
+        f"client settings in {folder / 'mtls.env'} and {folder / 'mtls.properties'}"
+        if (folder / "mtls.env").is_file()
+        else "this home has no client certificate (made before mutual TLS): up --secure --fresh makes one"
+    )
+    return (
+        f"SASL_SSL listener at {layout.secure_bootstrap_servers}; client settings in {folder / 'client.env'} "
+        f"(variables) and {folder / 'client.properties'} (--command-config)\n"
+        f"mutual-TLS listener at {layout.mtls_bootstrap_servers}; {mtls}"
+    )
 
 
 def _prepare_secure_listener(layout: Layout) -> None:
@@ -431,8 +455,5 @@ def status(layout: Layout) -> tuple[bool, str]:
     if all_up:
         lines.append(f"Kafka {KAFKA_VERSION} at {layout.bootstrap_servers}, data in {layout.home}")
         if layout.secure:
-            lines.append(
-                f"SASL_SSL at {layout.secure_bootstrap_servers}; client settings in "
-                f"{layout.home / 'secure' / 'client.env'}"
-            )
+            lines.append(describe_secure_listeners(layout))
     return all_up, "\n".join(lines)

@@ -30,7 +30,7 @@ class Layout:
     brokers: int = 1
     port: int = 29092
     controller_port: int = 29093
-    secure: bool = False  # add a SASL_SSL (SCRAM-SHA-512) listener on port + 2
+    secure: bool = False  # add a SASL_SSL (SCRAM-SHA-512) listener on port + 2, mutual TLS on port + 3
 
     def secure_port(self, node: int) -> int:
         return self.port + 2 + NODE_PORT_STEP * node
@@ -38,6 +38,13 @@ class Layout:
     @property
     def secure_bootstrap_servers(self) -> str:
         return ",".join(f"localhost:{self.secure_port(n)}" for n in range(self.brokers))
+
+    def mtls_port(self, node: int) -> int:
+        return self.port + 3 + NODE_PORT_STEP * node
+
+    @property
+    def mtls_bootstrap_servers(self) -> str:
+        return ",".join(f"localhost:{self.mtls_port(n)}" for n in range(self.brokers))
 
     def client_port(self, node: int) -> int:
         return self.port + NODE_PORT_STEP * node
@@ -87,9 +94,9 @@ def private_layout(home: Path, brokers: int = 1, secure: bool = False) -> Layout
     Ports are taken below the kernel's ephemeral range (32768-60999 on Linux): a port there can be
     free when checked and then taken by some client's outgoing connection before the JVM binds it
     (seen: a 3-node benchmark cluster failing with "Address already in use"). Every port of every
-    node (client, controller, secure) must be free.
+    node (client, controller, SASL_SSL, mutual TLS) must be free.
     """
-    offsets = (0, 1, 2) if secure else (0, 1)
+    offsets = (0, 1, 2, 3) if secure else (0, 1)
     rng = random.Random()
     for _ in range(1000):
         base = rng.randrange(20_000, 32_000 - NODE_PORT_STEP * brokers)

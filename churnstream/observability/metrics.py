@@ -49,6 +49,8 @@ LAG_SECONDS = "churn_consumer_lag_seconds"
 ASSIGNED_PARTITIONS = "churn_assigned_partitions"
 MODEL_INFO = "churn_model_info"
 LAST_COMMIT = "churn_last_commit_timestamp_seconds"
+READY = "churn_consumer_ready"  # /readyz as a series, so Prometheus can alert on it
+LIVE = "churn_consumer_live"  # /healthz likewise
 PRODUCER_EVENTS = "churn_producer_events_total"
 PRODUCER_RATE = "churn_producer_achieved_events_per_second"
 PRODUCER_CHECKPOINT = "churn_producer_checkpoint_rows"
@@ -67,6 +69,8 @@ EXPORTED = (
     ASSIGNED_PARTITIONS,
     MODEL_INFO,
     LAST_COMMIT,
+    READY,
+    LIVE,
     PRODUCER_EVENTS,
     PRODUCER_RATE,
     PRODUCER_CHECKPOINT,
@@ -104,12 +108,32 @@ class BatchHistogram(Collector):
         yield family
 
 
+class Probes(Protocol):
+    """What health.Health answers (kept as a protocol: the metrics need not know how)."""
+
+    def live(self) -> tuple[bool, str]: ...
+
+    def ready(self) -> tuple[bool, str]: ...
+
+
+class ProbeCollector(Collector):
+    """The liveness and readiness checks as 1/0 gauges, evaluated when Prometheus scrapes."""
+
+    def __init__(self, probes: Probes) -> None:
+        self.probes = probes
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(READY, "1 when /readyz answers 200", value=int(self.probes.ready()[0]))
+        yield GaugeMetricFamily(LIVE, "1 when /healthz answers 200", value=int(self.probes.live()[0]))
+
+
 class ConsumerMetrics:
     """Everything the consumer exposes. The loop calls it once per batch; the endpoint reads the registry."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, probes: Probes, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        r.register(ProbeCollector(probes))
         self.consumed = Counter(_family(EVENTS_CONSUMED), "Events polled from the raw topic and committed", registry=r)
         self.scored = Counter(_family(EVENTS_SCORED), "Events scored and published as predictions", registry=r)
         self.dead_lettered = Counter(

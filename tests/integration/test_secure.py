@@ -39,7 +39,17 @@ from churnstream.kafka.clients import make_producer
 from churnstream.localkafka.acl import grant
 from churnstream.localkafka.secure import PIPELINE_USER, REPLAY_USER, UNPRIVILEGED_USER, SecureMaterial, ensure_material
 from churnstream.settings import DEFAULT_DATA_PATH, DEFAULT_MODEL_PATH, Settings, settings_from
-from tests.helpers import read_all_records, run_module, run_script, start_local_cluster
+from tests.helpers import (
+    free_port,
+    http_get,
+    read_all_records,
+    run_module,
+    run_script,
+    scrape,
+    start_local_cluster,
+    start_script,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]  # the first test also starts the broker
 
@@ -87,7 +97,8 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureCluster]:
             broker.down(started)
         raise
     try:
-        material = ensure_material(home, layout.secure_bootstrap_servers)  # reads what up() generated
+        # reads what up() generated
+        material = ensure_material(home, layout.secure_bootstrap_servers, layout.mtls_bootstrap_servers)
         other_ca = ensure_material(tmp_path_factory.mktemp("other-ca"), "localhost:1").ca_pem
         reader_password = secrets.token_urlsafe(18)
         admin = KafkaAdminClient(bootstrap_servers=layout.bootstrap_servers.split(","), bootstrap_timeout_ms=5000)
@@ -196,6 +207,83 @@ def test_the_pipeline_runs_over_sasl_ssl_with_least_privilege(
     assert len(predictions) == 300
     assert all(0.0 <= p.churn_probability <= 1.0 for p in predictions)
     assert assert_no_password_in_files(secure, tmp_path) >= 2
+
+
+@pytest.mark.parametrize("listener", ["sasl_ssl", "mtls"])
+def test_the_pipeline_runs_with_only_bootstrap_server_and_command_config(
+    secure: SecureCluster, granted: dict[str, str], tmp_path: Path, listener: str
+) -> None:
+    """A managed cluster's way: no KAFKA_* security variables, only the admin's properties file.
+    Mutual TLS: the client certificate's CN is the user, with the same least rights."""
+    material = secure.material
+    bootstrap, properties = {
+        "sasl_ssl": (secure.layout.secure_bootstrap_servers, material.client_properties),
+        "mtls": (secure.layout.mtls_bootstrap_servers, material.mtls_properties),
+    }[listener]
+    env = {**granted, "MODEL_PATH": str(DEFAULT_MODEL_PATH), "DATA_PATH": str(DEFAULT_DATA_PATH)}
+    connection = ["--bootstrap-server", bootstrap, "--command-config", str(properties)]
+    produced = run_secure(
+        secure, "producer.py", ["--mode", "batch", "--limit", "200", "--no-progress", *connection], env
+    )
+    assert produced.returncode == 0, produced.stderr
+    consumed = run_secure(
+        secure, "consumer.py", ["--mode", "batch", "--summary-json", str(tmp_path / "c.json"), *connection], env
+    )
+    assert consumed.returncode == 0, consumed.stderr
+    summary = orjson.loads((tmp_path / "c.json").read_bytes())
+    assert (summary["scored"], summary["dead_lettered"]) == (200, 0)
+
+    # Kafka's own tools, with the same settings, as the same user: the group committed 200 offsets.
+    described = run_secure(
+        secure,
+        "churnstream.broker",
+        ["--home", str(secure.layout.home), "tool", *connection, "kafka-consumer-groups", "--describe", "--group",
+         granted["KAFKA_CONSUMER_GROUP"]],
+        {},
+    )  # fmt: skip
+    assert described.returncode == 0, described.stderr[-2000:]
+    rows = [line.split() for line in described.stdout.splitlines() if granted["KAFKA_TOPIC_RAW"] in line]
+    assert sum(int(row[3]) for row in rows) == 200  # CURRENT-OFFSET, summed over the partitions
+
+
+def test_the_metrics_port_shows_no_secret(secure: SecureCluster, granted: dict[str, str], tmp_path: Path) -> None:
+    chosen = secrets.token_urlsafe(18)
+    admin = secure.super_admin()
+    try:
+        admin.alter_user_scram_credentials(
+            [UserScramCredentialUpsertion(PIPELINE_USER, ScramMechanism.SCRAM_SHA_512, chosen)]
+        )
+    finally:
+        admin.close()
+    port = free_port()
+    env = secure.env(PIPELINE_USER, chosen, **granted)
+    consumer = start_script(
+        "consumer.py", ["--metrics-port", str(port), "--duration", "60"], env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200, 60, "the consumer to be ready")
+        for path in ("/metrics", "/healthz", "/readyz", "/nothing"):
+            status, body = http_get(f"http://127.0.0.1:{port}{path}")
+            assert status in (200, 404)
+            assert chosen not in body and secure.material.users[PIPELINE_USER] not in body, path
+        assert scrape(port)["churn_assigned_partitions"] > 0
+    finally:
+        consumer.terminate()
+        out, err = consumer.communicate(timeout=60)
+        admin = secure.super_admin()
+        try:  # the fixture's password again, for the tests after this one
+            admin.alter_user_scram_credentials(
+                [
+                    UserScramCredentialUpsertion(
+                        PIPELINE_USER, ScramMechanism.SCRAM_SHA_512, secure.material.users[PIPELINE_USER]
+                    )
+                ]
+            )
+        finally:
+            admin.close()
+    assert consumer.returncode == 0, err[-2000:]
+    assert chosen not in out + err
 
 
 def test_replay_runs_as_its_own_user_and_the_pipeline_user_cannot_replay(
@@ -438,7 +526,8 @@ def test_no_password_in_help_settings_or_debug_logs(secure: SecureCluster, grant
 def test_the_launcher_keeps_its_secrets_private(secure: SecureCluster) -> None:
     folder = secure.material.folder
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    for name in ("secrets.json", "client.env", "replay.env"):
+    for name in ("secrets.json", "client.env", "replay.env", "client.properties", "mtls.env", "mtls.properties",
+                 "client.key", "client-keystore.pem"):  # fmt: skip
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
     assert stat.S_IMODE(secure.layout.properties_file(0).stat().st_mode) == 0o600  # keystore password
     assert not (folder / "ca.p12").exists()  # the CA's private key is gone once it has signed

@@ -10,7 +10,7 @@ import pytest
 from churnstream.cli.registry import COMMANDS, Command
 from churnstream.errors import EXIT_CONFIG, EXIT_USAGE, ConfigError, TlsError
 from churnstream.kafka.clients import security_options
-from churnstream.kafka.properties import OWNED, parse_properties, translate
+from churnstream.kafka.properties import OWNED, java_properties, parse_properties, translate
 from churnstream.settings import load_settings
 
 # The commands that talk to a cluster take the connection options (the others: data, training, launcher).
@@ -36,7 +36,7 @@ bootstrap.servers=broker-1.example.com:9093,broker-2.example.com:9093
 security.protocol=SASL_SSL
 sasl.mechanism=SCRAM-SHA-512
 sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \\
-username="churn" password="s3cr\\"et";
+username="churn" password="s3cr\\\\"et";
 ssl.truststore.type=PEM
 ssl.truststore.location=/etc/kafka/ca.pem
 connections.max.idle.ms = 300000
@@ -187,3 +187,34 @@ def test_an_unknown_key_exits_with_the_settings_code_in_one_line(capsys: pytest.
     assert len(err) == 1
     assert "fetch.max.wait.ms is not a supported client property" in err[0]
     assert "Traceback" not in err[0]
+
+
+def test_kafka_s_tools_get_the_same_settings_back_as_a_properties_file() -> None:
+    """make kafka-tool writes the settings as Java properties; read back, they are the same settings."""
+    variables = {
+        "KAFKA_BOOTSTRAP_SERVERS": "b1:9093,b2:9093",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": "churn",
+        "KAFKA_SASL_PASSWORD": 'p"a\\ss=w:rd ',
+        "KAFKA_SSL_CAFILE": "/etc/ca.pem",
+    }
+    settings = load_settings(Path("/nonexistent.env"), variables)
+    text = java_properties(settings)
+    assert "ssl.truststore.type=PEM" in text
+    back = translate(parse_properties(text, "tool.properties")).settings
+    assert back == {**variables, "KAFKA_SSL_CHECK_HOSTNAME": "true"}  # the password exactly, space included
+
+
+def test_mutual_tls_goes_to_the_tools_as_a_pem_keystore() -> None:
+    variables = {
+        "KAFKA_SECURITY_PROTOCOL": "SSL",
+        "KAFKA_SSL_CAFILE": "/etc/ca.pem",
+        "KAFKA_SSL_CERTFILE": "/etc/client.pem",
+        "KAFKA_SSL_KEYFILE": "/etc/client.key",
+        "KAFKA_SSL_CHECK_HOSTNAME": "false",
+    }
+    text = java_properties(load_settings(Path("/nonexistent.env"), variables), keystore="/tmp/x/keystore.pem")
+    assert "ssl.keystore.type=PEM\nssl.keystore.location=/tmp/x/keystore.pem\n" in text
+    assert "ssl.endpoint.identification.algorithm=\n" in text
+    assert "sasl" not in text

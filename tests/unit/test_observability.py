@@ -139,7 +139,7 @@ def test_the_batch_histogram_counts_as_prometheus_own_histogram_does() -> None:
 
 
 def test_a_batch_updates_every_counter_once_and_keeps_both_transaction_series() -> None:
-    metrics = ConsumerMetrics()
+    metrics = ConsumerMetrics(Health(liveness_s=60.0))
     before = samples(metrics.registry)
     assert before[("churn_transactions_total", (("result", "aborted"),))] == 0
     metrics.batch(consumed=10, scored=8, dead_by_stage={"validate": 2}, stage_seconds={"predict": 0.002})
@@ -159,7 +159,7 @@ def test_a_batch_updates_every_counter_once_and_keeps_both_transaction_series() 
 
 
 def test_a_revoked_partition_s_series_are_removed() -> None:
-    metrics = ConsumerMetrics()
+    metrics = ConsumerMetrics(Health(liveness_s=60.0))
     lag = LagTracker()
     lag.assigned([TP0, TP1], now=0.0)
     lag.observe(TP0, highwater=7, position=0, now=0.0)
@@ -180,7 +180,7 @@ def test_a_revoked_partition_s_series_are_removed() -> None:
 
 
 def test_model_info_names_only_the_current_version() -> None:
-    metrics = ConsumerMetrics()
+    metrics = ConsumerMetrics(Health(liveness_s=60.0))
     metrics.model("v1")
     metrics.model("v2")
     series = samples(metrics.registry)
@@ -220,7 +220,7 @@ def test_every_exported_name_is_one_of_the_named_constants_and_back() -> None:
     """monitoring/ and its test read the constants: a metric renamed in one place only would slip."""
     producer = ProducerMetrics()
     producer.checkpointed(1)
-    names = exported(ConsumerMetrics().registry) | exported(producer.registry)
+    names = exported(ConsumerMetrics(Health(liveness_s=60.0)).registry) | exported(producer.registry)
     assert names == set(m.EXPORTED)
 
 
@@ -228,13 +228,15 @@ def test_every_exported_name_is_one_of_the_named_constants_and_back() -> None:
 
 
 def test_the_port_serves_metrics_and_probes_and_refuses_to_start_when_taken() -> None:
-    metrics = ConsumerMetrics()
     health = Health(liveness_s=60.0)
+    metrics = ConsumerMetrics(health)
     server = MetricsServer(0, metrics.registry, health).start()
     base = f"http://127.0.0.1:{server.port}"
     try:
         body = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
         assert "churn_events_scored_total 0.0" in body
+        assert "churn_consumer_ready 0.0" in body  # the model is not loaded
+        assert "churn_consumer_live 1.0" in body
         assert urllib.request.urlopen(f"{base}/healthz", timeout=5).status == 200
         with pytest.raises(urllib.error.HTTPError) as not_ready:
             urllib.request.urlopen(f"{base}/readyz", timeout=5)
