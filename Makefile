@@ -10,6 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KAFKA := $(PY) -m churnstream.broker
+MONITOR := $(PY) -m churnstream.cli.monitor
 BROKERS ?=
 SECURE ?=
 KAFKA_UP_FLAGS := $(if $(BROKERS),--brokers $(BROKERS),) $(if $(SECURE),--secure,)
@@ -17,7 +18,7 @@ PYTEST_ARGS ?=
 LOCK := requirements.lock
 
 .PHONY: help setup venv lock data model broker-libs demo benchmark test test-unit test-fast lint docs \
-        kafka-up kafka-down kafka-status kafka-reset kafka-tool clean
+        kafka-up kafka-down kafka-status kafka-reset kafka-tool prometheus monitor monitor-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,7 +48,10 @@ model: data ## train models/sklearn_pipeline.pkl unless a valid one exists
 broker-libs: venv ## download Apache Kafka from Maven Central into broker/libs
 	$(KAFKA) --quiet fetch
 
-setup: venv data model broker-libs ## everything the demo and the tests need
+prometheus: venv ## fetch Prometheus from Debian's archive into .run/prometheus (one line if it cannot)
+	$(MONITOR) --quiet install --if-possible
+
+setup: venv data model broker-libs prometheus ## everything the demo and the tests need
 
 DEMO_ARGS ?= --mode streaming --events-per-sec 200 --duration 10 --inject-bad 5
 
@@ -88,7 +92,14 @@ kafka-reset: venv ## stop the local broker and wipe its data
 kafka-tool: venv ## run a Kafka tool: make kafka-tool ARGS="kafka-topics --list"
 	$(KAFKA) tool $(ARGS)
 
+monitor: venv ## start a local Prometheus on :9090 scraping consumers on :9400, producers on :9401
+	$(MONITOR) up
+
+monitor-down: venv ## stop the local Prometheus
+	$(MONITOR) down
+
 clean: ## remove everything the set-up made (venv, data, model, broker libs and data)
 	-$(KAFKA) down 2>/dev/null
+	-$(MONITOR) down 2>/dev/null
 	rm -rf $(VENV) broker .checkpoints .run results .pytest_cache .ruff_cache *.egg-info
 	find data models -type f ! -name README.md -delete

@@ -39,7 +39,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_AUTH: "the broker refused the credentials or the rights (SASL, ACLs)",
     EXIT_TLS: "the TLS handshake failed or the CA file is unusable",
     EXIT_CHECKPOINT: "an unfinished batch load needs --resume or --restart, or its checkpoint is unreadable",
-    EXIT_BROKER_TOOLING: "Java, Maven or the local broker launcher failed",
+    EXIT_BROKER_TOOLING: "Java, Maven or a local launcher (the Kafka broker, Prometheus) failed",
     EXIT_PROTOCOL: "the broker closed the connection unanswered: it expects another security protocol",
     EXIT_MODEL_BROKEN: "the model failed a whole batch and its own canary rows: the consumer stopped without "
     "committing that batch (the events stay on the raw topic for a fixed model)",
@@ -121,7 +121,7 @@ class CheckpointConflict(PipelineError):
 
 
 class BrokerToolingError(PipelineError):
-    """Java, Maven or the local broker launcher failed."""
+    """Java, Maven or a local launcher (the Kafka broker, Prometheus) failed."""
 
     exit_code = EXIT_BROKER_TOOLING
 

@@ -25,7 +25,6 @@ from churnstream.observability.metrics import ConsumerMetrics
 
 logger = logging.getLogger(__name__)
 
-METRICS_REFRESH_S = 1.0  # lag gauges are recomputed at most this often
 # Dead letters logged one by one per batch; a flood of bad input is summed up in one more line
 # (the dead-letter topic and the metric have them all).
 LOGGED_DEAD_LETTERS_PER_BATCH = 20
@@ -47,7 +46,6 @@ class LoopObserver:
         self.log_interval_s = log_interval_s
         self._clock = clock
         now = clock()
-        self._next_refresh = now
         self._next_log = now + log_interval_s
         self._logged_consumed = 0
         self._logged_at = now
@@ -62,12 +60,10 @@ class LoopObserver:
     def assigned(self, partitions: list[TopicPartition]) -> None:
         self.lag.assigned(partitions, self._clock())
         if self.metrics is not None:
-            self.metrics.assignment(partitions)
+            self.metrics.assignment()
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
-        self.lag.revoked(partitions)
-        if self.metrics is not None:
-            self.metrics.revoked(partitions)
+        self.lag.revoked(partitions)  # the lag gauges are read from the tracker: its series go too
 
     # -- from the loop
 
@@ -76,9 +72,6 @@ class LoopObserver:
         self.health.beat(joined=consumer.group_metadata().state == MemberState.STABLE)
         for tp in consumer.assignment():
             self.lag.observe(tp, consumer.highwater(tp), None, now)
-        if self.metrics is not None and now >= self._next_refresh:
-            self.metrics.lag(self.lag, time.monotonic())
-            self._next_refresh = now + METRICS_REFRESH_S
         if self.log_interval_s > 0 and now >= self._next_log:
             self._heartbeat(now)
 
@@ -107,7 +100,7 @@ class LoopObserver:
             totals.dead_lettered,
             rate,
             self.lag.total_records(),
-            len(self.lag.partitions),
+            len(self.lag.assignment()),
         )
         self._logged_consumed, self._logged_at = totals.consumed, now
         self._next_log = now + self.log_interval_s

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,11 +33,12 @@ from churnstream.consumer.sinks import make_sink
 from churnstream.consumer.stats import ConsumerSummary, RunStats, WindowSummary
 from churnstream.kafka.clients import make_admin, make_consumer, make_producer
 from churnstream.kafka.diagnosis import kafka_errors_translated
-from churnstream.kafka.group import RebalanceLogger, leave_as_static_member
+from churnstream.kafka.group import RebalanceLogger, group_offsets, leave_as_static_member
 from churnstream.kafka.outage import watch_broker
 from churnstream.kafka.topics import DEADLETTER_HEADROOM_BYTES, prepare_pipeline_topics
 from churnstream.lifecycle import StopFlag, tune_garbage_collector
 from churnstream.observability.health import Health
+from churnstream.observability.lag import LagProbe
 from churnstream.observability.metrics import ConsumerMetrics
 from churnstream.observability.server import MetricsServer
 from churnstream.settings import Settings
@@ -165,10 +166,22 @@ def _observe(settings: Settings, options: ConsumerOptions, stack: ExitStack) -> 
     observed = Observed(Health(liveness_s=options.liveness_s))
     port = options.metrics_port if options.metrics_port is not None else settings.metrics_port
     if port is not None:
-        observed.metrics = ConsumerMetrics(observed.health)
+        observed.metrics = ConsumerMetrics(observed.health, observed.health.lag)
         observed.server = MetricsServer(port, observed.metrics.registry, observed.health).start()
         stack.callback(observed.server.close)
     return observed
+
+
+def _probe_lag(settings: Settings, observed: Observed, client_id: str, stack: ExitStack) -> None:
+    """With metrics served: end and committed offsets from a client of its own, so lag keeps
+    growing on the gauges (and readiness sees it) even while the loop is blocked in one batch."""
+    if observed.metrics is None:
+        return
+    admin = make_admin(settings, client_id=f"{client_id}-lag")
+    stack.callback(admin.close)
+    group = settings.consumer_group
+    probe = LagProbe(observed.health.lag, lambda partitions: group_offsets(admin, group, partitions))
+    stack.enter_context(closing(probe.start()))
 
 
 def _clients(
@@ -229,6 +242,7 @@ def run_consumer(
             f", transactional id {identity.transactional_id}" if options.exactly_once else "",
         )
         producer, consumer = _clients(settings, options, identity, raw_limit, stack)
+        _probe_lag(settings, observed, f"churn-consumer-{identity.instance_id}", stack)
         stats = RunStats(options, on_window)
         observer = LoopObserver(stats, observed.health, observed.metrics, log_interval_s=options.log_interval_s)
         consumer.subscribe([settings.topic_raw], listener=RebalanceLogger(observer.assigned, observer.revoked))

@@ -6,8 +6,9 @@ import logging
 from collections.abc import Callable, Iterable
 
 from kafka import errors as kafka_errors
-from kafka.admin import KafkaAdminClient, MemberToRemove
+from kafka.admin import KafkaAdminClient, MemberToRemove, OffsetSpec
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.protocol.consumer.offsets import IsolationLevel
 from kafka.structs import TopicPartition
 
 logger = logging.getLogger(__name__)
@@ -60,3 +61,23 @@ def leave_as_static_member(admin: KafkaAdminClient, group: str, instance_id: str
         logger.warning("leaving group %s: %s; it rebalances after the session timeout", group, errors[0].__name__)
     else:
         logger.info("left group %s", group)
+
+
+def group_offsets(
+    admin: KafkaAdminClient, group: str, partitions: list[TopicPartition], timeout_ms: int = 10_000
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """The partitions' end offsets (read_committed: the last stable offset) and the group's
+    committed offsets, as kafka-consumer-groups reads them (where the group has none: the first
+    offset, where it will start). Two or three requests; for the lag probe."""
+    ends = admin.list_partition_offsets(
+        {tp: OffsetSpec.LATEST for tp in partitions},
+        isolation_level=IsolationLevel.READ_COMMITTED,
+        timeout_ms=timeout_ms,
+    )
+    found = admin.list_group_offsets({group: partitions}).get(group, {})
+    committed = {tp: offset.offset for tp, offset in found.items() if offset.offset >= 0}
+    never = [tp for tp in partitions if tp not in committed]
+    if never:  # the group starts these from the beginning (auto_offset_reset=earliest)
+        earliest = {tp: OffsetSpec.EARLIEST for tp in never}
+        committed |= {tp: o.offset for tp, o in admin.list_partition_offsets(earliest, timeout_ms=timeout_ms).items()}
+    return {tp: offset.offset for tp, offset in ends.items()}, committed

@@ -54,7 +54,7 @@ class Health:
             return False, "the model is not loaded"
         if self.last_beat is None or not self.joined:
             return False, "not a member of the group yet"
-        if not self.lag.partitions:
+        if not self.lag.assignment():
             return False, "no partitions assigned"
         if now - self.last_beat > self.stall_s:
             return False, f"the loop has been busy in one batch for {now - self.last_beat:.0f} s"

@@ -1,20 +1,34 @@
-"""Consumer lag per partition, in records and in seconds, from what the client already knows.
+"""Consumer lag per partition, in records and in seconds.
 
-Records: the partition's high watermark (learnt with every fetch, no extra request) minus the
-offset the group has committed. Seconds: how long ago the high watermark passed the committed
-offset, read off a small table of (high watermark, time) observations, the way kafka-lag-exporter
-estimates it; the records' own timestamps would lie when a partition was idle before a burst.
+Records: the partition's end offset minus the offset the group has committed. The loop learns end
+offsets with every fetch (``highwater``, no extra request) and its commits as it makes them; but a
+loop blocked in one batch (its output refused) fetches nothing, and its lag would freeze at the
+moment it is needed most. So when metrics are served, :class:`LagProbe` also asks the broker every
+few seconds, from its own thread and client, for the end offsets and the group's committed offsets
+(what ``kafka-consumer-groups --describe`` shows), which also covers a partition this run has not
+committed yet.
+
+Seconds: how long ago the end offset passed the committed offset, read off a small table of (end
+offset, time) observations, the way kafka-lag-exporter estimates it; the records' own timestamps
+would lie when a partition was idle before a burst.
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
+import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kafka.structs import TopicPartition
 
-MAX_SAMPLES = 600  # a few minutes of observations at one per loop turn that saw the watermark move
+logger = logging.getLogger(__name__)
+
+MAX_SAMPLES = 600  # a few minutes of observations at one per loop turn that saw the end offset move
+PROBE_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -31,7 +45,7 @@ class PartitionLag:
         return max(self.highwater - self.committed, 0)
 
     def seconds(self, now: float) -> float:
-        """Age of the oldest unprocessed record: now minus when the watermark first passed ``committed``."""
+        """Age of the oldest unprocessed record: now minus when the end offset first passed ``committed``."""
         if self.records == 0 or self.committed is None:
             return 0.0
         offsets = [offset for offset, _ in self.samples]
@@ -41,45 +55,118 @@ class PartitionLag:
         return max(now - self.samples[index][1], 0.0)
 
 
+@dataclass(frozen=True)
+class LagReading:
+    tp: TopicPartition
+    records: int
+    seconds: float
+
+
 class LagTracker:
-    """Fed by the consumer's loop (one thread); read by the metrics and health endpoints (another)."""
+    """Fed by the consumer's loop and the probe; read by the metrics and health endpoints. One lock
+    (uncontended but for a scrape: well under a microsecond) keeps the three threads consistent."""
 
     def __init__(self) -> None:
         self.partitions: dict[TopicPartition, PartitionLag] = {}
+        self._lock = threading.Lock()
 
     def assigned(self, partitions: list[TopicPartition], now: float) -> None:
-        for tp in partitions:
-            self.partitions.setdefault(tp, PartitionLag(last_progress=now))
+        with self._lock:
+            for tp in partitions:
+                self.partitions.setdefault(tp, PartitionLag(last_progress=now))
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self.partitions.pop(tp, None)
+        with self._lock:
+            for tp in partitions:
+                self.partitions.pop(tp, None)
+
+    def assignment(self) -> list[TopicPartition]:
+        with self._lock:
+            return list(self.partitions)
 
     def observe(self, tp: TopicPartition, highwater: int | None, position: int | None, now: float) -> None:
-        """After a poll: the watermark the fetch reported, and where the consumer stands."""
-        lag = self.partitions.get(tp)
-        if lag is None:
-            lag = self.partitions[tp] = PartitionLag(last_progress=now)
-        if lag.committed is None and position is not None:
-            lag.committed = position  # nothing committed by us yet: start from where we read
-        if highwater is not None and highwater != lag.highwater:
-            lag.highwater = highwater
-            if not lag.samples or highwater > lag.samples[-1][0]:
+        """An end offset (from a fetch, or the probe), and where the consumer stands when known."""
+        with self._lock:
+            lag = self.partitions.get(tp)
+            if lag is None:
+                return  # not (or no longer) ours: a probe answer that crossed a revocation
+            if lag.committed is None and position is not None:
+                lag.committed = position  # nothing committed by us yet: start from where we read
+            if highwater is not None and (lag.highwater is None or highwater > lag.highwater):
+                lag.highwater = highwater  # forward only: the loop's view may be older than the probe's
                 lag.samples.append((highwater, now))
 
-    def committed(self, tp: TopicPartition, offset: int, now: float) -> None:
-        lag = self.partitions.get(tp)
-        if lag is None:
-            lag = self.partitions[tp] = PartitionLag()
-        if lag.committed is None or offset > lag.committed:
-            lag.last_progress = now
-        lag.committed = offset
+    def committed(self, tp: TopicPartition, offset: int, now: float, *, seed: bool = False) -> None:
+        """A committed offset: from the loop's own commit, or (``seed``) read back by the probe,
+        where the first reading is where the group stood, not progress made."""
+        with self._lock:
+            lag = self.partitions.get(tp)
+            if lag is None:
+                return
+            if lag.committed is None or offset > lag.committed:  # forward only, as the end offset
+                if not (seed and lag.committed is None):
+                    lag.last_progress = now
+                lag.committed = offset
+
+    def readings(self, now: float) -> list[LagReading]:
+        with self._lock:
+            return [LagReading(tp, lag.records, lag.seconds(now)) for tp, lag in sorted(self.partitions.items())]
 
     def total_records(self) -> int:
-        return sum(lag.records for lag in list(self.partitions.values()))
+        with self._lock:
+            return sum(lag.records for lag in self.partitions.values())
 
     def stalled(self, now: float, after_s: float) -> list[TopicPartition]:
         """Partitions with records waiting and no committed progress for ``after_s`` seconds."""
-        return [
-            tp for tp, lag in list(self.partitions.items()) if lag.records > 0 and now - lag.last_progress > after_s
-        ]
+        with self._lock:
+            return [tp for tp, lag in self.partitions.items() if lag.records > 0 and now - lag.last_progress > after_s]
+
+
+# For some partitions: (their end offsets, the group's committed offsets).
+OffsetsReader = Callable[[list[TopicPartition]], tuple[dict[TopicPartition, int], dict[TopicPartition, int]]]
+
+
+class LagProbe:
+    """Every ``interval_s``, the end and committed offsets of the assigned partitions into the
+    tracker, from a thread of its own (with a client of its own: kafka-python's are not thread-safe)."""
+
+    def __init__(
+        self,
+        tracker: LagTracker,
+        read_offsets: OffsetsReader,
+        interval_s: float = PROBE_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tracker = tracker
+        self._read_offsets = read_offsets
+        self.interval_s = interval_s
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lag-probe", daemon=True)
+
+    def start(self) -> LagProbe:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval_s + 15)
+
+    def once(self) -> None:
+        partitions = self.tracker.assignment()
+        if not partitions:
+            return
+        try:
+            ends, committed = self._read_offsets(partitions)
+        except Exception as exc:  # a broker away: the loop says so; the probe tries again later
+            logger.debug("lag probe: offsets not read (%s: %s)", type(exc).__name__, exc)
+            return
+        now = self._clock()
+        for tp, offset in committed.items():
+            self.tracker.committed(tp, offset, now, seed=True)
+        for tp, end in ends.items():
+            self.tracker.observe(tp, end, None, now)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.once()

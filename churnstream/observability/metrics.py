@@ -12,13 +12,11 @@ latencies (counted into buckets with numpy), never a call per event.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import numpy as np
-from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -127,10 +125,33 @@ class ProbeCollector(Collector):
         yield GaugeMetricFamily(LIVE, "1 when /healthz answers 200", value=int(self.probes.live()[0]))
 
 
+class LagCollector(Collector):
+    """Lag per assigned partition, read from the tracker when Prometheus scrapes: a partition that
+    is revoked leaves the tracker, so its series go with it; nothing to refresh from the loop."""
+
+    def __init__(self, lag: LagTracker, clock: Callable[[], float] = time.monotonic) -> None:
+        self.lag = lag
+        self.clock = clock
+
+    def collect(self) -> Iterable[Metric]:
+        readings = self.lag.readings(self.clock())
+        records = GaugeMetricFamily(LAG_RECORDS, "Records not yet committed", labels=["topic", "partition"])
+        seconds = GaugeMetricFamily(
+            LAG_SECONDS, "Age of the oldest record not yet committed", labels=["topic", "partition"]
+        )
+        for reading in readings:
+            labels = [reading.tp.topic, str(reading.tp.partition)]
+            records.add_metric(labels, reading.records)
+            seconds.add_metric(labels, reading.seconds)
+        yield records
+        yield seconds
+        yield GaugeMetricFamily(ASSIGNED_PARTITIONS, "Partitions assigned to this consumer", value=len(readings))
+
+
 class ConsumerMetrics:
     """Everything the consumer exposes. The loop calls it once per batch; the endpoint reads the registry."""
 
-    def __init__(self, probes: Probes, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, probes: Probes, lag: LagTracker, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         r.register(ProbeCollector(probes))
@@ -153,11 +174,7 @@ class ConsumerMetrics:
             STAGE_DURATION, "Seconds per batch in each stage", ["stage"], buckets=STAGE_BUCKETS_S, registry=r
         )
         self.batch_size = Histogram(BATCH_SIZE, "Events per poll batch", buckets=BATCH_BUCKETS, registry=r)
-        self.lag_records = Gauge(LAG_RECORDS, "Records not yet committed", ["topic", "partition"], registry=r)
-        self.lag_seconds = Gauge(
-            LAG_SECONDS, "Age of the oldest record not yet committed", ["topic", "partition"], registry=r
-        )
-        self.assigned = Gauge(ASSIGNED_PARTITIONS, "Partitions assigned to this consumer", registry=r)
+        r.register(LagCollector(lag))
         self.model_info = Gauge(MODEL_INFO, "The model version scoring (value 1)", ["version"], registry=r)
         self.last_commit = Gauge(LAST_COMMIT, "Unix time of the last committed batch", registry=r)
         for result in ("committed", "aborted"):
@@ -184,21 +201,8 @@ class ConsumerMetrics:
     def aborted(self) -> None:
         self.transactions.labels("aborted").inc()
 
-    def assignment(self, partitions: list[TopicPartition]) -> None:
+    def assignment(self) -> None:
         self.rebalances.inc()
-
-    def revoked(self, partitions: list[TopicPartition]) -> None:
-        """A revoked partition's series go: a gauge left behind would report a lag nobody owns."""
-        for tp in partitions:
-            for gauge in (self.lag_records, self.lag_seconds):
-                with contextlib.suppress(KeyError):  # never set: nothing to remove
-                    gauge.remove(tp.topic, str(tp.partition))
-
-    def lag(self, tracker: LagTracker, now: float) -> None:
-        for tp, lag in list(tracker.partitions.items()):
-            self.lag_records.labels(tp.topic, str(tp.partition)).set(lag.records)
-            self.lag_seconds.labels(tp.topic, str(tp.partition)).set(lag.seconds(now))
-        self.assigned.set(len(tracker.partitions))
 
 
 class DeliveryCounts(Protocol):

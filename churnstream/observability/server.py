@@ -20,6 +20,10 @@ from churnstream.settings import ENV_METRICS_PORT
 logger = logging.getLogger(__name__)
 
 BIND_ADDRESS = ""  # every interface: a pod's probes and Prometheus come from outside
+# The ports monitoring/prometheus.yml scrapes and deploy/ uses (the code has no default: metrics are
+# off unless a port is given).
+CONSUMER_METRICS_PORT = 9400
+PRODUCER_METRICS_PORT = 9401
 
 
 class MetricsServer:

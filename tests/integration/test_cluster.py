@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.protocol.metadata import CoordinatorType
 
 from benchmarks import bench_scaling
@@ -27,7 +28,17 @@ from churnstream.harness.readers import OutcomeReader, read_topic
 from churnstream.kafka.clients import make_admin
 from churnstream.kafka.topics import ensure_topics
 from churnstream.settings import Settings, settings_from
-from tests.helpers import private_pipeline_env, run_script, script_env, start_local_cluster
+from tests.helpers import (
+    free_port,
+    http_get,
+    private_pipeline_env,
+    run_script,
+    scrape,
+    script_env,
+    start_local_cluster,
+    start_script,
+    wait_until,
+)
 
 STREAM_RATE = 250  # events/s: well inside what one consumer scores on a busy 2-core machine
 STREAM_SECONDS = 24
@@ -287,3 +298,67 @@ def test_the_benchmark_quick_mode(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert [sum(r["consumer_events"]) for r in results["summary"]] == [10_000, 10_000]
     assert (out / "scaling.png").stat().st_size > 10_000
     assert "events/s" in stdout and "limit = " in stdout
+
+
+# --- readiness when the output is blocked ----------------------------------------------------------
+
+
+def _lag_records(port: int) -> float:
+    return sum(value for name, value in scrape(port).items() if name.startswith("churn_consumer_lag_records"))
+
+
+def _readyz(port: int) -> tuple[int, str]:
+    return http_get(f"http://127.0.0.1:{port}/readyz")
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_readyz_fails_while_the_output_is_blocked_and_lag_grows_then_recovers(
+    cluster: broker.Layout, cluster_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Output blocked for real: the predictions topic lives on node 3 alone, and node 3 stops. The
+    input (replicated) keeps flowing, so the lag grows while no batch can be delivered. /readyz must
+    fail within 35 s (a stall of 30 s), /healthz must not (blocked is not stuck), and both must be
+    fine again once node 3 is back."""
+    settings = settings_from(cluster_env)
+    admin = make_admin(settings)
+    try:
+        ensure_topics(admin, settings, [settings.topic_raw, settings.topic_deadletter])
+        admin.create_topics(
+            [NewTopic(settings.topic_predictions, replica_assignments={p: [3] for p in range(6)})]
+        )  # node.id 3 is layout node 2
+    finally:
+        admin.close()
+    port = free_port()
+    consumer = start_script(
+        "consumer.py", ["--metrics-port", str(port), "--duration", "200"], cluster_env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    producer = start_script(
+        "producer.py", ["--mode", "streaming", "--events-per-sec", "40", "--duration", "180"], cluster_env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: _readyz(port)[0] == 200, 60, "the consumer to be ready")
+        broker.stop_node(cluster, 2)
+        blocked_lag = _lag_records(port)
+        took = wait_until(lambda: _readyz(port)[0] == 503, 60, "/readyz to fail")
+        status, reason = _readyz(port)
+        assert status == 503 and took <= 35.0, f"not ready only {took:.1f} s after the output was blocked"
+        assert "busy in one batch" in reason or "no progress" in reason, reason
+        assert _lag_records(port) > blocked_lag + 100  # ~40 events/s kept arriving
+        assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+
+        broker.start_node(cluster, 2)
+        broker.wait_until_ready(cluster)
+        back = wait_until(lambda: _readyz(port)[0] == 200, 120, "readiness after the output came back")
+        print(f"FIGURES readyz not_ready_after_s={took:.1f} ready_again_after_restart_s={back:.1f}")
+    finally:
+        if broker.node_pid(cluster, 2) is None:
+            broker.start_node(cluster, 2)
+            broker.wait_until_ready(cluster)
+        for process in (producer, consumer):
+            process.terminate()
+        producer.communicate(timeout=60)
+        _, err = consumer.communicate(timeout=120)
+    assert consumer.returncode == 0, err[-3000:]

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from churnstream.errors import ConfigError
 from churnstream.observability import metrics as m
 from churnstream.observability.health import Health
-from churnstream.observability.lag import LagTracker
+from churnstream.observability.lag import LagProbe, LagTracker
 from churnstream.observability.metrics import BatchHistogram, ConsumerMetrics, ProducerMetrics
 from churnstream.observability.server import MetricsServer
 
@@ -80,6 +80,51 @@ def test_a_partition_is_stalled_only_with_records_waiting_and_no_progress() -> N
     assert lag.stalled(now=100.0, after_s=30.0) == []
 
 
+class FakeBroker:
+    """What the probe reads: end offsets and the group's committed offsets, or a broker away."""
+
+    def __init__(self) -> None:
+        self.ends: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+        self.asked: list[list[TopicPartition]] = []
+
+    def __call__(self, partitions: list[TopicPartition]) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        self.asked.append(partitions)
+        if not self.ends:
+            raise ConnectionError("broker away")
+        return {tp: self.ends[tp] for tp in partitions}, dict(self.committed)
+
+
+def test_the_probe_keeps_the_lag_growing_while_the_loop_is_blocked() -> None:
+    """Blocked in its first batch, the loop has committed nothing and fetches nothing: the probe
+    still knows where the group stands and how far the input has gone."""
+    clock = Clock()
+    lag = LagTracker()
+    lag.assigned([TP0], now=clock.now)
+    broker = FakeBroker()
+    probe = LagProbe(lag, broker, clock=clock)
+    probe.once()  # the broker is away: nothing changes, nothing raises
+    assert lag.total_records() == 0
+    broker.ends[TP0], broker.committed[TP0] = 180, 100
+    clock.now += 5
+    probe.once()
+    broker.ends[TP0] = 260
+    clock.now += 5
+    probe.once()
+    assert broker.asked[-1] == [TP0]
+    [reading] = lag.readings(clock.now + 2)
+    assert (reading.records, reading.seconds) == (160, pytest.approx(7.0))  # offset 100 is known since t+5
+    lag.observe(TP0, highwater=120, position=None, now=clock.now)  # the loop's older view: ignored
+    assert lag.total_records() == 160
+    clock.now += 31
+    assert lag.stalled(clock.now, 30.0) == [TP0]  # the group's offset as read is not progress...
+    lag.committed(TP0, 200, clock.now)
+    assert lag.stalled(clock.now, 30.0) == []  # ...a commit is
+    lag.revoked([TP0])
+    probe.once()  # nothing assigned: no request
+    assert lag.readings(clock.now) == []
+
+
 # -- health
 
 
@@ -139,7 +184,7 @@ def test_the_batch_histogram_counts_as_prometheus_own_histogram_does() -> None:
 
 
 def test_a_batch_updates_every_counter_once_and_keeps_both_transaction_series() -> None:
-    metrics = ConsumerMetrics(Health(liveness_s=60.0))
+    metrics = ConsumerMetrics(Health(liveness_s=60.0), LagTracker())
     before = samples(metrics.registry)
     assert before[("churn_transactions_total", (("result", "aborted"),))] == 0
     metrics.batch(consumed=10, scored=8, dead_by_stage={"validate": 2}, stage_seconds={"predict": 0.002})
@@ -159,19 +204,17 @@ def test_a_batch_updates_every_counter_once_and_keeps_both_transaction_series() 
 
 
 def test_a_revoked_partition_s_series_are_removed() -> None:
-    metrics = ConsumerMetrics(Health(liveness_s=60.0))
-    lag = LagTracker()
+    health = Health(liveness_s=60.0)
+    lag = health.lag
+    metrics = ConsumerMetrics(health, lag)
     lag.assigned([TP0, TP1], now=0.0)
     lag.observe(TP0, highwater=7, position=0, now=0.0)
     lag.observe(TP1, highwater=3, position=0, now=0.0)
-    metrics.lag(lag, now=1.0)
     series = samples(metrics.registry)
     assert series[("churn_consumer_lag_records", (("partition", "0"), ("topic", "raw")))] == 7
     assert series[("churn_assigned_partitions", ())] == 2
 
     lag.revoked([TP0])
-    metrics.revoked([TP0])
-    metrics.lag(lag, now=2.0)
     series = samples(metrics.registry)
     assert ("churn_consumer_lag_records", (("partition", "0"), ("topic", "raw"))) not in series
     assert ("churn_consumer_lag_seconds", (("partition", "0"), ("topic", "raw"))) not in series
@@ -180,7 +223,7 @@ def test_a_revoked_partition_s_series_are_removed() -> None:
 
 
 def test_model_info_names_only_the_current_version() -> None:
-    metrics = ConsumerMetrics(Health(liveness_s=60.0))
+    metrics = ConsumerMetrics(Health(liveness_s=60.0), LagTracker())
     metrics.model("v1")
     metrics.model("v2")
     series = samples(metrics.registry)
@@ -220,7 +263,7 @@ def test_every_exported_name_is_one_of_the_named_constants_and_back() -> None:
     """monitoring/ and its test read the constants: a metric renamed in one place only would slip."""
     producer = ProducerMetrics()
     producer.checkpointed(1)
-    names = exported(ConsumerMetrics(Health(liveness_s=60.0)).registry) | exported(producer.registry)
+    names = exported(ConsumerMetrics(Health(liveness_s=60.0), LagTracker()).registry) | exported(producer.registry)
     assert names == set(m.EXPORTED)
 
 
@@ -229,7 +272,7 @@ def test_every_exported_name_is_one_of_the_named_constants_and_back() -> None:
 
 def test_the_port_serves_metrics_and_probes_and_refuses_to_start_when_taken() -> None:
     health = Health(liveness_s=60.0)
-    metrics = ConsumerMetrics(health)
+    metrics = ConsumerMetrics(health, health.lag)
     server = MetricsServer(0, metrics.registry, health).start()
     base = f"http://127.0.0.1:{server.port}"
     try:
