@@ -2,7 +2,8 @@
 
 - ``docs/reference/cli.md``: every registered command's ``--help`` (cli.registry);
 - the exit-code table in ``KAFKA_README.md`` (errors.EXIT_CODES and the exception hierarchy);
-- ``schemas/*.json``: the wire formats as JSON Schema (contract.jsonschema).
+- ``schemas/*.json``: the wire formats as JSON Schema (contract.jsonschema);
+- the metrics table in ``docs/howto/monitoring.md`` (observability.metrics, from live registries).
 
 ``--check`` writes nothing and exits 1 when a committed file differs (tests/unit/test_docs.py runs it).
 """
@@ -16,11 +17,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+from kafka.structs import TopicPartition
+
 from churnstream.cli.common import make_parser, run
 from churnstream.cli.registry import COMMANDS
 from churnstream.contract.jsonschema import SCHEMAS
 from churnstream.errors import EXIT_CODES, error_classes
 from churnstream.files import json_bytes, write_bytes_atomically
+from churnstream.observability.health import Health
+from churnstream.observability.metrics import ConsumerMetrics, ProducerMetrics
 from churnstream.settings import PROJECT_ROOT
 
 PROG = "python -m churnstream.cli.docs"
@@ -83,6 +89,27 @@ def exit_code_table() -> str:
     return "\n".join(lines)
 
 
+def metrics_table() -> str:
+    """Every metric both processes export, read from their registries after one made-up batch (so
+    each labelled series exists and shows its labels)."""
+    health = Health(liveness_s=60.0)
+    health.lag.assigned([TopicPartition("raw", 0)], now=0.0)
+    consumer = ConsumerMetrics(health, health.lag)
+    consumer.batch(consumed=1, scored=1, dead_by_stage={"validate": 1}, stage_seconds={"poll": 0.0})
+    consumer.latencies(np.array([0.0]), now_ms=0.0)
+    consumer.model("v")
+    producer = ProducerMetrics()
+    producer.checkpointed(0)
+    lines = ["| Metric | Type | Labels | Process | Meaning |", "| --- | --- | --- | --- | --- |"]
+    for process, registry in (("consumer", consumer.registry), ("producer", producer.registry)):
+        for family in registry.collect():
+            name = family.name + ("_total" if family.type == "counter" else "")
+            labels = sorted({label for sample in family.samples for label in sample.labels} - {"le"})
+            shown = ", ".join(f"`{label}`" for label in labels) or "-"
+            lines.append(f"| `{name}` | {family.type} | {shown} | {process} | {family.documentation} |")
+    return "\n".join(lines)
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     begin, end = BEGIN.format(name=name), END.format(name=name)
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
@@ -94,7 +121,9 @@ def replace_block(text: str, name: str, body: str) -> str:
 def generated_files(root: Path = PROJECT_ROOT) -> dict[Path, Callable[[], bytes]]:
     """Each generated file, and how to build its content from the code."""
     readme = root / "KAFKA_README.md"
+    monitoring = root / "docs" / "howto" / "monitoring.md"
     files: dict[Path, Callable[[], bytes]] = {
+        monitoring: lambda: replace_block(monitoring.read_text(encoding="utf-8"), "metrics", metrics_table()).encode(),
         root / "docs" / "reference" / "cli.md": lambda: cli_reference().encode(),
         readme: lambda: replace_block(readme.read_text(encoding="utf-8"), "exit-codes", exit_code_table()).encode(),
     }
