@@ -34,6 +34,7 @@ PROJECT_ROOT = _project_root()
 ENV_BOOTSTRAP_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"
 ENV_TOPIC_RAW = "KAFKA_TOPIC_RAW"
 ENV_TOPIC_PREDICTIONS = "KAFKA_TOPIC_PREDICTIONS"
+ENV_TOPIC_PREDICTIONS_SHADOW = "KAFKA_TOPIC_PREDICTIONS_SHADOW"  # the challenger's outputs (--shadow-model)
 ENV_TOPIC_DEADLETTER = "KAFKA_TOPIC_DEADLETTER"
 ENV_CONSUMER_GROUP = "KAFKA_CONSUMER_GROUP"
 ENV_TOPIC_PARTITIONS = "KAFKA_TOPIC_PARTITIONS"
@@ -62,6 +63,7 @@ ALL_VARIABLES = (
     ENV_BOOTSTRAP_SERVERS,
     ENV_TOPIC_RAW,
     ENV_TOPIC_PREDICTIONS,
+    ENV_TOPIC_PREDICTIONS_SHADOW,
     ENV_TOPIC_DEADLETTER,
     ENV_CONSUMER_GROUP,
     ENV_TOPIC_PARTITIONS,
@@ -130,6 +132,7 @@ class Settings:
     bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
     topic_raw: str = "telco-raw-customers"
     topic_predictions: str = "telco-churn-predictions"
+    topic_predictions_shadow: str = "telco-churn-predictions-shadow"
     topic_deadletter: str = "telco-deadletter"
     consumer_group: str = "telco-churn-consumer-group"
     topic_partitions: int = 6
@@ -168,6 +171,7 @@ class Settings:
             ENV_BOOTSTRAP_SERVERS: self.bootstrap_servers,
             ENV_TOPIC_RAW: self.topic_raw,
             ENV_TOPIC_PREDICTIONS: self.topic_predictions,
+            ENV_TOPIC_PREDICTIONS_SHADOW: self.topic_predictions_shadow,
             ENV_TOPIC_DEADLETTER: self.topic_deadletter,
             ENV_CONSUMER_GROUP: self.consumer_group,
             ENV_TOPIC_PARTITIONS: str(self.topic_partitions),
@@ -349,6 +353,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         bootstrap_servers=_bootstrap(env),
         topic_raw=_topic(env, ENV_TOPIC_RAW, Settings.topic_raw),
         topic_predictions=_topic(env, ENV_TOPIC_PREDICTIONS, Settings.topic_predictions),
+        topic_predictions_shadow=_topic(env, ENV_TOPIC_PREDICTIONS_SHADOW, Settings.topic_predictions_shadow),
         topic_deadletter=_topic(env, ENV_TOPIC_DEADLETTER, Settings.topic_deadletter),
         consumer_group=_topic(env, ENV_CONSUMER_GROUP, Settings.consumer_group),
         topic_partitions=_int(env, ENV_TOPIC_PARTITIONS, Settings.topic_partitions, 1, 1000),

@@ -22,6 +22,7 @@ from churnstream.kafka.outage import OutageMonitor
 from churnstream.lifecycle import StopFlag
 
 if TYPE_CHECKING:  # observe imports sinks and stats, as this module does: no cycle at run time
+    from churnstream.consumer.models import ModelWatcher
     from churnstream.consumer.observe import LoopObserver
 
 logger = logging.getLogger(__name__)
@@ -115,8 +116,14 @@ def consume_loop(
     *,
     outage: OutageMonitor | None = None,
     observer: LoopObserver | None = None,
+    models: ModelWatcher | None = None,
+    shadow: Scorer | None = None,
 ) -> None:
-    """Poll, score, deliver, commit, until stopped. Never per-message predict, flush or commit."""
+    """Poll, score, deliver, commit, until stopped. Never per-message predict, flush or commit.
+
+    ``models``: the store's current version, swapped in between batches (a batch is scored by one
+    model, whole). ``shadow``: a challenger scoring the same events into its own topic.
+    """
     consecutive_aborts = 0
     max_value_bytes = stats.options.max_value_bytes
     while not until.reached(consumer):
@@ -136,8 +143,10 @@ def consume_loop(
         membership = consumer.group_metadata()
         if stats.first_record_at is None:
             stats.first_records()
+        if models is not None:
+            model = models.check()  # between batches: a promoted, verified version serves from here
         times = StageTimes()
-        result = score_batch(records, model, max_value_bytes=max_value_bytes, times=times)
+        result = score_batch(records, model, max_value_bytes=max_value_bytes, times=times, shadow=shadow)
         stats.stage_times.add(times)
         batch = Batch(result, offsets, rewind, membership)
         sent_before = sink.times.as_dict()

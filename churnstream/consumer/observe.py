@@ -16,6 +16,7 @@ import numpy as np
 from kafka import KafkaConsumer
 from kafka.structs import MemberState, TopicPartition
 
+from churnstream.consumer.drift import DriftWatch
 from churnstream.consumer.scoring import BatchResult
 from churnstream.consumer.sinks import Batch
 from churnstream.consumer.stats import RunStats
@@ -39,10 +40,12 @@ class LoopObserver:
         *,
         log_interval_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        drift: DriftWatch | None = None,
     ) -> None:
         self.stats = stats
         self.health = health
         self.metrics = metrics
+        self.drift = drift
         self.log_interval_s = log_interval_s
         self._clock = clock
         now = clock()
@@ -84,6 +87,8 @@ class LoopObserver:
             by_stage = Counter(dead.stage for dead in result.dead_letters)
             self.metrics.batch(result.consumed, result.scored, dict(by_stage), stage_seconds)
             self.metrics.latencies(np.asarray(result.event_ms, dtype=float), time.time() * 1000.0)
+        if self.drift is not None:
+            self.drift.batch(result.scored_features, result.probabilities)
         _log_dead_letters(result, batch)
 
     def aborted(self) -> None:

@@ -131,6 +131,14 @@ class BatchResult:
     probability_sum: float = 0.0
     churned: int = 0  # predictions that say "Yes"
     event_ms: list[float] = field(default_factory=list)  # each prediction's event_ts, for the latency metric
+    model_version: str = ""  # the one version that scored every prediction of this batch
+    # Each prediction's features and probability, in order: the drift monitor reads them.
+    scored_features: list[dict[str, Any]] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)
+    # With a shadow model: its outputs for the same events, or (if it failed) dead letters with
+    # stage "shadow". Extra records, outside the one-outcome-per-event accounting.
+    shadow_predictions: list[PredictionOut] = field(default_factory=list)
+    shadow_dead_letters: list[DeadLetterOut] = field(default_factory=list)
 
     @property
     def scored(self) -> int:
@@ -189,6 +197,7 @@ def make_dead_letter(
         cap_reason(reason),
         record.partition,
         record.offset,
+        event_id if isinstance(event_id, str) else None,  # an invalid event's id may be anything
     )
 
 
@@ -266,6 +275,45 @@ def _score_or_bisect(model: Scorer, rows: Sequence[dict[str, Any]]) -> tuple[lis
         return _bisect(model, rows, exc)
 
 
+def score_shadow(
+    result: BatchResult, shadow: Scorer, scored: Sequence[tuple[SourceRecord, ValidEvent]], processed_ts: str
+) -> None:
+    """The shadow model's outputs for the events the main model scored, in one call. If the call
+    fails, or does not return one probability per event, every one of them gets a shadow-stage dead
+    letter instead (original bytes, the reason): the main outputs stand, as scored."""
+    version = shadow.version
+    try:
+        raw = _check_probabilities(shadow.predict_proba(result.scored_features), len(scored))
+        problems = [_not_a_probability(value) for value in raw]
+        problem = next((p for p in problems if p is not None), None)
+        if problem is not None:
+            raise ValueError(problem)
+    except Exception as exc:  # routed: a challenger's failure must never touch the published outputs
+        reason = f"the shadow model {version} failed on this batch: {type(exc).__name__}: {exc}"
+        logger.warning("%s; %d shadow dead letters, the main outputs are unaffected", reason, len(scored))
+        result.shadow_dead_letters.extend(
+            make_dead_letter(record, Stage.SHADOW, reason, error_class(exc), version, event_id=event.event_id)
+            for record, event in scored
+        )
+        return
+    threshold = shadow.threshold
+    for (record, event), probability in zip(scored, raw, strict=True):
+        value = encode_prediction(
+            event.customer_id,
+            probability,
+            probability >= threshold,
+            event_ts=event.event_ts,
+            processed_ts=processed_ts,
+            event_id=event.event_id,
+            model_version=version,
+            source_partition=record.partition,
+            source_offset=record.offset,
+        )
+        result.shadow_predictions.append(
+            PredictionOut(event.customer_id.encode(), value, record.partition, record.offset)
+        )
+
+
 def score_batch(
     records: Sequence[SourceRecord],
     model: Scorer,
@@ -273,10 +321,15 @@ def score_batch(
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     times: StageTimes | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    shadow: Scorer | None = None,
 ) -> BatchResult:
-    """Turn one poll batch into predictions and dead letters: exactly one outcome per record."""
-    result = BatchResult()
+    """Turn one poll batch into predictions and dead letters: exactly one outcome per record.
+
+    With ``shadow``, the events the model scored are scored again by the shadow model, in one
+    more call, into ``shadow_predictions``; a shadow failure costs the shadow outputs only.
+    """
     version = model.version
+    result = BatchResult(model_version=version)
     dead_letters = result.dead_letters
 
     started = clock()
@@ -326,6 +379,9 @@ def score_batch(
     processed_ts = utc_now_iso()
     predictions = result.predictions
     event_ms = result.event_ms
+    scored_features = result.scored_features
+    scored_probabilities = result.probabilities
+    scored_events: list[tuple[SourceRecord, ValidEvent]] = []
     probability_sum = 0.0
     churned = 0
     for index, (record, event, probability) in enumerate(zip(valid_records, events, probabilities, strict=True)):
@@ -356,10 +412,15 @@ def score_batch(
         )
         predictions.append(PredictionOut(event.customer_id.encode(), value, record.partition, record.offset))
         event_ms.append(event.event_ms)
+        scored_features.append(event.features)
+        scored_probabilities.append(probability)
+        scored_events.append((record, event))
         probability_sum += probability
         churned += is_churn
     result.probability_sum = probability_sum
     result.churned = churned
+    if shadow is not None and scored_events:
+        score_shadow(result, shadow, scored_events, processed_ts)
 
     if times is not None:
         encoded_at = clock()

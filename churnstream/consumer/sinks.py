@@ -89,6 +89,12 @@ def _send_outputs(producer: KafkaProducer, settings: Settings, result: BatchResu
         send(dead_topic, value=d.value, key=d.key, headers=d.headers)  # null value stays null
         for d in result.dead_letters
     )
+    if result.shadow_predictions or result.shadow_dead_letters:  # --shadow-model: in the same transaction
+        shadow_topic = settings.topic_predictions_shadow
+        futures.extend(send(shadow_topic, value=p.value, key=p.key) for p in result.shadow_predictions)
+        futures.extend(
+            send(dead_topic, value=d.value, key=d.key, headers=d.headers) for d in result.shadow_dead_letters
+        )
     return futures
 
 

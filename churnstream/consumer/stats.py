@@ -112,6 +112,15 @@ class ConsumerSummary:
     stopped_by: str
     stage_seconds: dict[str, float]
     windows: list[WindowSummary]
+    # The model's life (issue 16): which versions scored how many events (a promotion mid-run shows
+    # two), the versions refused, the shadow model's outputs, drift at the end of the run.
+    scored_by_version: dict[str, int] = field(default_factory=dict)
+    models_refused: list[str] = field(default_factory=list)
+    shadow_model_version: str | None = None
+    shadow_scored: int = 0
+    shadow_dead_lettered: int = 0
+    feature_psi: dict[str, float] = field(default_factory=dict)  # over the drift window, per feature
+    window_mean_churn_probability: float | None = None  # over the same window
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +146,9 @@ class RunStats:
         self._clock = clock
         self.totals = Totals()
         self.by_stage: Counter[str] = Counter()
+        self.by_version: Counter[str] = Counter()
+        self.shadow_scored = 0
+        self.shadow_dead_lettered = 0
         self.stage_times = StageTimes()
         self.poll_s = 0.0
         self.aborted = 0
@@ -167,6 +179,10 @@ class RunStats:
         self.last_batch_cpu = time.process_time()
         for dead in result.dead_letters:
             self.by_stage[dead.stage] += 1
+        if result.scored:
+            self.by_version[result.model_version] += result.scored
+        self.shadow_scored += len(result.shadow_predictions)
+        self.shadow_dead_lettered += len(result.shadow_dead_letters)
         if self.options.batch_mode:
             window = self._window(now)
             window.totals.add(result)
@@ -224,4 +240,7 @@ class RunStats:
             stopped_by=stopped_by,
             stage_seconds={name: round(seconds, 4) for name, seconds in stage_seconds.items()},
             windows=list(self.windows),
+            scored_by_version=dict(self.by_version),
+            shadow_scored=self.shadow_scored,
+            shadow_dead_lettered=self.shadow_dead_lettered,
         )

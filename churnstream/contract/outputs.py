@@ -42,6 +42,9 @@ class Stage(StrEnum):
     DECODE = "decode"  # the bytes are not a JSON object
     VALIDATE = "validate"  # the object breaks the event contract
     SCORE = "score"  # the model could not score it
+    # The shadow (challenger) model could not score a batch the main model scored: the event also
+    # has its prediction. Not a failure of the event: the accounting and replay leave these out.
+    SHADOW = "shadow"
 
 
 class MalformedOutput(ValueError):

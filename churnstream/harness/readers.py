@@ -9,7 +9,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from churnstream.consumer.scoring import RawRecord
-from churnstream.contract.outputs import DeadLetterInfo, MalformedOutput, decode_prediction
+from churnstream.contract.outputs import DeadLetterInfo, MalformedOutput, Stage, decode_prediction
 from churnstream.harness.analysis import ObservedDeadLetter, ObservedPrediction
 from churnstream.harness.plan import RunTopics
 from churnstream.kafka.clients import make_consumer
@@ -26,6 +26,7 @@ class OutcomeReader(threading.Thread):
         self._topics = topics
         self.predictions: list[ObservedPrediction] = []
         self.dead_letters: list[ObservedDeadLetter] = []
+        self.shadow_dead_letters = 0
         self.malformed_outputs = 0
         self._stop_event = threading.Event()
         self._ready = threading.Event()
@@ -81,6 +82,9 @@ class OutcomeReader(threading.Thread):
             info = DeadLetterInfo.from_headers(record.headers)
         except MalformedOutput:
             self.malformed_outputs += 1
+            return
+        if info.stage == Stage.SHADOW:  # a challenger's failure: the event has its prediction too
+            self.shadow_dead_letters += 1
             return
         self.dead_letters.append(ObservedDeadLetter(info, record.key, record.value, now_ms))
 

@@ -13,7 +13,7 @@ latencies (counted into buckets with numpy), never a call per event.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -47,6 +47,8 @@ LAG_SECONDS = "churn_consumer_lag_seconds"
 ASSIGNED_PARTITIONS = "churn_assigned_partitions"
 MODEL_INFO = "churn_model_info"
 LAST_COMMIT = "churn_last_commit_timestamp_seconds"
+FEATURE_PSI = "churn_feature_psi"  # population stability index of recent events against the training data
+WINDOW_MEAN_PROBABILITY = "churn_window_mean_churn_probability"
 READY = "churn_consumer_ready"  # /readyz as a series, so Prometheus can alert on it
 LIVE = "churn_consumer_live"  # /healthz likewise
 PRODUCER_EVENTS = "churn_producer_events_total"
@@ -67,6 +69,8 @@ EXPORTED = (
     ASSIGNED_PARTITIONS,
     MODEL_INFO,
     LAST_COMMIT,
+    FEATURE_PSI,
+    WINDOW_MEAN_PROBABILITY,
     READY,
     LIVE,
     PRODUCER_EVENTS,
@@ -177,6 +181,12 @@ class ConsumerMetrics:
         r.register(LagCollector(lag))
         self.model_info = Gauge(MODEL_INFO, "The model version scoring (value 1)", ["version"], registry=r)
         self.last_commit = Gauge(LAST_COMMIT, "Unix time of the last committed batch", registry=r)
+        self.feature_psi = Gauge(
+            FEATURE_PSI, "PSI of the recent events' feature against the training data", ["feature"], registry=r
+        )
+        self.window_mean = Gauge(
+            WINDOW_MEAN_PROBABILITY, "Mean predicted churn probability of the recent events", registry=r
+        )
         for result in ("committed", "aborted"):
             self.transactions.labels(result)  # both series exist from the start, at 0
 
@@ -197,6 +207,15 @@ class ConsumerMetrics:
 
     def latencies(self, event_ms: np.ndarray, now_ms: float) -> None:
         self.latency.observe_many((now_ms - event_ms) / 1000.0)
+
+    def drift(self, psi: Mapping[str, float], mean_probability: float | None) -> None:
+        for feature, value in psi.items():
+            self.feature_psi.labels(feature).set(value)
+        if mean_probability is not None:
+            self.window_mean.set(mean_probability)
+
+    def model_refused(self) -> None:
+        self.model_load_failures.inc()
 
     def aborted(self) -> None:
         self.transactions.labels("aborted").inc()

@@ -24,7 +24,7 @@ from kafka import errors as kafka_errors
 
 from churnstream.consumer.identity import transactional_id
 from churnstream.contract.events import utc_now_iso
-from churnstream.contract.outputs import DeadLetterInfo, MalformedOutput, encode_ledger_entry, replay_headers
+from churnstream.contract.outputs import DeadLetterInfo, MalformedOutput, Stage, encode_ledger_entry, replay_headers
 from churnstream.errors import PipelineError, TopicMissing
 from churnstream.kafka.bounded import Bounded
 from churnstream.kafka.clients import make_admin, make_producer
@@ -89,6 +89,8 @@ class Selection:
     to_offset: int | None = None  # inclusive
 
     def matches(self, record: StoredDeadLetter) -> bool:
+        if record.stage == Stage.SHADOW:  # the event has its prediction: sent back, it would be scored twice
+            return False
         if self.stage is not None and record.stage != self.stage:
             return False
         if self.reason_contains is not None and self.reason_contains not in record.reason:

@@ -66,7 +66,7 @@ def test_the_dead_letter_headers_are_these() -> None:
     )
     assert HEADER_KEY_ABSENT == "dl.key_absent"
     assert (HEADER_SOURCE_TIMESTAMP_TYPE, ORIGINAL_HEADER_PREFIX) == ("dl.source_timestamp_type", "dl.header.")
-    assert [stage.value for stage in Stage] == ["decode", "validate", "score"]
+    assert [stage.value for stage in Stage] == ["decode", "validate", "score", "shadow"]
 
 
 def test_a_prediction_round_trips() -> None:

@@ -386,3 +386,54 @@ def test_fast_validation_never_accepts_what_the_contract_rejects() -> None:
         assert fast is None or fast == full, obj
         accepted += fast is not None
     assert accepted > 100 and declined > 100  # both paths were exercised
+
+
+# --- the shadow (challenger) model ----------------------------------------------------------------
+
+
+def test_a_shadow_model_scores_the_same_events_in_one_call_with_its_own_version_and_threshold() -> None:
+    main = StubModel(answer=lambda rows: [0.4] * len(rows), version="main-1", threshold=0.5)
+    shadow = StubModel(answer=lambda rows: [0.4] * len(rows), version="challenger-2", threshold=0.3)
+    records = [record(event_bytes(i), offset=i) for i in range(5)] + [record(b"not json", offset=5)]
+    result = score_batch(records, main, shadow=shadow)
+    assert shadow.calls == [5]  # once, for the five events the main model scored
+    assert [p.offset for p in result.shadow_predictions] == [p.offset for p in result.predictions]
+    main_out = [decode_prediction(p.value) for p in result.predictions]
+    shadow_out = [decode_prediction(p.value) for p in result.shadow_predictions]
+    assert {p.model_version for p in main_out} == {"main-1"} and {p.model_version for p in shadow_out} == {
+        "challenger-2"
+    }
+    assert {p.prediction for p in main_out} == {"No"} and {p.prediction for p in shadow_out} == {"Yes"}
+    assert [p.event_id for p in main_out] == [p.event_id for p in shadow_out]
+    assert result.consumed == 6 and len(result.dead_letters) == 1  # the accounting is the main model's
+    assert result.shadow_dead_letters == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda rows: (_ for _ in ()).throw(RuntimeError("the challenger's library is gone")),
+        lambda rows: [0.5] * (len(rows) - 1),
+        lambda rows: [float("nan")] * len(rows),
+    ],
+    ids=["raises", "too-few", "nan"],
+)
+def test_a_failing_shadow_model_costs_only_its_own_outputs(answer: Any) -> None:
+    main = StubModel(version="main-1")
+    shadow = StubModel(answer=answer, version="challenger-2")
+    values = [event_bytes(i) for i in range(4)]
+    result = score_batch([record(v, offset=i) for i, v in enumerate(values)], main, shadow=shadow)
+    assert len(result.predictions) == 4 and result.dead_letters == []  # main outputs as without a shadow
+    assert result.shadow_predictions == []
+    assert [d.value for d in result.shadow_dead_letters] == values  # the original bytes, each once
+    info = DeadLetterInfo.from_headers(result.shadow_dead_letters[0].headers)
+    assert info.stage == "shadow" and info.model_version == "challenger-2"
+    assert info.reason.startswith("the shadow model challenger-2 failed on this batch: ")
+
+
+def test_each_prediction_keeps_its_features_and_probability_for_the_drift_monitor() -> None:
+    model = StubModel(answer=lambda rows: [0.1 * (i + 1) for i in range(len(rows))], version="v")
+    result = score_batch([record(event_bytes(i), offset=i) for i in range(3)], model)
+    assert result.probabilities == pytest.approx([0.1, 0.2, 0.3])
+    assert len(result.scored_features) == 3 and set(result.scored_features[0]) == set(FEATURE_NAMES)
+    assert result.model_version == "v"
