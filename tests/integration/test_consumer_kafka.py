@@ -44,7 +44,7 @@ from tests.helpers import free_port, make_rows, run_script, start_script
 pytestmark = pytest.mark.integration
 
 PROGRESS_RE = re.compile(r"heartbeat: consumed=(\d+)")
-ASSIGNED_RE = re.compile(r"partitions assigned: (.*)$")
+ASSIGNED_RE = re.compile(r"partitions assigned: (.*)$", re.MULTILINE)
 
 
 # --------------------------------------------------------------------- helpers
@@ -98,7 +98,7 @@ def wait_for_log(path: Path, pattern: re.Pattern[str], process: subprocess.Popen
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert process.poll() is None, f"consumer exited early ({process.returncode}): {path.read_text()[-2000:]}"
-        matches = list(pattern.finditer(path.read_text(), re.MULTILINE)) if path.exists() else []
+        matches = list(pattern.finditer(path.read_text())) if path.exists() else []
         if matches:
             return matches[-1]
         time.sleep(0.02)
