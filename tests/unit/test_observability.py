@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -291,3 +295,22 @@ def test_the_port_serves_metrics_and_probes_and_refuses_to_start_when_taken() ->
         assert f"--metrics-port {server.port} cannot be used" in str(taken.value)
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("script", ["churnstream.cli.consumer", "churnstream.cli.producer"])
+def test_a_metrics_port_in_use_stops_the_start_in_one_line(script: str) -> None:
+    """Before the model, before the broker (none answers at the bootstrap address here): exit 3."""
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["--metrics-port", str(port), "--bootstrap-server", "localhost:1"]
+        if script.endswith("producer"):
+            args += ["--mode", "streaming", "--events-per-sec", "1"]
+        env = {**os.environ, "CHURN_DOTENV": "none"}
+        result = subprocess.run(
+            [sys.executable, "-m", script, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+    assert result.returncode == 3, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("Error: ") and f"--metrics-port {port} cannot be used" in line
