@@ -70,7 +70,9 @@ def output_value(record: Any, processed_ts: str) -> bytes:
     )
 
 
-def make_clients(settings: Settings, guarantee: Guarantee) -> tuple[KafkaConsumer, KafkaProducer]:
+def make_clients(
+    settings: Settings, guarantee: Guarantee, max_batch: int = DEFAULT_MAX_BATCH
+) -> tuple[KafkaConsumer, KafkaProducer]:
     extra: dict[str, Any] = {}
     if guarantee == Guarantee.EXACTLY_ONCE:
         extra["transactional_id"] = f"{settings.consumer_group}-bare-loop"
@@ -89,7 +91,7 @@ def make_clients(settings: Settings, guarantee: Guarantee) -> tuple[KafkaConsume
         enable_auto_commit=False,
         isolation_level="read_committed",
         auto_offset_reset="earliest",
-        max_poll_records=DEFAULT_MAX_BATCH,
+        max_poll_records=max_batch,
         fetch_max_wait_ms=DEFAULT_FETCH_MAX_WAIT_MS,
     )
     consumer.subscribe([settings.topic_raw])
@@ -121,23 +123,35 @@ def move_batch(
     return len(records)
 
 
-def run_loop(settings: Settings, guarantee: Guarantee, stop: StopFlag, stop_after: int | None) -> dict[str, Any]:
+def run_loop(
+    settings: Settings,
+    guarantee: Guarantee,
+    stop: StopFlag,
+    stop_after: int | None,
+    *,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    time_limit_s: float | None = None,
+) -> dict[str, Any]:
     """Move records until stopped; returns a summary counted like consumer.py's (first poll to last commit)."""
-    consumer, producer = make_clients(settings, guarantee)
+    consumer, producer = make_clients(settings, guarantee, max_batch)
     moved = batches = 0
     first = last = None
+    first_cpu = last_cpu = 0.0
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     try:
         if guarantee == Guarantee.EXACTLY_ONCE:
             producer.init_transactions()
         while not stop.is_set() and (stop_after is None or moved < stop_after):
+            if deadline is not None and time.monotonic() > deadline:
+                raise PipelineError(f"moved {moved} of {stop_after} events within {time_limit_s:.0f} s")
             polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
             if not polled:
                 continue
             if first is None:
-                first = time.monotonic()
+                first, first_cpu = time.monotonic(), time.process_time()
             moved += move_batch(consumer, producer, settings.topic_predictions, polled, guarantee)
             batches += 1
-            last = time.monotonic()
+            last, last_cpu = time.monotonic(), time.process_time()
     finally:
         consumer.close(autocommit=False)
         producer.close()
@@ -151,6 +165,7 @@ def run_loop(settings: Settings, guarantee: Guarantee, stop: StopFlag, stop_afte
         "processing_s": round(seconds, 3),
         "events_per_sec": round(moved / seconds, 1) if seconds > 0 else 0.0,
         "transactions_aborted": 0,
+        "cpu_s": round(last_cpu - first_cpu, 3),
     }
 
 
