@@ -165,7 +165,7 @@ def render_markdown(results: dict[str, Any], plot_name: str | None, results_link
         "(set by the producer when it created the event); for the floor run, when it received the raw event "
         "itself. Processing latency is `processed_ts - event_ts` (when the consumer scored it). Lost and "
         "duplicated count raw records (partition, offset) without exactly one outcome. "
-        "[docs/harness.md](docs/harness.md) explains every figure and goal.",
+        "docs/harness.md explains every figure and goal.",
         "",
     ]
     return "\n".join(lines)
