@@ -23,6 +23,7 @@ import shlex
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from churnstream.cli.common import (
@@ -151,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_REPORT,
         help="markdown report to write (default results/TEST_RESULTS.md; make benchmark writes TEST_RESULTS.md)",
     )
+    output.add_argument(
+        "--runs-dir",
+        type=Path,
+        metavar="DIR",
+        help="where each run's logs go, one folder per run (default: runs/ beside the results JSON)",
+    )
     output.add_argument("--no-report", action="store_true", help="write the JSON only")
     output.add_argument(
         "--keep-topics", action="store_true", help="keep the run's topics for inspection (default: delete them)"
@@ -208,7 +215,7 @@ def write_outputs(results: dict[str, Any], args: argparse.Namespace) -> None:
     write_bytes_atomically(args.report, render_markdown(results, plot_path.name, link).encode())
 
 
-def run_runs(args: argparse.Namespace, settings: Any, results_dir: Any) -> dict[str, Any]:
+def run_runs(args: argparse.Namespace, settings: Any, runs_dir: Any) -> dict[str, Any]:
     """The runs the flags describe (one, unless --suite), their results and their verdict."""
     from churnstream.harness.report import run_verdict, scenario_lines  # noqa: PLC0415
 
@@ -219,12 +226,12 @@ def run_runs(args: argparse.Namespace, settings: Any, results_dir: Any) -> dict[
         from churnstream.harness.benchmark import run_suite  # noqa: PLC0415
 
         spec = SUITES[args.suite]
-        suite = run_suite(settings, spec, plans_from(args)[0], results_dir, on_run=show)
+        suite = run_suite(settings, spec, plans_from(args)[0], runs_dir, on_run=show)
         ours = [s for s in suite["scenarios"] if s["subject"] == Subject.CONSUMER]
         return {**summarise(ours), **suite, "suite_spec": asdict(spec)}
     scenarios = []
     for plan in plans_from(args):
-        result = run_scenario(settings, plan, results_dir)
+        result = run_scenario(settings, plan, runs_dir)
         scenarios.append(result)
         show(result)
     passed = all(s["passed"] for s in scenarios)
@@ -249,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             print(format_checks(checks))
             return EXIT_OK if all(c.passed for c in checks) else EXIT_FAILURE
         started = provenance(settings, args.consumer_arg)  # before the runs: the load they start under
-        results = run_runs(args, settings, args.results_json.parent)
+        results = run_runs(args, settings, args.runs_dir or args.results_json.parent / "runs")
         results = {
             **results,
             "command": "python test_pipeline.py " + shlex.join(sys.argv[1:] if argv is None else argv),

@@ -9,6 +9,7 @@ each run keeps its CCDF and its latency over time), the gathered figures, the go
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,7 @@ def _slim(run: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in run.items() if key not in HEAVY_KEYS}
 
 
-def run_suite(
-    settings: Settings, spec: SuiteSpec, base: RunPlan, results_dir: Path, on_run: Any = None
-) -> dict[str, Any]:
+def run_suite(settings: Settings, spec: SuiteSpec, base: RunPlan, runs_dir: Path, on_run: Any = None) -> dict[str, Any]:
     """Run the whole suite; ``base`` carries the flags that apply to every run (consumers, seed, ...).
 
     ``on_run(result)`` is called after each run (the CLI prints its block)."""
@@ -42,21 +41,21 @@ def run_suite(
         logger.info("warm-up run: %s", spec.warm_up.describe())
         warm = replace(spec.warm_up, consumers=base.consumers, guarantee=base.guarantee, seed=base.seed,
                        consumer_args=base.consumer_args)  # fmt: skip
-        warm_up = run_scenario(settings, warm, results_dir)
+        warm_up = run_scenario(settings, warm, runs_dir)
     latency_runs: list[dict[str, Any]] = []
     for repeat in range(spec.repeats):
         for rate, duration_s in spec.streaming:
             for plan in latency_plans(spec, rate, duration_s, repeat, base):
                 logger.info("repeat %d of %d: %s", repeat + 1, spec.repeats, plan.describe())
-                result = run_scenario(settings, plan, results_dir)
+                result = run_scenario(settings, plan, runs_dir)
                 latency_runs.append(result)
                 if on_run is not None:
                     on_run(result)
     logger.info("throughput on a backlog of %d events", spec.backlog_events)
-    backlog = run_backlog(settings, spec, results_dir / "runs" / "backlog", base.consumer_args)
+    backlog = run_backlog(settings, spec, runs_dir / f"backlog-{uuid.uuid4().hex[:10]}", base.consumer_args)
     batch_runs = []
     for _ in range(spec.batch_repeats):
-        result = run_scenario(settings, batch_plan(spec, base), results_dir)
+        result = run_scenario(settings, batch_plan(spec, base), runs_dir)
         batch_runs.append(result)
         if on_run is not None:
             on_run(result)
