@@ -106,6 +106,39 @@ def floor_latencies(
     return times, latencies
 
 
+def _accounting(plan: RunPlan, counts: Conservation, outcomes: Outcomes) -> dict[str, Any]:
+    return {
+        "raw_records": counts.raw_records,
+        "injected_bad": plan.inject_bad,
+        "scored": counts.scored,
+        "dead_lettered": counts.dead_lettered,
+        "lost": counts.lost,
+        "duplicated": counts.duplicated + counts.unknown_sources,
+        "duplicate_event_ids": counts.duplicate_event_ids,
+        "lost_examples": [list(s) for s in counts.lost_examples],
+        "dead_letter_bytes_mismatch": counts.dead_letter_bytes_mismatch,
+        "malformed_outputs": outcomes.malformed,
+        "dead_letter_stages": stage_counts(outcomes.dead_letters),
+    }
+
+
+def _latencies(
+    plan: RunPlan, receipts: Sequence[Receipt], outcomes: Outcomes, raw: dict[tuple[int, int], RawRecord]
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Receipt times and end-to-end latencies of the timed records, processing latencies, and the
+    receipt times of every outcome (dead letters included)."""
+    if plan.subject == Subject.FLOOR:
+        readable, e2e = floor_latencies(receipts, raw)
+        return readable, e2e, [], [r.received_ms for r in receipts]
+    event_ms = [ts_to_epoch_ms(p.prediction.event_ts) for p in outcomes.predictions]
+    readable = [p.readable_ms for p in outcomes.predictions]
+    e2e = [r - ms for r, ms in zip(readable, event_ms, strict=True)]
+    processing = [
+        ts_to_epoch_ms(p.prediction.processed_ts) - ms for p, ms in zip(outcomes.predictions, event_ms, strict=True)
+    ]
+    return readable, e2e, processing, readable + [d.readable_ms for d in outcomes.dead_letters]
+
+
 def _summaries(run_dir: Path, plan: RunPlan) -> tuple[RunSummary | None, list[dict[str, Any] | None]]:
     produced = read_json(run_dir / "producer.json")
     consumed = [read_json(run_dir / f"consumer-{i}.json") for i in range(plan.processes)]
@@ -140,18 +173,7 @@ def build_results(
     produced, consumed = _summaries(run_dir, plan)
     counts = _counts(plan, raw_records, receipts, outcomes)
     raw_by_source = {r.source: r for r in raw_records}
-    if plan.subject == Subject.FLOOR:
-        readable, e2e = floor_latencies(receipts, raw_by_source)
-        processing: list[float] = []
-        outcome_times = [r.received_ms for r in receipts]
-    else:
-        event_ms = [ts_to_epoch_ms(p.prediction.event_ts) for p in outcomes.predictions]
-        readable = [p.readable_ms for p in outcomes.predictions]
-        e2e = [r - ms for r, ms in zip(readable, event_ms, strict=True)]
-        processing = [
-            ts_to_epoch_ms(p.prediction.processed_ts) - ms for p, ms in zip(outcomes.predictions, event_ms, strict=True)
-        ]
-        outcome_times = readable + [d.readable_ms for d in outcomes.dead_letters]
+    readable, e2e, processing, outcome_times = _latencies(plan, receipts, outcomes, raw_by_source)
     producer_start_ms = producer.started_at * 1000.0
     bin_ms = timeline_bin_ms(outcome_times, producer_start_ms)
     return {
@@ -170,17 +192,7 @@ def build_results(
             _process_results(code, summary, process)
             for code, summary, process in zip(process_codes, consumed, processes, strict=False)
         ],
-        "raw_records": counts.raw_records,
-        "injected_bad": plan.inject_bad,
-        "scored": counts.scored,
-        "dead_lettered": counts.dead_lettered,
-        "lost": counts.lost,
-        "duplicated": counts.duplicated + counts.unknown_sources,
-        "duplicate_event_ids": counts.duplicate_event_ids,
-        "lost_examples": [list(s) for s in counts.lost_examples],
-        "dead_letter_bytes_mismatch": counts.dead_letter_bytes_mismatch,
-        "malformed_outputs": outcomes.malformed,
-        "dead_letter_stages": stage_counts(outcomes.dead_letters),
+        **_accounting(plan, counts, outcomes),
         "latency_ms": latency_summary(e2e),
         "processing_latency_ms": latency_summary(processing),
         "latency_ccdf": ccdf_points(e2e),
