@@ -247,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{flag_names(fixed)}: not used by --suite, which runs fixed scenarios")
     if args.verify_only and chosen:
         parser.error(f"{flag_names(chosen)}: not used by --verify-only, which runs nothing")
+    if args.subject == Subject.BARE_LOOP and args.inject_bad:
+        parser.error("--inject-bad: the bare loop has no dead-letter path (a malformed event would stop it)")
+    if args.subject != Subject.CONSUMER and args.consumer_arg:
+        parser.error(f"--consumer-arg: only our consumer takes it, not --subject {args.subject}")
     setup_logging(args.verbose, args.quiet)
 
     def body() -> int:
