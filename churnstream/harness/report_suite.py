@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from churnstream.contract.outputs import Guarantee
 from churnstream.harness import figures as fmt
 from churnstream.harness.plan import SUBJECT_TEXT, Subject
 
@@ -24,10 +25,29 @@ def _cell_label(cell: dict[str, Any]) -> str:
     return SUBJECT_TEXT.get(Subject(cell["subject"]), cell["subject"])
 
 
-def _latency_rows(cells: dict[str, dict[str, Any]]) -> list[str]:
+def _cell_goal(cell: dict[str, Any], cells: dict[str, dict[str, Any]], spec: dict[str, Any]) -> str:
+    """The goal a cell's p99 is held to, in ms where it is a number."""
+    subject, rate = Subject(cell["subject"]), cell["rate"]
+    if subject == Subject.FLOOR:
+        calibration_rate, limit = spec.get("calibration", (None, None))
+        return f"<= {fmt.ms(limit)}" if rate == calibration_rate else "-"
+    if subject != Subject.CONSUMER:
+        return "-"
+    if cell["guarantee"] == Guarantee.AT_LEAST_ONCE:
+        limit = dict((float(r), ms) for r, ms in spec.get("at_least_once_p99_ms", ())).get(float(rate))
+        return "-" if limit is None else f"<= {fmt.ms(limit)}"
+    bare = cells.get(f"{rate:g}/{cell['guarantee']}/{Subject.BARE_LOOP}")
+    if bare is None or bare["p99"]["median"] is None:
+        return "-"
+    ratio = spec.get("exactly_once_ratio", 1.1)
+    return f"<= {ratio:g}x bare = {fmt.ms(ratio * bare['p99']['median'])}"
+
+
+def _latency_rows(cells: dict[str, dict[str, Any]], spec: dict[str, Any]) -> list[str]:
     rows = [
-        "| Rate | Guarantee | Between the raw topic and the reader | p50 ms | p95 ms | p99 ms | max ms | Clean runs |",
-        "| --: | --- | --- | --: | --: | --: | --: | --: |",
+        "| Rate | Guarantee | Between the raw topic and the reader | p50 ms | p95 ms | p99 ms | max ms | p99 goal "
+        "| Clean runs |",
+        "| --: | --- | --- | --: | --: | --: | --: | --- | --: |",
     ]
     order = {Subject.FLOOR: 0, Subject.BARE_LOOP: 1, Subject.CONSUMER: 2}
     for cell in sorted(cells.values(), key=lambda c: (c["rate"], c["guarantee"] or "", order[Subject(c["subject"])])):
@@ -37,7 +57,7 @@ def _latency_rows(cells: dict[str, dict[str, Any]]) -> list[str]:
         )
         rows.append(
             f"| {fmt.rate(cell['rate'])} | {cell['guarantee'] or '-'} | {_cell_label(cell)} | {ranks} | "
-            f"{cell['clean_runs']} of {len(cell['runs'])} |"
+            f"{_cell_goal(cell, cells, spec)} | {cell['clean_runs']} of {len(cell['runs'])} |"
         )
     return rows
 
@@ -97,7 +117,7 @@ def suite_sections(results: dict[str, Any], plot_name: str | None) -> list[str]:
         "Every cell ran in the same run, interleaved; the floor is the latency reader on the raw topic with no "
         "consumer (the broker and client floor, which calibrates the instrument).",
         "",
-        *_latency_rows(results["latency_cells"]),
+        *_latency_rows(results["latency_cells"], results.get("suite_spec", {})),
         "",
         f"## Throughput on a {fmt.count(backlog.get('events'))}-event backlog",
         "",
