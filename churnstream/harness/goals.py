@@ -201,7 +201,7 @@ def seed_goal(spec: SuiteSpec, backlog: dict[str, Any]) -> Goal:
     return Goal(
         "speed-up over the seed-style consumer (exactly-once)",
         f">= {spec.seed_speedup:g}x",
-        fmt.MISSING if speedup is None else f"{fmt.ratio(speedup)} ({_rate_spread(ours)})",
+        fmt.MISSING if speedup is None else f"{fmt.ratio(speedup)}: ours {_rate_spread(ours)}",
         "seed-style " + _rate_spread(seed),
         passed,
         shortfall,

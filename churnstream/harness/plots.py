@@ -81,8 +81,8 @@ def _panel_ccdf(axis: Any, runs: list[dict[str, Any]], goal_ms: float | None, fl
 
 def _panel_over_time(axis: Any, runs: list[dict[str, Any]], title: str) -> None:
     for subject in (Subject.BARE_LOOP, Subject.CONSUMER):
-        chosen = [r for r in runs if r["subject"] == subject][:1]
-        for run in chosen:
+        ranked = sorted((r for r in runs if r["subject"] == subject), key=lambda r: r["latency_ms"]["p99"] or 0.0)
+        for run in ranked[len(ranked) // 2 :][:1]:  # the run with the median p99: a typical one
             over = run["latency_over_time"]
             axis.plot(over["bin_s"], over["max_ms"], color=COLOURS[subject], linewidth=0.8,
                       label=f"{SUBJECT_TEXT[subject]}: max")  # fmt: skip
@@ -115,6 +115,29 @@ def _panel_batch(axis: Any, runs: list[dict[str, Any]], goal_s: float | None) ->
     axis.legend(fontsize=7)
 
 
+def _panel_throughput(axis: Any, backlog: dict[str, Any]) -> None:
+    """Events/s on the backlog: each run as a dot, the median as a bar."""
+    labels, medians, runs = [], [], []
+    for guarantee, by_subject in backlog.get("throughput", {}).items():
+        for subject in (Subject.BARE_LOOP, Subject.CONSUMER):
+            labels.append(f"{SUBJECT_TEXT[subject].removeprefix('the ')}\n{guarantee}")
+            medians.append(by_subject[subject]["median"] or 0.0)
+            runs.append([v for v in backlog["runs"][guarantee][subject] if v is not None])
+    labels.append("seed-style\n(one at a time)")
+    medians.append(backlog.get("seed", {}).get("median") or 0.0)
+    runs.append([v for v in backlog.get("runs", {}).get("seed-style", []) if v is not None])
+    colours = [COLOURS[Subject.BARE_LOOP], COLOURS[Subject.CONSUMER]] * ((len(labels) - 1) // 2) + ["tab:gray"]
+    positions = list(range(len(labels)))
+    axis.bar(positions, medians, color=colours, alpha=0.6)
+    for position, values in zip(positions, runs, strict=True):
+        axis.plot([position] * len(values), values, "k.", markersize=4)
+    axis.set_xticks(positions, labels, fontsize=6)
+    axis.set_yscale("log")
+    axis.set_title(f"throughput on a {backlog.get('events', 0):,}-event backlog (dots: runs)", fontsize=9)
+    axis.set_ylabel("events per second (log)", fontsize=8)
+    axis.tick_params(labelsize=7)
+
+
 def plot_suite(results: dict[str, Any], spec: dict[str, Any], path: Path) -> Path:
     """One figure: a row of CCDFs (rate x guarantee), a row of latency over time, the batch runs."""
     plt = _pyplot()
@@ -133,7 +156,9 @@ def plot_suite(results: dict[str, Any], spec: dict[str, Any], path: Path) -> Pat
         _panel_over_time(axes[1][column], runs, f"{rate:,.0f} events/s, {guarantee}: latency over time")
     batch = [r for r in results["scenarios"] if r["mode"] == Mode.BATCH]
     _panel_batch(axes[2][0], batch, spec.get("batch_goal_s"))
-    for column in range(1, columns):
+    if columns > 1:
+        _panel_throughput(axes[2][1], results["backlog"])
+    for column in range(2, columns):
         axes[2][column].axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=80)
