@@ -8,6 +8,8 @@ Examples:
   python test_pipeline.py --verify-only
   python test_pipeline.py --mode streaming --events-per-sec 1000 --duration 60
   python test_pipeline.py --mode batch --consumers 2 --inject-bad 30
+  python test_pipeline.py --mode streaming --events-per-sec 1000 --subject floor   # calibrate the instrument
+  python test_pipeline.py --suite quick                                # the suite's machinery, about 2 minutes
   python test_pipeline.py --suite benchmark --report TEST_RESULTS.md   # make benchmark: the documented run
 """
 
@@ -15,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import shlex
 import sys
-from dataclasses import replace
+from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from churnstream.cli.common import (
@@ -39,10 +43,10 @@ from churnstream.cli.formatting import format_checks
 from churnstream.contract.outputs import Guarantee, Mode
 from churnstream.errors import EXIT_FAILURE, EXIT_OK
 from churnstream.files import write_bytes_atomically, write_json_atomically
-from churnstream.harness.environment import environment
-from churnstream.harness.plan import RunPlan
+from churnstream.harness.environment import environment, provenance
+from churnstream.harness.plan import RunPlan, Subject
 from churnstream.harness.scenario import run_scenario
-from churnstream.harness.suite import BENCHMARK_SUITE, WARM_UP, broker_note, summarise
+from churnstream.harness.suite import SUITES, broker_note, summarise
 from churnstream.harness.verify import verify
 from churnstream.settings import PROJECT_ROOT
 
@@ -56,7 +60,7 @@ DEFAULT_REPORT = PROJECT_ROOT / "results" / "TEST_RESULTS.md"
 
 
 # The flags that shape a run: --verify-only takes none of them; --suite fixes the scenarios'.
-SUITE_FIXES = ("mode", "events_per_sec", "duration", "limit", "repeat", "p99_goal_ms", "batch_goal_s")
+SUITE_FIXES = ("mode", "events_per_sec", "duration", "limit", "repeat", "p99_goal_ms", "batch_goal_s", "subject")
 RUN_FLAGS = (
     *SUITE_FIXES,
     "suite",
@@ -88,7 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode", choices=values(Mode), default=Mode.STREAMING.value, help="producer mode (default %(default)s)"
     )
     what.add_argument(
-        "--suite", choices=("benchmark",), help="run a preset list of scenarios (benchmark: the TEST_RESULTS.md run)"
+        "--suite",
+        choices=tuple(SUITES),
+        help="run a preset suite: benchmark (the TEST_RESULTS.md run: our consumer beside its baselines, judged "
+        "on the goals; about 25 minutes) or quick (the same machinery with tiny settings, about 2 minutes)",
+    )
+    what.add_argument(
+        "--subject",
+        choices=values(Subject),
+        default=Subject.CONSUMER.value,
+        help="what runs between the raw topic and the latency reader: consumer (default), bare-loop "
+        "(benchmarks/bare_loop.py), or floor (nothing: the reader on the raw topic, to calibrate it)",
     )
     what.add_argument(
         "--events-per-sec", type=positive_number, default=100.0, help="streaming rate (default %(default)s)"
@@ -139,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_REPORT,
         help="markdown report to write (default results/TEST_RESULTS.md; make benchmark writes TEST_RESULTS.md)",
     )
+    output.add_argument(
+        "--runs-dir",
+        type=Path,
+        metavar="DIR",
+        help="where each run's logs go, one folder per run (default: runs/ beside the results JSON)",
+    )
     output.add_argument("--no-report", action="store_true", help="write the JSON only")
     output.add_argument(
         "--keep-topics", action="store_true", help="keep the run's topics for inspection (default: delete them)"
@@ -167,8 +187,6 @@ def plans_from(args: argparse.Namespace) -> list[RunPlan]:
         "consumer_args": tuple(args.consumer_arg),
         "connection_args": tuple(connection_args(args)),
     }
-    if args.suite == "benchmark":
-        return [replace(plan, **common) for plan in BENCHMARK_SUITE]
     return [
         RunPlan(
             mode=args.mode,
@@ -178,31 +196,50 @@ def plans_from(args: argparse.Namespace) -> list[RunPlan]:
             repeat=args.repeat,
             p99_goal_ms=args.p99_goal_ms,
             batch_goal_s=args.batch_goal_s,
+            subject=Subject(args.subject),
             **common,
         )
     ]
-
-
-def warm_up_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The warm-up runs the judged runs' consumers the same way (count, guarantee, extra arguments)."""
-    return {
-        "consumers": args.consumers,
-        "guarantee": args.guarantee,
-        "seed": args.seed,
-        "consumer_args": tuple(args.consumer_arg),
-        "connection_args": tuple(connection_args(args)),
-    }
 
 
 def write_outputs(results: dict[str, Any], args: argparse.Namespace) -> None:
     write_json_atomically(args.results_json, results)
     if args.no_report:
         return
-    from churnstream.harness.report import plot, render_markdown  # noqa: PLC0415 - matplotlib: only when writing
+    from churnstream.harness import plots  # noqa: PLC0415 - matplotlib: only when writing
+    from churnstream.harness.report import render_markdown  # noqa: PLC0415
 
     plot_path = args.report.with_suffix(".png")
-    plot(results, plot_path)
-    write_bytes_atomically(args.report, render_markdown(results, plot_path.name).encode())
+    if results.get("goals") is not None:
+        plots.plot_suite(results, results["suite_spec"], plot_path)
+    else:
+        plots.plot_runs(results, plot_path)
+    link = os.path.relpath(args.results_json.resolve(), args.report.resolve().parent)
+    write_bytes_atomically(args.report, render_markdown(results, plot_path.name, link).encode())
+
+
+def run_runs(args: argparse.Namespace, settings: Any, runs_dir: Any) -> dict[str, Any]:
+    """The runs the flags describe (one, unless --suite), their results and their verdict."""
+    from churnstream.harness.report import run_verdict, scenario_lines  # noqa: PLC0415
+
+    def show(result: dict[str, Any]) -> None:
+        print("\n".join(scenario_lines(result)), flush=True)
+
+    if args.suite:
+        from churnstream.harness.benchmark import run_suite  # noqa: PLC0415
+
+        spec = SUITES[args.suite]
+        suite = run_suite(settings, spec, plans_from(args)[0], runs_dir, on_run=show)
+        ours = [s for s in suite["scenarios"] if s["subject"] == Subject.CONSUMER]
+        return {**summarise(ours), **suite, "suite_spec": asdict(spec)}
+    scenarios = []
+    for plan in plans_from(args):
+        result = run_scenario(settings, plan, runs_dir)
+        scenarios.append(result)
+        show(result)
+    passed = all(s["passed"] for s in scenarios)
+    return {"passed": passed, "verdict": run_verdict(scenarios), **summarise(scenarios), "scenarios": scenarios,
+            "warm_up": None}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{flag_names(fixed)}: not used by --suite, which runs fixed scenarios")
     if args.verify_only and chosen:
         parser.error(f"{flag_names(chosen)}: not used by --verify-only, which runs nothing")
+    if args.subject == Subject.BARE_LOOP and args.inject_bad:
+        parser.error("--inject-bad: the bare loop has no dead-letter path (a malformed event would stop it)")
+    if args.subject != Subject.CONSUMER and args.consumer_arg:
+        parser.error(f"--consumer-arg: only our consumer takes it, not --subject {args.subject}")
     setup_logging(args.verbose, args.quiet, args.log_format)
 
     def body() -> int:
@@ -221,32 +262,20 @@ def main(argv: list[str] | None = None) -> int:
             checks = verify(settings)
             print(format_checks(checks))
             return EXIT_OK if all(c.passed for c in checks) else EXIT_FAILURE
-        from churnstream.harness.report import scenario_lines  # noqa: PLC0415
-
-        results_dir = args.results_json.parent
-        scenarios = []
-        warm_up = None
-        if args.suite == "benchmark":
-            logger.info("warm-up run: %s", WARM_UP.describe())
-            warm_up = run_scenario(settings, replace(WARM_UP, **warm_up_options(args)), results_dir)
-        for plan in plans_from(args):
-            result = run_scenario(settings, plan, results_dir)
-            scenarios.append(result)
-            print("\n".join(scenario_lines(result)), flush=True)
+        started = provenance(settings, args.consumer_arg)  # before the runs: the load they start under
+        results = run_runs(args, settings, args.runs_dir or args.results_json.parent / "runs")
         results = {
-            "passed": all(s["passed"] for s in scenarios),
-            **summarise(scenarios),
+            **results,
             "command": "python test_pipeline.py " + shlex.join(sys.argv[1:] if argv is None else argv),
             "finished_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            "provenance": started,
             "environment": environment(settings),
             "broker_note": broker_note(settings),
-            "scenarios": scenarios,
-            "warm_up": None if warm_up is None else {"plan_text": warm_up["plan_text"], "passed": warm_up["passed"]},
         }
         write_outputs(results, args)
-        verdict = "PASSED" if results["passed"] else "FAILED"
         written = "" if args.no_report else f" and {args.report}"
-        print(f"{verdict}: results in {args.results_json}{written}")
+        print(results["verdict"])
+        print(f"results in {args.results_json}{written}")
         return EXIT_OK if results["passed"] else EXIT_FAILURE
 
     with interrupt_once():  # Ctrl-C or SIGTERM stops the run's subprocesses on the way out

@@ -120,6 +120,78 @@ def latency_summary(values_ms: Sequence[float]) -> dict[str, float | None]:
     }
 
 
+def spread(values: Sequence[float | None]) -> dict[str, float | None]:
+    """The median and the range of repeated measurements (None ones left out): how a figure varied."""
+    present = [float(v) for v in values if v is not None]
+    if not present:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": float(np.median(present)), "min": min(present), "max": max(present), "n": len(present)}
+
+
+# Exceedance levels for a CCDF: dense in the tail, where the goals are (p99 is 1e-2).
+CCDF_LEVELS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02, 0.015, 0.01, 0.007,
+               0.005, 0.003, 0.002, 0.0015, 0.001, 0.0007, 0.0005, 0.0003, 0.0002, 0.0001)  # fmt: skip
+
+
+def ccdf_points(values: Sequence[float], levels: Sequence[float] = CCDF_LEVELS) -> list[list[float]]:
+    """[latency, fraction of values above it] pairs: the complementary CDF, sampled at ``levels``.
+
+    Each latency is the percentile ``100 * (1 - level)`` (the one percentile definition), so the
+    point at 0.01 is the p99. Levels finer than one value in the data are left out (the tail past
+    1/n is not measured), and the maximum closes the curve at 1/n.
+    """
+    count = len(values)
+    if count == 0:
+        return []
+    usable = [level for level in levels if level >= 1.0 / count]
+    xs = percentiles(values, [100.0 * (1.0 - level) for level in usable])
+    points = [[round(x, 3), level] for x, level in zip(xs, usable, strict=True)]
+    points.append([round(float(max(values)), 3), 1.0 / count])
+    return points
+
+
+def latency_over_time(
+    times_ms: Sequence[float], latencies_ms: Sequence[float], origin_ms: float, bin_ms: float = 250.0
+) -> dict[str, list[float | None]]:
+    """Per bin of receipt time: the median and the largest latency, to tell a pause (all late at once)
+    from periodic commits (a saw-tooth). Empty bins hold None."""
+    if not times_ms:
+        return {"bin_s": [], "p50_ms": [], "max_ms": []}
+    bins = np.floor((np.asarray(times_ms, dtype=float) - origin_ms) / bin_ms).astype(int)
+    values = np.asarray(latencies_ms, dtype=float)
+    keep = bins >= 0
+    bins, values = bins[keep], values[keep]
+    if bins.size == 0:
+        return {"bin_s": [], "p50_ms": [], "max_ms": []}
+    order = np.argsort(bins, kind="stable")
+    bins, values = bins[order], values[order]
+    edges = np.flatnonzero(np.diff(bins)) + 1
+    medians: list[float | None] = [None] * (int(bins[-1]) + 1)
+    maxima: list[float | None] = [None] * (int(bins[-1]) + 1)
+    for group_bins, group in zip(np.split(bins, edges), np.split(values, edges), strict=True):
+        index = int(group_bins[0])
+        medians[index] = round(float(np.median(group)), 2)
+        maxima[index] = round(float(group.max()), 2)
+    return {"bin_s": [round(i * bin_ms / 1000.0, 3) for i in range(len(medians))], "p50_ms": medians, "max_ms": maxima}
+
+
+def receipt_accounting(raw_sources: Iterable[Source], received: Iterable[Source]) -> Conservation:
+    """The floor run's accounting: every raw record received exactly once by the reader itself."""
+    raw_set = set(raw_sources)
+    seen = Counter(received)
+    lost = sorted(source for source in raw_set if seen[source] == 0)
+    return Conservation(
+        raw_records=len(raw_set),
+        scored=sum(seen.values()),
+        dead_lettered=0,
+        lost=len(lost),
+        duplicated=sum(count - 1 for source, count in seen.items() if count > 1 and source in raw_set),
+        unknown_sources=sum(count for source, count in seen.items() if source not in raw_set),
+        duplicate_event_ids=0,
+        lost_examples=lost[:10],
+    )
+
+
 def timeline_bin_ms(times_ms: Sequence[float], origin_ms: float) -> float:
     """A bin width that shows the shape of a run: 1 s bins, or 100 ms ones for runs under 10 s."""
     span_ms = max(times_ms, default=origin_ms) - origin_ms

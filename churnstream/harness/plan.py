@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from churnstream.contract.outputs import Guarantee, Mode
 from churnstream.settings import (
@@ -14,6 +15,21 @@ from churnstream.settings import (
 )
 
 RUN_SUFFIX = "-run-"  # run topics and groups are "<name>-run-<id>" (localkafka.acl grants them by prefix)
+
+
+class Subject(StrEnum):
+    """What a run measures between the raw topic and the latency reader."""
+
+    CONSUMER = "consumer"  # our consumer.py: the pipeline itself
+    BARE_LOOP = "bare-loop"  # benchmarks/bare_loop.py: kafka-python consume->produce, no validation, no model
+    FLOOR = "floor"  # nothing: the latency reader reads the raw topic (the broker and client floor)
+
+
+SUBJECT_TEXT = {
+    Subject.CONSUMER: "our consumer",
+    Subject.BARE_LOOP: "the bare loop",
+    Subject.FLOOR: "the floor (no consumer)",
+}
 
 
 @dataclass(frozen=True)
@@ -35,6 +51,12 @@ class RunPlan:
     connection_args: tuple[str, ...] = ()  # --bootstrap-server/--command-config/-X, passed on to both scripts
     label: str = ""
     run_name: str | None = None  # fixed topic names "<topic>-<name>", wiped at the start and kept (the demo)
+    subject: Subject = Subject.CONSUMER
+
+    @property
+    def processes(self) -> int:
+        """How many consume->produce processes run (none for the floor)."""
+        return 0 if self.subject == Subject.FLOOR else self.consumers
 
     def describe(self) -> str:
         if self.mode == Mode.STREAMING:
@@ -43,7 +65,12 @@ class RunPlan:
             text = "batch, whole file" + (f" x{self.repeat}" if self.repeat > 1 else "")
             if self.limit:
                 text += f", first {self.limit} rows"
-        text += f", {self.consumers} consumer(s), {self.guarantee}"
+        if self.subject == Subject.FLOOR:
+            text += ", no consumer: the reader on the raw topic"
+        elif self.subject == Subject.BARE_LOOP:
+            text += f", {self.consumers} bare loop(s), {self.guarantee}"
+        else:
+            text += f", {self.consumers} consumer(s), {self.guarantee}"
         if self.inject_bad:
             text += f", {self.inject_bad} malformed events injected"
         return text

@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 GROUP_STABLE_TIMEOUT_S = 60.0
 CONSUMER = "churnstream.cli.consumer"
 PRODUCER = "churnstream.cli.producer"
+# The benchmarks' baselines, run from a checkout (the folder is not part of the installed package).
+BARE_LOOP = "benchmarks.bare_loop"
+SEED_CONSUMER = "benchmarks.seed_consumer"
 
 
 def script(module: str, *args: str) -> list[str]:

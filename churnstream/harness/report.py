@@ -1,39 +1,17 @@
-"""Turn harness results into the printed report, TEST_RESULTS.md and its plot.
+"""Turn harness results into the printed report and TEST_RESULTS.md (the plot is plots.py).
 
 TEST_RESULTS.md is always written from a results dict by :func:`render_markdown`; nobody edits it
-by hand, so every figure in it comes from the run named at its top.
+by hand, so every figure in it comes from the run named at its top. Its first line is the verdict
+and the reason in words. Figures are rounded to what they mean (figures.py).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from churnstream.errors import ConfigError
-
-REPORT_EXTRA_HINT = "the plot needs matplotlib: pip install 'telco-churn-stream[report]' (make installs it)"
-
-
-def _pyplot() -> Any:
-    """matplotlib, imported only when a report is written: it is the ``report`` extra, not a runtime need."""
-    try:
-        import matplotlib  # noqa: PLC0415
-    except ImportError:
-        raise ConfigError(REPORT_EXTRA_HINT) from None
-    matplotlib.use("Agg")  # files only: no display on servers and CI
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    return plt
-
-
-def _fmt(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+from churnstream.harness import figures as fmt
+from churnstream.harness.plan import SUBJECT_TEXT, Subject
+from churnstream.harness.report_suite import suite_sections
 
 
 def _stages(counts: dict[str, int]) -> str:
@@ -41,133 +19,177 @@ def _stages(counts: dict[str, int]) -> str:
     return ", ".join(f"{stage} {count:,}" for stage, count in counts.items()) or "none"
 
 
+def _ranks(latency: dict[str, Any]) -> str:
+    return " / ".join(f"{name} {fmt.ms_bare(latency[name])}" for name in ("p50", "p95", "p99", "max")) + " ms"
+
+
+def _producer_line(producer: dict[str, Any]) -> str:
+    requested = producer["requested_rate"]
+    rates = f"achieved {fmt.rate(producer['achieved_rate'])}"
+    if requested is not None:
+        rates = f"rate requested {fmt.rate(requested)}, {rates}"
+    return (
+        f"  producer : sent {fmt.count(producer['sent'])}, acknowledged {fmt.count(producer['acknowledged'])}, "
+        f"failed {fmt.count(producer['failed'])}; {rates}"
+    )
+
+
 def scenario_lines(result: dict[str, Any]) -> list[str]:
-    """The human-readable block for one scenario (stdout and the markdown share it)."""
-    producer = result["producer"]
-    latency = result["latency_ms"]
-    processing = result["processing_latency_ms"]
+    """The human-readable block for one run (stdout and the markdown share it)."""
+    latency, processing = result["latency_ms"], result["processing_latency_ms"]
     throughput = result["throughput"]
-    lines = [
-        f"run {result['run_id']}: {result['plan_text']}",
-        f"  producer : sent {_fmt(producer['sent'])}, acknowledged {_fmt(producer['acknowledged'])}, "
-        f"failed {_fmt(producer['failed'])}; rate requested {_fmt(producer['requested_rate'])}/s, "
-        f"achieved {_fmt(producer['achieved_rate'])}/s",
-        f"  consumers: scored {_fmt(result['scored'])}, dead-lettered {_fmt(result['dead_lettered'])} "
-        f"(by stage: {_stages(result['dead_letter_stages'])}); throughput "
-        f"{_fmt(throughput['consumer_events_per_sec'])} events/s by the consumers' own count, "
-        f"{_fmt(throughput['observed_outcomes_per_sec'])} outcomes/s observed",
-        f"  latency  : end-to-end (readable - event_ts) p50 {_fmt(latency['p50'])} / p95 {_fmt(latency['p95'])} / "
-        f"p99 {_fmt(latency['p99'])} / max {_fmt(latency['max'])} ms over {_fmt(latency['count'])} predictions",
-        f"             processing (processed_ts - event_ts) p50 {_fmt(processing['p50'])} / p95 "
-        f"{_fmt(processing['p95'])} / p99 {_fmt(processing['p99'])} / max {_fmt(processing['max'])} ms",
-        f"  accounting: {_fmt(result['raw_records'])} raw records, lost {result['lost']}, duplicated "
-        f"{result['duplicated']}; all outcomes readable {_fmt(result['all_readable_after_producer_start_s'], 2)} s "
-        "after the producer started",
-        f"  sample   : {result['sample_check']['checked']} probabilities recomputed offline, "
-        f"{result['sample_check']['mismatches']} mismatches",
-    ]
+    subject = result.get("subject", Subject.CONSUMER)
+    what = "raw events read back" if subject == Subject.FLOOR else "predictions"
+    lines = [f"run {result['run_id']}: {result['plan_text']}", _producer_line(result["producer"])]
+    if subject != Subject.FLOOR:
+        lines.append(
+            f"  consumers: scored {fmt.count(result['scored'])}, dead-lettered {fmt.count(result['dead_lettered'])} "
+            f"(by stage: {_stages(result['dead_letter_stages'])}); throughput "
+            f"{fmt.rate(throughput['consumer_events_per_sec'])} by their own count, "
+            f"{fmt.rate(throughput['observed_outcomes_per_sec'])} outcomes observed"
+        )
+    lines.append(
+        f"  latency  : end-to-end (received - event_ts) {_ranks(latency)} over {fmt.count(latency['count'])} {what}"
+    )
+    if processing["count"]:
+        lines.append(f"             processing (processed_ts - event_ts) {_ranks(processing)}")
+    lines.append(
+        f"  accounting: {fmt.count(result['raw_records'])} raw records, lost {result['lost']}, duplicated "
+        f"{result['duplicated']}; all outcomes readable {fmt.seconds(result['all_readable_after_producer_start_s'])} "
+        "after the producer started"
+    )
+    if subject == Subject.CONSUMER:
+        sample = result["sample_check"]
+        lines.append(
+            f"  sample   : {sample['checked']} probabilities recomputed offline, {sample['mismatches']} mismatches"
+        )
     for criterion in result["criteria"]:
         mark = "PASS" if criterion["passed"] else "FAIL"
         lines.append(f"  [{mark}] {criterion['name']}: {criterion['detail']}")
+    return lines + _log_tails(result)
+
+
+def _log_tails(result: dict[str, Any]) -> list[str]:
+    lines = []
     for index, consumer in enumerate(result["consumers"]):
         if consumer["log_tail"]:
             lines.append(f"  consumer-{index} exited {consumer['exit_code']}; last log lines:")
             lines += ["    " + line for line in consumer["log_tail"].splitlines()]
+    producer = result["producer"]
     if producer["log_tail"]:
         lines.append(f"  producer exited {producer['exit_code']}; last log lines:")
         lines += ["    " + line for line in producer["log_tail"].splitlines()]
     return lines
 
 
-def plot(results: dict[str, Any], path: Path) -> Path:
-    """Throughput over time and the latency distribution, one row per scenario."""
-    plt = _pyplot()
-    scenarios = results["scenarios"]
-    figure, axes = plt.subplots(len(scenarios), 2, figsize=(12, 3.6 * len(scenarios)), squeeze=False)
-    for row, result in enumerate(scenarios):
-        timeline = result["timeline"]
-        left, right = axes[row]
-        bin_s = timeline.get("bin_s", 1.0)
-        for key, label in (("produced_per_s", "produced (raw topic)"), ("readable_per_s", "outcomes readable")):
-            rates = timeline[key]
-            if rates:
-                left.stairs(rates, [i * bin_s for i in range(len(rates) + 1)], label=label, linewidth=1.5)
-        left.set_title(f"{result['label'] or result['mode']}: throughput", fontsize=10)
-        left.set_xlabel("seconds since the producer started")
-        left.set_ylabel("events per second")
-        left.legend(fontsize=8)
-        latencies = result["latencies_ms_sample"]
-        if latencies:
-            right.hist(latencies, bins=60, color="tab:green")
-            for name, style in (("p50", ":"), ("p95", "--"), ("p99", "-")):
-                value = result["latency_ms"][name]
-                right.axvline(value, color="black", linestyle=style, label=f"{name} {value:.1f} ms")
-            right.legend(fontsize=8)
-        right.set_title(f"{result['label'] or result['mode']}: end-to-end latency", fontsize=10)
-        right.set_xlabel("milliseconds (readable - event_ts)")
-        right.set_ylabel("predictions")
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+def run_verdict(scenarios: list[dict[str, Any]]) -> str:
+    """A single run's (or a list of runs') verdict and reason: the criteria that failed, with their figures."""
+    failed = [
+        f"{criterion['name']} ({criterion['detail']})"
+        for result in scenarios
+        for criterion in result["criteria"]
+        if not criterion["passed"]
+    ]
+    if not failed:
+        return f"PASSED: every criterion of {len(scenarios)} run(s) met."
+    return f"FAILED: {len(failed)} criteria failed: " + "; ".join(failed) + "."
 
 
-def render_markdown(results: dict[str, Any], plot_name: str | None) -> str:
+def _where(results: dict[str, Any]) -> list[str]:
     env = results["environment"]
-    verdict = "PASSED" if results["passed"] else "FAILED"
+    broker = env["broker"]
     lines = [
+        "## Where it ran",
+        "",
+        f"- Machine: {env['cpu_count']} CPU(s), {env['cpu_model'] or 'unknown CPU'}; {env['platform']}",
+        f"- Broker: {broker['bootstrap_servers']}, {broker['brokers']} broker(s), Kafka API {broker['api_version']}"
+        + (f" ({results['broker_note']})" if results.get("broker_note") else ""),
+        f"- Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+    ]
+    options = results.get("provenance", {}).get("consumer_options")
+    if options:
+        reader = options["latency_reader"]
+        lines.append(
+            "- Consumer (and bare loop) options: "
+            + ", ".join(f"{k} {v}" for k, v in options.items() if k not in ("latency_reader", "extra_arguments"))
+            + (f"; extra arguments {' '.join(options['extra_arguments'])}" if options["extra_arguments"] else "")
+        )
+        lines.append("- Latency reader: " + ", ".join(f"{k} {v}" for k, v in reader.items()))
+    return [*lines, ""]
+
+
+def _provenance_line(results: dict[str, Any], results_link: str | None) -> str:
+    prov = results.get("provenance", {})
+    commit = prov.get("commit")
+    state = "unknown commit"
+    if commit:
+        state = f"commit `{commit[:12]}`" + (" with uncommitted changes" if prov.get("dirty") else " (clean tree)")
+    load = prov.get("load_average_at_start")
+    load_text = " / ".join(f"{v:.2f}" for v in load) if load else fmt.MISSING
+    parts = [
+        f"Run on {results['finished_at']} (UTC, when it finished) from {state}.",
+        f"Load average at the start: {load_text} (1, 5, 15 min; {results['environment']['cpu_count']} CPUs).",
+        f"Model `{prov.get('model_version') or fmt.MISSING}`.",
+    ]
+    if results_link:
+        parts.append(f"Every figure below is in the results JSON, [{results_link}]({results_link}).")
+    return " ".join(parts)
+
+
+def render_markdown(results: dict[str, Any], plot_name: str | None, results_link: str | None = None) -> str:
+    """The markdown report; a suite's (goals, baselines) or a single run's."""
+    lines = [
+        f"**{results['verdict']}**",
+        "",
         "# Test results",
         "",
         "<!-- Generated by test_pipeline.py from a real run. Do not edit by hand: rerun the command below. -->",
         "",
-        f"**{verdict}** on {results['finished_at']} (UTC), run by:",
+        _provenance_line(results, results_link),
         "",
         "```bash",
         results["command"],
         "```",
         "",
-        "## Where it ran",
+    ]
+    if results.get("goals") is not None:
+        lines += suite_sections(results, plot_name)
+    else:
+        lines += _single_sections(results, plot_name)
+    lines += _where(results)
+    lines += [
+        "## How to read this",
         "",
-        f"- Machine: {env['cpu_count']} CPU(s), {env['cpu_model'] or 'unknown CPU'}; {env['platform']}",
-        f"- Broker: {env['broker']['bootstrap_servers']}, {env['broker']['brokers']} broker(s), "
-        f"Kafka API {env['broker']['api_version']}"
-        + (f" ({results['broker_note']})" if results.get("broker_note") else ""),
-        f"- Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+        "End-to-end latency is the wall-clock time the harness's latency reader (a process of its own, "
+        "`read_committed`, polling in a tight loop) received a prediction, minus the event's `event_ts` "
+        "(set by the producer when it created the event); for the floor run, when it received the raw event "
+        "itself. Processing latency is `processed_ts - event_ts` (when the consumer scored it). Lost and "
+        "duplicated count raw records (partition, offset) without exactly one outcome. "
+        "docs/harness.md explains every figure and goal.",
         "",
-        "## Scenarios",
+    ]
+    return "\n".join(lines)
+
+
+def _single_sections(results: dict[str, Any], plot_name: str | None) -> list[str]:
+    lines = [
+        "## Runs",
         "",
-        *(
-            [
-                f"Before them, a warm-up run ({results['warm_up']['plan_text']}) let the broker's JIT compile its "
-                "code; it is not judged or counted. ",
-                "",
-            ]
-            if results.get("warm_up")
-            else []
-        ),
-        "| Scenario | Sent | Scored | Dead-lettered | Lost | Duplicated | p50 ms | p95 ms | p99 ms | max ms | Result |",
+        "| Run | Sent | Scored | Dead-lettered | Lost | Duplicated | p50 ms | p95 ms | p99 ms | max ms | Result |",
         "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --- |",
     ]
     for result in results["scenarios"]:
         latency = result["latency_ms"]
         lines.append(
-            f"| {result['plan_text']} | {_fmt(result['producer']['sent'])} | {_fmt(result['scored'])} | "
-            f"{_fmt(result['dead_lettered'])} | {result['lost']} | {result['duplicated']} | {_fmt(latency['p50'])} | "
-            f"{_fmt(latency['p95'])} | {_fmt(latency['p99'])} | {_fmt(latency['max'])} | "
-            f"{'pass' if result['passed'] else 'FAIL'} |"
+            f"| {result['plan_text']} | {fmt.count(result['producer']['sent'])} | {fmt.count(result['scored'])} | "
+            f"{fmt.count(result['dead_lettered'])} | {result['lost']} | {result['duplicated']} | "
+            + " | ".join(fmt.ms_bare(latency[k]) for k in ("p50", "p95", "p99", "max"))
+            + f" | {'pass' if result['passed'] else 'FAIL'} |"
         )
     lines.append("")
     for result in results["scenarios"]:
-        lines += [f"### {result['label'] or result['plan_text']}", "", "```text", *scenario_lines(result), "```", ""]
+        title = result["label"] or SUBJECT_TEXT.get(result.get("subject"), "") or result["plan_text"]
+        lines += [f"### {title}", "", "```text", *scenario_lines(result), "```", ""]
     if plot_name:
-        lines += ["## Throughput and latency", "", f"![throughput over time and latency distribution]({plot_name})", ""]
-    lines += [
-        "## How to read this",
-        "",
-        "End-to-end latency is the time a prediction became readable by the harness's own `read_committed` "
-        "consumer minus the event's `event_ts` (set by the producer when it created the event). Processing "
-        "latency is `processed_ts - event_ts` (when the consumer scored it). Lost and duplicated count raw "
-        "records (partition, offset) without exactly one outcome. docs/harness.md explains every figure.",
-        "",
-    ]
-    return "\n".join(lines)
+        lines += ["## Throughput and latency", "", f"![throughput over time and latency CCDF]({plot_name})", ""]
+    return lines

@@ -52,7 +52,7 @@ def test_streaming_with_malformed_events(pipeline_env: dict[str, str], tmp_path:
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
     assert scenario["sample_check"]["checked"] > 0 and scenario["sample_check"]["mismatches"] == 0
     report = (tmp_path / "TEST_RESULTS.md").read_text()
-    assert "**PASSED**" in report and "python test_pipeline.py --mode streaming" in report
+    assert report.startswith("**PASSED: ") and "python test_pipeline.py --mode streaming" in report
     assert (tmp_path / "TEST_RESULTS.png").stat().st_size > 10_000
 
 
@@ -102,3 +102,35 @@ def test_verify_only_fails_on_a_missing_model(pipeline_env: dict[str, str], tmp_
     completed = run_script("test_pipeline.py", ["--verify-only"], env=env, timeout=60)
     assert completed.returncode == EXIT_FAILURE
     assert "FAIL  model integrity" in completed.stdout
+
+
+def test_the_quick_suite_runs_every_kind_of_run_and_judges_the_goals(
+    pipeline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The suite's machinery with tiny settings: the floor, the bare loop and our consumer for both
+    guarantees, the backlog runs, a batch run, the goals and the report. Its figures mean nothing
+    (a loaded machine may fail a latency goal), so only what does not depend on speed is asserted."""
+    code, results, stdout = harness(pipeline_env, tmp_path, "--suite", "quick", timeout=300)
+    assert code in (0, EXIT_FAILURE), stdout
+    goals = {goal["name"]: goal for goal in results["goals"]}
+    assert goals["every run complete (baselines and floor included)"]["passed"], stdout
+    assert goals["correctness of our consumer, every run"]["passed"], stdout
+    assert results["verdict"].startswith("PASSED" if results["passed"] else "FAILED")
+    subjects = {(cell["subject"], cell["guarantee"]) for cell in results["latency_cells"].values()}
+    assert subjects == {
+        ("floor", None),
+        ("bare-loop", "exactly-once"),
+        ("consumer", "exactly-once"),
+        ("bare-loop", "at-least-once"),
+        ("consumer", "at-least-once"),
+    }
+    backlog = results["backlog"]
+    assert backlog["failures"] == [] and backlog["events"] == 600
+    for by_subject in backlog["throughput"].values():
+        assert by_subject["bare-loop"]["median"] > 0 and by_subject["consumer"]["median"] > 0
+    assert backlog["seed"]["median"] > 0
+    assert results["provenance"]["commit"] and results["provenance"]["model_version"]
+    report = (tmp_path / "TEST_RESULTS.md").read_text()
+    assert report.splitlines()[0] == f"**{results['verdict']}**"
+    assert "## Goals" in report and "[results.json](results.json)" in report
+    assert (tmp_path / "TEST_RESULTS.png").stat().st_size > 10_000

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import bench_consumer, bench_model, bench_producer, bench_scaling
-from churnstream.cli import consumer
+from benchmarks import (
+    bare_loop,
+    bench_consumer,
+    bench_model,
+    bench_producer,
+    bench_scaling,
+    check_instrument,
+    rdkafka_reader,
+    seed_consumer,
+)
+from churnstream.cli import consumer, pipeline
 from churnstream.errors import EXIT_USAGE
+from churnstream.harness import latency_reader
 
 
 @pytest.mark.parametrize(
@@ -26,11 +36,30 @@ def test_the_consumer_refuses_conflicting_flags(
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "bench", [bench_consumer, bench_model, bench_producer, bench_scaling], ids=lambda m: m.__name__
-)
+BENCHMARKS = [bench_consumer, bench_model, bench_producer, bench_scaling, bare_loop, seed_consumer, rdkafka_reader,
+              check_instrument, latency_reader]  # fmt: skip
+
+
+@pytest.mark.parametrize("bench", BENCHMARKS, ids=lambda m: m.__name__)
 def test_every_benchmark_has_help(bench: object, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
         bench.main(["--help"])  # type: ignore[attr-defined]
     assert stopped.value.code == 0
     assert capsys.readouterr().out.startswith("usage:")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--suite", "quick", "--subject", "floor"], "--subject: not used by --suite"),
+        (["--subject", "bare-loop", "--inject-bad", "3"], "--inject-bad: the bare loop has no dead-letter path"),
+        (["--subject", "floor", "--consumer-arg=--max-batch=10"], "--consumer-arg: only our consumer takes it"),
+    ],
+)
+def test_the_harness_refuses_flags_its_subject_cannot_use(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        pipeline.main(args)
+    assert stopped.value.code == EXIT_USAGE
+    assert message in capsys.readouterr().err

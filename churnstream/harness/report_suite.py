@@ -1,0 +1,144 @@
+"""The suite's sections of TEST_RESULTS.md: the goals with their baselines, latency, throughput, every run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from churnstream.contract.outputs import Guarantee
+from churnstream.harness import figures as fmt
+from churnstream.harness.plan import SUBJECT_TEXT, Subject
+
+RANK_NAMES = ("p50", "p95", "p99", "max")
+
+
+def _goal_rows(goals: list[dict[str, Any]]) -> list[str]:
+    rows = ["| Goal | Target | Measured | Baseline | Result |", "| --- | --- | --- | --- | --- |"]
+    for goal in goals:
+        result = "pass" if goal["passed"] else f"**FAIL**: {goal['shortfall']}"
+        rows.append(
+            f"| {goal['name']} | {goal['target']} | {goal['measured']} | {goal['baseline'] or '-'} | {result} |"
+        )
+    return rows
+
+
+def _cell_label(cell: dict[str, Any]) -> str:
+    return SUBJECT_TEXT.get(Subject(cell["subject"]), cell["subject"])
+
+
+def _cell_goal(cell: dict[str, Any], cells: dict[str, dict[str, Any]], spec: dict[str, Any]) -> str:
+    """The goal a cell's p99 is held to, in ms where it is a number."""
+    subject, rate = Subject(cell["subject"]), cell["rate"]
+    if subject == Subject.FLOOR:
+        calibration_rate, limit = spec.get("calibration", (None, None))
+        return f"<= {fmt.ms(limit)}" if rate == calibration_rate else "-"
+    if subject != Subject.CONSUMER:
+        return "-"
+    if cell["guarantee"] == Guarantee.AT_LEAST_ONCE:
+        limit = dict((float(r), ms) for r, ms in spec.get("at_least_once_p99_ms", ())).get(float(rate))
+        return "-" if limit is None else f"<= {fmt.ms(limit)}"
+    bare = cells.get(f"{rate:g}/{cell['guarantee']}/{Subject.BARE_LOOP}")
+    if bare is None or bare["p99"]["median"] is None:
+        return "-"
+    ratio = spec.get("exactly_once_ratio", 1.1)
+    return f"<= {ratio:g}x bare = {fmt.ms(ratio * bare['p99']['median'])}"
+
+
+def _latency_rows(cells: dict[str, dict[str, Any]], spec: dict[str, Any]) -> list[str]:
+    rows = [
+        "| Rate | Guarantee | Between the raw topic and the reader | p50 ms | p95 ms | p99 ms | max ms | p99 goal "
+        "| Clean runs |",
+        "| --: | --- | --- | --: | --: | --: | --: | --- | --: |",
+    ]
+    order = {Subject.FLOOR: 0, Subject.BARE_LOOP: 1, Subject.CONSUMER: 2}
+    for cell in sorted(cells.values(), key=lambda c: (c["rate"], c["guarantee"] or "", order[Subject(c["subject"])])):
+        ranks = " | ".join(
+            f"{fmt.ms_bare(cell[r]['median'])} ({fmt.ms_bare(cell[r]['min'])}-{fmt.ms_bare(cell[r]['max'])})"
+            for r in RANK_NAMES
+        )
+        rows.append(
+            f"| {fmt.rate(cell['rate'])} | {cell['guarantee'] or '-'} | {_cell_label(cell)} | {ranks} | "
+            f"{_cell_goal(cell, cells, spec)} | {cell['clean_runs']} of {len(cell['runs'])} |"
+        )
+    return rows
+
+
+def _rates(values: list[float | None]) -> str:
+    return ", ".join(fmt.rate(v, "") for v in values)
+
+
+def _throughput_rows(backlog: dict[str, Any]) -> list[str]:
+    rows = [
+        "| Guarantee | Bare loop, events/s | Our consumer, events/s | Ours / bare (medians) |",
+        "| --- | --: | --: | --: |",
+    ]
+    for guarantee, by_subject in backlog.get("throughput", {}).items():
+        bare, ours = by_subject[Subject.BARE_LOOP], by_subject[Subject.CONSUMER]
+        share = ours["median"] / bare["median"] if ours["median"] and bare["median"] else None
+        runs = backlog["runs"][guarantee]
+        rows.append(
+            f"| {guarantee} | {fmt.rate(bare['median'], '')} (runs {_rates(runs[Subject.BARE_LOOP])}) | "
+            f"{fmt.rate(ours['median'], '')} (runs {_rates(runs[Subject.CONSUMER])}) | {fmt.percent(share)} |"
+        )
+    seed = backlog.get("seed", {})
+    rows.append(
+        f"| seed-style consumer (one event at a time) | | {fmt.rate(seed.get('median'), '')} "
+        f"(runs {_rates(backlog.get('runs', {}).get('seed-style', []))}) | |"
+    )
+    return rows
+
+
+def _run_rows(scenarios: list[dict[str, Any]]) -> list[str]:
+    rows = ["| Run | What | p50 ms | p95 ms | p99 ms | max ms | Lost | Dup. | Load at start | Result |",
+            "| --- | --- | --: | --: | --: | --: | --: | --: | --: | --- |"]  # fmt: skip
+    for run in scenarios:
+        latency = run["latency_ms"]
+        load = run.get("load_average_at_start")
+        rows.append(
+            f"| {run['run_id']} | {run['plan_text']} | "
+            + " | ".join(fmt.ms_bare(latency[r]) for r in RANK_NAMES)
+            + f" | {run['lost']} | {run['duplicated']} | {'-' if load is None else f'{load:.2f}'} | "
+            f"{'pass' if run['passed'] else 'FAIL'} |"
+        )
+    return rows
+
+
+def suite_sections(results: dict[str, Any], plot_name: str | None) -> list[str]:
+    """Goals first (what the verdict is made of), then the figures behind them, then every run."""
+    backlog = results["backlog"]
+    lines = []
+    for note in results.get("suite_notes", []):
+        lines += [f"> Suite `{results['suite']}`: {note}.", ""]
+    lines += ["## Goals", "", *_goal_rows(results["goals"]), ""]
+    lines += [
+        "Latencies and rates are the median over the repeats, the range in brackets. A ratio is of medians.",
+        "",
+        "## Latency, end to end (ms)",
+        "",
+        "Every cell ran in the same run, interleaved; the floor is the latency reader on the raw topic with no "
+        "consumer (the broker and client floor, which calibrates the instrument).",
+        "",
+        *_latency_rows(results["latency_cells"], results.get("suite_spec", {})),
+        "",
+        f"## Throughput on a {fmt.count(backlog.get('events'))}-event backlog",
+        "",
+        *_throughput_rows(backlog),
+        "",
+    ]
+    if backlog.get("failures"):
+        lines += ["Backlog runs that failed:", "", *[f"- {failure}" for failure in backlog["failures"]], ""]
+    if plot_name:
+        lines += [
+            "## Plots",
+            "",
+            f"![latency CCDFs with goals and baselines, latency over time, batch produced and readable]({plot_name})",
+            "",
+            "Top: the share of events slower than x (CCDF, log axes), one line per repeat; the dotted line is "
+            "p99 (1 in 100), the red one the goal. Middle: per quarter second, the median and the largest latency "
+            "of one run of each (a pause makes every event late at once; commits make a saw-tooth). Bottom: the "
+            "batch runs, events produced against outcomes readable.",
+            "",
+        ]
+    lines += ["## Every run", "", *_run_rows(results["scenarios"]), ""]
+    if results.get("warm_up"):
+        lines += [f"Before them, a warm-up run ({results['warm_up']['plan_text']}), not judged or counted.", ""]
+    return lines
