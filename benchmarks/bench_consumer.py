@@ -20,17 +20,20 @@ join is not counted against anyone. The stage breakdown comes from (b)'s own tim
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -112,19 +115,30 @@ def passthrough(settings: Settings, events: int, guarantee: str, max_batch: int,
     }
 
 
-def ours(settings: Settings, model: ChurnModel, guarantee: str, max_batch: int, slot_dir: Path) -> dict[str, Any]:
-    """(b): the real consumer loop, in this process, in batch mode (stops when caught up)."""
+def ours(
+    settings: Settings, model: ChurnModel, guarantee: str, max_batch: int, slot_dir: Path, *, variant: str | None = None
+) -> dict[str, Any]:
+    """(b): the real consumer loop, in this process, in batch mode (stops when caught up).
+
+    ``variant``: "metrics" serves /metrics (and runs the lag probe) while a thread scrapes it every
+    second, as Prometheus would; "shadow" scores every batch with a second model too.
+    """
     tag = uuid.uuid4().hex[:8]
     run_settings = replace(
         settings,
         consumer_group=f"bench-ours-{tag}",
         topic_predictions=f"{settings.topic_raw}-pred-{tag}",
         topic_deadletter=f"{settings.topic_raw}-dlq-{tag}",
+        topic_predictions_shadow=f"{settings.topic_raw}-shadow-{tag}",
     )
+    port = _free_port() if variant == "metrics" else None
     options = ConsumerOptions(
-        mode=Mode.BATCH, guarantee=guarantee, max_batch=max_batch, window_size=10**9, log_interval_s=0
-    )
-    summary = run_consumer(run_settings, options, model=model, slot_dir=slot_dir).to_json()
+        mode=Mode.BATCH, guarantee=guarantee, max_batch=max_batch, window_size=10**9, log_interval_s=0,
+        metrics_port=port,
+    )  # fmt: skip
+    shadow = model if variant == "shadow" else None  # the same model: the cost of a second one, whatever it is
+    with _scraping(port):
+        summary = run_consumer(run_settings, options, model=model, slot_dir=slot_dir, shadow=shadow).to_json()
     return {
         "events": summary["consumed"],
         "seconds": summary["processing_s"],
@@ -135,6 +149,34 @@ def ours(settings: Settings, model: ChurnModel, guarantee: str, max_batch: int, 
         "stage_seconds": summary["stage_seconds"],
         "transactions_aborted": summary["transactions_aborted"],
     }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _scraping(port: int | None, every_s: float = 1.0) -> Iterator[None]:
+    """GET /metrics every ``every_s`` while the block runs (nothing without a port)."""
+    if port is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.wait(every_s):
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+
+    thread = threading.Thread(target=scrape, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def naive(settings: Settings, max_events: int, max_seconds: float) -> dict[str, Any]:
@@ -325,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fetch-waits", default="500,50,20", help="fetch_max_wait_ms values for the latency runs (default %(default)s)"
     )
+    parser.add_argument(
+        "--compare",
+        choices=("metrics", "shadow"),
+        help="instead of (a)-(c): our consumer as it is, against itself with metrics served and scraped every "
+        "second, or with a shadow model; interleaved pairs, --repeat times",
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     add_logging_options(parser)
     args = parser.parse_args(argv)
@@ -347,6 +395,24 @@ def main(argv: list[str] | None = None) -> int:
         guarantees = tuple(Guarantee) if args.guarantee == "both" else (args.guarantee,)
         timeout_s = max(60.0, args.events / 500)
         results: dict[str, Any] = {"events": args.events, "value_bytes": mean_bytes, "max_batch": args.max_batch}
+        if args.compare:
+            with tempfile.TemporaryDirectory(prefix="bench-slots-") as slots:
+                for guarantee in guarantees:
+                    results[guarantee] = _pairs(
+                        args.repeat,
+                        lambda g=guarantee: ours(settings, model, g, args.max_batch, Path(slots)),
+                        lambda g=guarantee: ours(settings, model, g, args.max_batch, Path(slots), variant=args.compare),
+                    )
+                    pair = results[guarantee]
+                    print(
+                        f"--- {guarantee}, {args.repeat} interleaved pair(s): as it is {pair['a_events_per_sec']:,.0f} "
+                        f"events/s {pair['a_runs']}, with {args.compare} {pair['b_events_per_sec']:,.0f} events/s "
+                        f"{pair['b_runs']}: {pair['b_over_a']:.1%} of the throughput (median of the pairs' ratios); "
+                        f"CPU per event {pair['a_cpu_us_per_event']:.1f} -> {pair['b_cpu_us_per_event']:.1f} us"
+                    )
+            if args.json is not None:
+                args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+            return 0
         with tempfile.TemporaryDirectory(prefix="bench-slots-") as slots:
             for guarantee in guarantees:
                 results[guarantee] = _pairs(

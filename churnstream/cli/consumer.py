@@ -164,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
         "METRICS_PORT; off when neither is set)",
     )
     output.add_argument("--summary-json", type=output_file, metavar="PATH", help="also write the final summary as JSON")
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--shadow-model",
+        metavar="VERSION",
+        help="also score every batch with this model store version (a challenger) into "
+        "KAFKA_TOPIC_PREDICTIONS_SHADOW, in the same transaction; the published predictions are unchanged "
+        "(churn-model list shows the versions)",
+    )
     add_connection_options(parser)
     add_logging_options(parser)
     return parser
@@ -187,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         fetch_max_wait_ms=args.fetch_max_wait_ms,
         log_interval_s=args.log_interval,
         metrics_port=args.metrics_port,
+        shadow_model=args.shadow_model,
         instance_id=args.instance_id,
         static_membership=args.static_membership,
         session_timeout_ms=args.session_timeout_ms,

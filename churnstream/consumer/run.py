@@ -107,6 +107,17 @@ def load_model_and_admin(settings: Settings, model: Scorer | None) -> tuple[Scor
     return model, check.result()
 
 
+def load_shadow(settings: Settings, version: str) -> Scorer:
+    """The challenger, from the model store: an unknown version is a bad setting (exit 3), before
+    anything is consumed; one that fails its checks, exit 6 as the main model's would."""
+    from churnstream.ml.model import load_model  # noqa: PLC0415 - scikit-learn: only when used
+    from churnstream.ml.store import ModelStore  # noqa: PLC0415
+
+    model = load_model(*ModelStore(settings.model_store).paths(version))
+    logger.info("shadow model %s scores every batch too, into %s", version, settings.topic_predictions_shadow)
+    return model
+
+
 def producer_options(
     options: ConsumerOptions, identity: ConsumerIdentity, raw_limit: int | None = None
 ) -> dict[str, Any]:
@@ -220,8 +231,12 @@ def run_consumer(
     model: ChurnModel | Scorer | None = None,
     on_window: Callable[[WindowSummary], None] | None = None,
     slot_dir: Path = SLOT_DIR,
+    shadow: Scorer | None = None,
 ) -> ConsumerSummary:
-    """Run the consumer until it is stopped or (batch mode) caught up; return the summary."""
+    """Run the consumer until it is stopped or (batch mode) caught up; return the summary.
+
+    ``model``/``shadow``: already loaded (benchmarks, tests); else from the settings and options.
+    """
     stop = stop or StopFlag()
     with ExitStack() as stack:
         observed = _observe(settings, options, stack)
@@ -229,7 +244,9 @@ def run_consumer(
         observed.model_loaded(model.version)
         tune_garbage_collector()
         stack.callback(admin.close)
-        raw_limit = prepare_pipeline_topics(admin, settings)
+        if shadow is None and options.shadow_model is not None:
+            shadow = load_shadow(settings, options.shadow_model)
+        raw_limit = prepare_pipeline_topics(admin, settings, shadow=shadow is not None)
         identity = claim_identity(
             settings.consumer_group, options.instance_id or settings.consumer_instance_id, slot_dir
         )
@@ -255,7 +272,7 @@ def run_consumer(
         until = StopConditions(options, stop, stats)
         sink = make_sink(options, producer, consumer, settings)
         with kafka_errors_translated(settings), watch_broker(settings.bootstrap_servers) as outage:
-            consume_loop(consumer, sink, model, stats, until, outage=outage, observer=observer)
+            consume_loop(consumer, sink, model, stats, until, outage=outage, observer=observer, shadow=shadow)
         summary = stats.summary(
             sink.times.as_dict(),
             model_version=model.version,

@@ -179,7 +179,7 @@ def broker_version(admin: KafkaAdminClient) -> str:
     return ".".join(str(part) for part in version)
 
 
-def prepare_pipeline_topics(admin: KafkaAdminClient, settings: Settings) -> int | None:
+def prepare_pipeline_topics(admin: KafkaAdminClient, settings: Settings, *, shadow: bool = False) -> int | None:
     """The consumer's topics: the input must exist (TopicMissing, exit 7); outputs are created when missing.
 
     The dead-letter topic must take any record the raw topic takes, plus the dead letter's headers:
@@ -189,7 +189,8 @@ def prepare_pipeline_topics(admin: KafkaAdminClient, settings: Settings) -> int 
     will not say), which sizes the consumer's produce requests.
     """
     require_topics(admin, settings, [settings.topic_raw])
-    ensure_topics(admin, settings, [settings.topic_predictions, settings.topic_deadletter])
+    outputs = [settings.topic_predictions, settings.topic_deadletter]
+    ensure_topics(admin, settings, [*outputs, settings.topic_predictions_shadow] if shadow else outputs)
     # Always checked, even just after creating it: another process may have created it first.
     return check_deadletter_room(admin, settings)
 
