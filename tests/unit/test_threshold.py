@@ -1,12 +1,20 @@
-"""The threshold rule: a brute-force search agrees with it."""
+"""The threshold rule: a brute-force search agrees with it, and the current card's threshold is the rule's."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score
+from sklearn.model_selection import train_test_split
 
+from churnstream.files import sha256_file
+from churnstream.ml.model import load_model
+from churnstream.ml.store import ModelStore
 from churnstream.ml.threshold import RULE_MAX_F1, RULE_MIN_COST, choose_threshold
+from churnstream.ml.train import load_training_frame
+from churnstream.settings import DEFAULT_MODEL_STORE
 
 GRID = 1000  # probabilities and thresholds are k / GRID: the grid holds every candidate exactly
 
@@ -79,3 +87,34 @@ def test_bad_input_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         choose_threshold(np.array(labels), np.array(probabilities), cost_ratio)
+
+
+def test_the_current_cards_threshold_is_the_one_its_rule_picks_on_its_validation_split(real_data_path: Path) -> None:
+    """Rebuild the validation rows from the split the card records (with sklearn directly, not the
+    training code), score them with the stored model, and apply the rule again."""
+    store = ModelStore(DEFAULT_MODEL_STORE)
+    version = store.current()
+    assert version is not None, "no current model: run 'make model'"
+    model = load_model(*store.paths(version))
+    card = model.card
+    assert card["training_data"]["sha256"] == sha256_file(real_data_path)
+    split = card["split"]
+    frame, labels = load_training_frame(real_data_path)
+    x_rest, _, y_rest, _ = train_test_split(
+        frame, labels, test_size=split["test_size"], stratify=labels, random_state=split["random_state"]
+    )
+    _, x_validation, _, y_validation = train_test_split(
+        x_rest,
+        y_rest,
+        test_size=split["validation_size"] / (1 - split["test_size"]),
+        stratify=y_rest,
+        random_state=split["random_state"],
+    )
+    assert len(y_validation) == card["validation"]["rows"]
+    probabilities = model.pipeline.predict_proba(x_validation)[:, 1]
+    choice = choose_threshold(y_validation, probabilities, card["threshold_rule"]["cost_ratio"])
+    assert choice.rule == card["threshold_rule"]["rule"]
+    assert card["threshold"] == pytest.approx(choice.threshold, rel=0, abs=1e-12)
+    assert card["validation"]["precision"] == pytest.approx(choice.precision, abs=1e-12)
+    assert card["validation"]["recall"] == pytest.approx(choice.recall, abs=1e-12)
+    assert card["validation"]["f1"] == pytest.approx(choice.f1, abs=1e-12)
