@@ -46,6 +46,7 @@ def private_pipeline_env(bootstrap: str, unique: Callable[[str], str], workdir: 
         "KAFKA_TOPIC_RAW": unique("raw"),
         "KAFKA_TOPIC_PREDICTIONS": unique("pred"),
         "KAFKA_TOPIC_DEADLETTER": unique("dlq"),
+        "KAFKA_TOPIC_PREDICTIONS_SHADOW": unique("shadow"),
         "KAFKA_CONSUMER_GROUP": unique("group"),
         "CHECKPOINT_DIR": str(workdir / "checkpoints"),
         "MODEL_PATH": str(current_model_path()),

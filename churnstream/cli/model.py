@@ -11,7 +11,7 @@ from typing import Any
 from churnstream.cli.common import add_logging_options, make_parser, positive_number, run, setup_logging
 from churnstream.cli.connection import add_connection_options, load_settings_with
 from churnstream.contract.outputs import MalformedOutput, Prediction, decode_prediction
-from churnstream.errors import ModelIntegrityError, ModelMissing
+from churnstream.errors import ModelIntegrityError, ModelMissing, TopicMissing
 from churnstream.kafka.reading import READ_TIMEOUT_S
 from churnstream.ml.store import ModelStore
 from churnstream.settings import ENV_MODEL_STORE, Settings, load_settings
@@ -130,6 +130,7 @@ def read_predictions(settings: Settings, topic: str, timeout_s: float) -> list[P
 def _compare(args: argparse.Namespace, settings: Settings, store: ModelStore) -> str:
     # scikit-learn and kafka-python: imported for compare only
     from churnstream.kafka.clients import make_admin  # noqa: PLC0415
+    from churnstream.kafka.diagnosis import kafka_errors_translated  # noqa: PLC0415
     from churnstream.kafka.topics import require_topics  # noqa: PLC0415
     from churnstream.ml.compare import compare, format_comparison, load_labels  # noqa: PLC0415
 
@@ -142,6 +143,13 @@ def _compare(args: argparse.Namespace, settings: Settings, store: ModelStore) ->
     admin = make_admin(settings, "churn-model-compare")
     try:
         require_topics(admin, settings, [main_topic, shadow_topic])
+    except TopicMissing:
+        with kafka_errors_translated(settings):
+            missing = sorted({main_topic, shadow_topic} - set(admin.list_topics()))
+        raise TopicMissing(
+            f"topic(s) {', '.join(missing)} do not exist on {settings.bootstrap_servers}; predictions are written by "
+            "churn-consumer, shadow predictions by churn-consumer --shadow-model VERSION"
+        ) from None
     finally:
         admin.close()
     main = read_predictions(settings, main_topic, args.timeout_s)
@@ -150,7 +158,8 @@ def _compare(args: argparse.Namespace, settings: Settings, store: ModelStore) ->
         main = [p for p in main if p.model_version == args.main_version]
     if args.shadow_version:
         shadow = [p for p in shadow if p.model_version == args.shadow_version]
-    return format_comparison(compare(main, shadow, labels), f"main ({main_topic})", f"shadow ({shadow_topic})")
+    header = f"main topic: {main_topic}\nshadow topic: {shadow_topic}"
+    return header + "\n" + format_comparison(compare(main, shadow, labels))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,21 +134,21 @@ def _versions(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{version} ({count})" for version, count in sorted(counts.items())) or "none"
 
 
-def format_comparison(c: Comparison, main_name: str = "main", shadow_name: str = "shadow") -> str:
+def format_comparison(c: Comparison) -> str:
     """The comparison as lines for stdout (``name: value``, one per line, easy to grep)."""
     lines = [
-        f"{main_name} versions: {_versions(c.main_versions)}",
-        f"{shadow_name} versions: {_versions(c.shadow_versions)}",
-        f"matched events: {c.matched} (only {main_name}: {c.only_main}, only {shadow_name}: {c.only_shadow}; "
+        f"main versions: {_versions(c.main_versions)}",
+        f"shadow versions: {_versions(c.shadow_versions)}",
+        f"matched events: {c.matched} (only main: {c.only_main}, only shadow: {c.only_shadow}; "
         f"duplicates skipped: {c.duplicates_main} + {c.duplicates_shadow})",
-        f"agreement: {_number(c.agreement)} ({main_name} Yes / {shadow_name} No: {c.main_yes_shadow_no}, "
-        f"{main_name} No / {shadow_name} Yes: {c.main_no_shadow_yes})",
+        f"agreement: {_number(c.agreement)} (main Yes / shadow No: {c.main_yes_shadow_no}, "
+        f"main No / shadow Yes: {c.main_no_shadow_yes})",
         f"mean |dp|: {_number(c.mean_abs_delta, 6)}",
         f"p99 |dp|: {_number(c.p99_abs_delta, 6)}",
     ]
     if c.labels_given and c.main_metrics is None:
         lines.append("labelled events: 0 (no matched event's customerID has a label)")
-    for name, metrics in ((main_name, c.main_metrics), (shadow_name, c.shadow_metrics)):
+    for name, metrics in (("main", c.main_metrics), ("shadow", c.shadow_metrics)):
         if metrics is not None:
             lines.append(
                 f"{name} on {c.labelled} labelled: roc_auc {_number(metrics.roc_auc)}, "
