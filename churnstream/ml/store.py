@@ -121,7 +121,10 @@ class ModelStore:
 
     def current_marker(self) -> tuple[int, int] | None:
         """(st_mtime_ns, st_ino) of ``<store>/current``, None when absent: one ``stat`` tells a consumer
-        between batches whether a promotion happened (every promotion writes a new inode)."""
+        between batches whether a promotion happened. Each promotion writes a new file while the old
+        one still exists, so its inode differs from the one it replaces; only two promotions within
+        one filesystem timestamp tick (milliseconds) could bring back a marker seen before, by
+        reusing its freed inode."""
         try:
             stat = (self.root / CURRENT_FILE).stat()
         except FileNotFoundError:
@@ -188,8 +191,9 @@ class ModelStore:
 
     def add(self, model_bytes: bytes, card: dict[str, Any]) -> str:
         """Write ``<store>/<version>/`` (model.pkl and model_card.json) whole, and return the version
-        (the card's ``model_version``). A version that exists is left alone: a version names its bytes
-        and options, so the same version is the same model.
+        (the card's ``model_version``). A version that exists is left alone: a version names the fitted
+        model, its options and threshold (churnstream.ml.train.version_name), so the same version is
+        the same model.
 
         ModelIntegrityError when the card's sha256 is not the bytes'; ConfigError for a version name
         that is not a plain folder name.
@@ -237,7 +241,11 @@ class ModelStore:
             named = str(card.get("model_version", "")) if card else ""
             candidates = [named] if valid_version_name(named) else []
             candidates.append(f"legacy-{digest[:12]}")
-            version = next(v for v in candidates if not (self.root / v).exists() or self._holds(v, digest))
+            version = next((v for v in candidates if not (self.root / v).exists() or self._holds(v, digest)), None)
+            if version is None:
+                raise ConfigError(
+                    f"cannot migrate {legacy_model}: versions {', '.join(candidates)} exist with other models"
+                )
             if not (self.root / version).exists():
                 files = {MODEL_FILE: legacy_model.read_bytes()}
                 if card is not None:
