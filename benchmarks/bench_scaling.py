@@ -64,6 +64,7 @@ from churnstream.kafka.clients import make_admin, make_producer
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.topics import ensure_topics
 from churnstream.ml.dataset import load_rows
+from churnstream.ml.store import resolve_model
 from churnstream.settings import (
     ENV_BOOTSTRAP_SERVERS,
     ENV_CHECKPOINT_DIR,
@@ -545,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         base = load_settings()  # only for the model and data paths: the cluster is always our own
-        settings = Settings(topic_partitions=args.partitions, model_path=base.model_path, data_path=base.data_path)
+        model_path = resolve_model(base).model_path  # pinned: every run scores with the same model
+        settings = Settings(topic_partitions=args.partitions, model_path=model_path, data_path=base.data_path)
         rows = load_rows(settings.data_path)
         cpu_count = os.cpu_count() or 1
         started = datetime.now(UTC)

@@ -34,8 +34,8 @@ PROJECT_ROOT = _project_root()
 ENV_BOOTSTRAP_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"
 ENV_TOPIC_RAW = "KAFKA_TOPIC_RAW"
 ENV_TOPIC_PREDICTIONS = "KAFKA_TOPIC_PREDICTIONS"
-ENV_TOPIC_PREDICTIONS_SHADOW = "KAFKA_TOPIC_PREDICTIONS_SHADOW"  # the challenger's outputs (--shadow-model)
 ENV_TOPIC_DEADLETTER = "KAFKA_TOPIC_DEADLETTER"
+ENV_TOPIC_PREDICTIONS_SHADOW = "KAFKA_TOPIC_PREDICTIONS_SHADOW"  # a challenger's predictions (--shadow-model)
 ENV_CONSUMER_GROUP = "KAFKA_CONSUMER_GROUP"
 ENV_TOPIC_PARTITIONS = "KAFKA_TOPIC_PARTITIONS"
 ENV_REPLICATION_FACTOR = "KAFKA_REPLICATION_FACTOR"
@@ -48,7 +48,8 @@ ENV_SSL_CERTFILE = "KAFKA_SSL_CERTFILE"  # mutual TLS: the client's certificate 
 ENV_SSL_KEYFILE = "KAFKA_SSL_KEYFILE"  # ... and its private key (PEM)
 ENV_SSL_KEY_PASSWORD = "KAFKA_SSL_KEY_PASSWORD"  # ... if the key is encrypted
 ENV_SSL_CHECK_HOSTNAME = "KAFKA_SSL_CHECK_HOSTNAME"  # "false" only for brokers without a proper name in their cert
-ENV_MODEL_PATH = "MODEL_PATH"
+ENV_MODEL_STORE = "MODEL_STORE"  # the model store: <store>/<version>/ and <store>/current (churnstream.ml.store)
+ENV_MODEL_PATH = "MODEL_PATH"  # a pinned model file; unset or empty: follow the store's current version
 ENV_DATA_PATH = "DATA_PATH"
 ENV_CHECKPOINT_DIR = "CHECKPOINT_DIR"
 ENV_DEADLETTER_RETENTION_MS = "KAFKA_DEADLETTER_RETENTION_MS"
@@ -77,6 +78,7 @@ ALL_VARIABLES = (
     ENV_SSL_KEYFILE,
     ENV_SSL_KEY_PASSWORD,
     ENV_SSL_CHECK_HOSTNAME,
+    ENV_MODEL_STORE,
     ENV_MODEL_PATH,
     ENV_DATA_PATH,
     ENV_CHECKPOINT_DIR,
@@ -93,7 +95,7 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 DEFAULT_BOOTSTRAP_SERVERS = "localhost:29092"
 DEFAULT_DATA_PATH = PROJECT_ROOT / "data" / "WA_Fn-UseC_-Telco-Customer-Churn.csv"  # data.DATASET_FILENAME
-DEFAULT_MODEL_PATH = PROJECT_ROOT / "models" / "sklearn_pipeline.pkl"
+DEFAULT_MODEL_STORE = PROJECT_ROOT / "models"
 DEFAULT_CHECKPOINT_DIR = PROJECT_ROOT / ".checkpoints"
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -151,7 +153,11 @@ class Settings:
     ssl_check_hostname: bool = True
     # Extra kafka-python options from --command-config or -X (kafka.properties says which are allowed).
     client_options: tuple[tuple[str, int | str], ...] = ()
-    model_path: Path = DEFAULT_MODEL_PATH
+    # Where model versions live (churnstream.ml.store.ModelStore); the consumer follows its current one.
+    model_store: Path = DEFAULT_MODEL_STORE
+    # A pinned model file (its card beside it, model_card.json); None: the store's current version.
+    # Resolve either with churnstream.ml.store.resolve_model(settings), never by hand.
+    model_path: Path | None = None
     data_path: Path = DEFAULT_DATA_PATH
     checkpoint_dir: Path = DEFAULT_CHECKPOINT_DIR
     # retention.ms of the dead-letter topic when the pipeline creates it (-1: no time limit)
@@ -160,10 +166,6 @@ class Settings:
     consumer_instance_id: str | None = None
     metrics_port: int | None = None
     producer_metrics_port: int | None = None
-
-    @property
-    def model_card_path(self) -> Path:
-        return self.model_path.parent / "model_card.json"
 
     def describe(self) -> dict[str, str]:
         """Settings as strings, safe to print: the password is masked."""
@@ -185,7 +187,8 @@ class Settings:
             ENV_SSL_KEYFILE: str(self.ssl_keyfile or ""),
             ENV_SSL_KEY_PASSWORD: "***" if self.ssl_key_password else "",
             ENV_SSL_CHECK_HOSTNAME: "" if self.ssl_check_hostname else "false",
-            ENV_MODEL_PATH: str(self.model_path),
+            ENV_MODEL_STORE: str(self.model_store),
+            ENV_MODEL_PATH: "" if self.model_path is None else str(self.model_path),
             ENV_DATA_PATH: str(self.data_path),
             ENV_CHECKPOINT_DIR: str(self.checkpoint_dir),
             ENV_DEADLETTER_RETENTION_MS: str(self.deadletter_retention_ms),
@@ -367,7 +370,8 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         ssl_keyfile=ssl_keyfile,
         ssl_key_password=Secret(key_password) if key_password else None,
         ssl_check_hostname=_flag(env, ENV_SSL_CHECK_HOSTNAME, True),
-        model_path=_path(env, ENV_MODEL_PATH, DEFAULT_MODEL_PATH),
+        model_store=_path(env, ENV_MODEL_STORE, DEFAULT_MODEL_STORE),
+        model_path=_optional_path(env, ENV_MODEL_PATH),
         data_path=_path(env, ENV_DATA_PATH, DEFAULT_DATA_PATH),
         checkpoint_dir=_path(env, ENV_CHECKPOINT_DIR, DEFAULT_CHECKPOINT_DIR),
         deadletter_retention_ms=_retention(env),

@@ -217,12 +217,12 @@ def write_wrapped_model(folder: Path, wrap: Callable[[Any], Any]) -> Path:
     """The trained model wrapped by ``wrap``, written with a card that passes every load check."""
     import joblib  # noqa: PLC0415 - scikit-learn's import is slow: only the tests that need it pay
 
-    from churnstream.settings import DEFAULT_MODEL_PATH  # noqa: PLC0415
+    from tests.helpers import current_card_path, current_model_path  # noqa: PLC0415
 
-    card = json.loads((DEFAULT_MODEL_PATH.parent / "model_card.json").read_text())
+    card = json.loads(current_card_path().read_text())
     folder.mkdir(parents=True, exist_ok=True)
-    model_path = folder / "sklearn_pipeline.pkl"
-    joblib.dump(wrap(joblib.load(DEFAULT_MODEL_PATH)), model_path)
+    model_path = folder / "model.pkl"
+    joblib.dump(wrap(joblib.load(current_model_path())), model_path)
     card["model_sha256"] = hashlib.sha256(model_path.read_bytes()).hexdigest()
     card["model_version"] = "wrapped-" + card["model_sha256"][:12]
     (folder / "model_card.json").write_text(json.dumps(card))

@@ -21,22 +21,35 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from churnstream import localkafka as broker
 from churnstream.kafka.reading import read_all
+from churnstream.ml.store import resolve_model
 from churnstream.producer.checkpoint import Checkpoint, read_checkpoint
-from churnstream.settings import DEFAULT_DATA_PATH, DEFAULT_MODEL_PATH, Settings
+from churnstream.settings import DEFAULT_DATA_PATH, Settings, settings_from
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def current_model_path() -> Path:
+    """The model file of the project store's current version (``make model`` sets it up); tests pin it,
+    so a promotion while they run changes nothing for them."""
+    return resolve_model(settings_from({})).model_path
+
+
+def current_card_path() -> Path:
+    return resolve_model(settings_from({})).card_path
+
+
 def private_pipeline_env(bootstrap: str, unique: Callable[[str], str], workdir: Path) -> dict[str, str]:
-    """Environment variables for one test's private pipeline: its own topics, group, checkpoints."""
+    """Environment variables for one test's private pipeline: its own topics, group, checkpoints, and
+    the current model pinned by MODEL_PATH."""
     return {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "KAFKA_TOPIC_RAW": unique("raw"),
         "KAFKA_TOPIC_PREDICTIONS": unique("pred"),
         "KAFKA_TOPIC_DEADLETTER": unique("dlq"),
+        "KAFKA_TOPIC_PREDICTIONS_SHADOW": unique("shadow"),
         "KAFKA_CONSUMER_GROUP": unique("group"),
         "CHECKPOINT_DIR": str(workdir / "checkpoints"),
-        "MODEL_PATH": str(DEFAULT_MODEL_PATH),
+        "MODEL_PATH": str(current_model_path()),
         "DATA_PATH": str(DEFAULT_DATA_PATH),
     }
 

@@ -36,6 +36,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("local Kafka", "churnstream.cli.kafka", "churn-kafka", "python -m churnstream.broker"),
     Command("data set", "churnstream.cli.data", "churn-data", "python -m churnstream.data"),
     Command("training", "churnstream.cli.train", "churn-train", "python -m churnstream.train"),
+    Command("model store", "churnstream.cli.model", "churn-model", "python -m churnstream.cli.model"),
     Command("monitoring", "churnstream.cli.monitor", "churn-monitor", "python -m churnstream.cli.monitor"),
     Command("settings", "churnstream.cli.settings", None, "python config.py"),
 )

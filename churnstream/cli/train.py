@@ -1,14 +1,21 @@
-"""``python -m churnstream.train`` (``make model``): train the churn model and write it with its card."""
+"""``python -m churnstream.train`` (``make model``): train a model version into the store.
+
+A new version never replaces the current one unless asked (``--promote``), or unless the store has
+no current version yet. ``--if-missing`` (the set-up) trains only when the store has no usable
+current version, and then promotes what it trained.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
-from churnstream.cli.common import add_logging_options, make_parser, run, setup_logging
+from churnstream.cli.common import add_logging_options, make_parser, positive_number, run, setup_logging
 from churnstream.errors import ModelIntegrityError, ModelMissing
-from churnstream.settings import load_settings
+from churnstream.ml.store import ModelStore
+from churnstream.settings import ENV_MODEL_STORE, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -18,15 +25,71 @@ PROG = "python -m churnstream.train"
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(
         PROG,
-        "Train the churn model on the Telco CSV and write models/sklearn_pipeline.pkl and models/model_card.json.",
+        "Train the churn model on the Telco CSV and add it to the model store as a new version\n"
+        "(models/<version>/model.pkl and model_card.json). The current version changes only with --promote,\n"
+        "or when the store has none.",
+        epilog="Examples:\n"
+        "  python -m churnstream.train --promote\n"
+        "  python -m churnstream.train --class-weight balanced --cost-ratio 3\n"
+        "  churn-model list",
     )
     parser.add_argument("--data", type=Path, help="training CSV (default: DATA_PATH)")
-    parser.add_argument("--model", type=Path, help="where to write the model (default: MODEL_PATH)")
-    parser.add_argument(
-        "--if-missing", action="store_true", help="do nothing when a model that passes its checks exists"
+    parser.add_argument("--store", type=Path, help=f"the model store folder (default: {ENV_MODEL_STORE}, else models/)")
+    model = parser.add_argument_group("the model (each option gives another version name)")
+    model.add_argument(
+        "--C",
+        dest="regularization",
+        type=positive_number,
+        default=1.0,
+        metavar="FLOAT",
+        help="LogisticRegression's inverse regularization strength C (default 1.0; smaller is simpler)",
+    )
+    model.add_argument(
+        "--class-weight",
+        choices=("balanced",),
+        help="balanced: weigh churners by how rare they are (default: every row alike)",
+    )
+    model.add_argument(
+        "--cost-ratio",
+        type=positive_number,
+        metavar="C",
+        help="choose the threshold that minimises expected cost when a missed churner costs C false alarms "
+        "(default: the threshold that maximises F1)",
+    )
+    which = parser.add_argument_group("the current version")
+    which.add_argument("--promote", action="store_true", help="make the trained version current")
+    which.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="do nothing when the store's current version passes its checks and has a card of this release; "
+        "otherwise train and promote (what make model runs)",
     )
     add_logging_options(parser)
     return parser
+
+
+def usable_current(store: ModelStore) -> dict[str, Any] | None:
+    """The current version's card when it loads and has a card of this release, else None (logged why)."""
+    from churnstream.ml.model import load_model  # noqa: PLC0415 - scikit-learn's import is slow
+    from churnstream.ml.train import CARD_FORMAT  # noqa: PLC0415
+
+    version = store.current()
+    if version is None:
+        logger.info("training, because the store %s has no current version", store.root)
+        return None
+    try:
+        card = load_model(*store.paths(version)).card
+    except (ModelMissing, ModelIntegrityError) as exc:
+        logger.info("training, because the current version does not load: %s", exc)
+        return None
+    if card.get("card_format", 1) < CARD_FORMAT:
+        logger.info(
+            "training, because the current version %s has a card from before the store (no threshold rule, "
+            "no training distribution); it stays in the store, for rollback",
+            version,
+        )
+        return None
+    return card
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,28 +98,44 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         # scikit-learn's import takes seconds: not for --help
-        from churnstream.ml.model import verify_model  # noqa: PLC0415
-        from churnstream.ml.train import train  # noqa: PLC0415
+        from churnstream.ml.train import TrainOptions, train_into  # noqa: PLC0415
 
         settings = load_settings()
-        model_path = args.model or settings.model_path
-        card_path = model_path.parent / "model_card.json"
+        store = ModelStore(args.store or settings.model_store)
         if args.if_missing:
-            try:
-                card = verify_model(model_path, card_path)
-            except (ModelMissing, ModelIntegrityError) as exc:
-                logger.info("training, because: %s", exc)
-            else:
-                print(f"model {card['model_version']} present (ROC-AUC {card['metrics']['roc_auc']:.4f})")
+            card = usable_current(store)
+            if card is not None:
+                print(f"model {card['model_version']} is current (test ROC-AUC {card['metrics']['roc_auc']:.4f})")
                 return 0
-        card = train(args.data or settings.data_path, model_path, card_path)
-        print(
-            f"trained {card['model_version']}: hold-out ROC-AUC {card['metrics']['roc_auc']:.4f}, "
-            f"accuracy {card['metrics']['accuracy']:.4f} on {card['metrics']['test_rows']} rows -> {model_path}"
-        )
+        options = TrainOptions(args.regularization, args.class_weight, args.cost_ratio)
+        existed = set(store.versions())
+        trained = train_into(store, args.data or settings.data_path, options)
+        card, version = trained.card, trained.version
+        print(format_training(card, already=version in existed))
+        if args.promote or args.if_missing or store.current() is None:
+            previous = store.promote(version)
+            print(f"current: {version} (was {previous or 'none'})")
+        else:
+            print(f"current: {store.current()} (unchanged; make this one current: churn-model promote {version})")
         return 0
 
     return run(body)
+
+
+def format_training(card: dict[str, Any], already: bool = False) -> str:
+    rule = card["threshold_rule"]
+    validation, metrics = card["validation"], card["metrics"]
+    cost = f", cost ratio {rule['cost_ratio']:g}" if rule.get("cost_ratio") is not None else ""
+    return "\n".join(
+        [
+            f"{'already in the store' if already else 'trained'}: {card['model_version']}",
+            f"threshold: {card['threshold']:.6f} ({rule['rule']}{cost}; validation, {validation['rows']} rows: "
+            f"precision {validation['precision']:.4f}, recall {validation['recall']:.4f}, f1 {validation['f1']:.4f})",
+            f"test ({metrics['test_rows']} rows): ROC-AUC {metrics['roc_auc']:.4f}, "
+            f"accuracy {metrics['accuracy']:.4f}, precision {metrics['precision']:.4f}, "
+            f"recall {metrics['recall']:.4f}, f1 {metrics['f1']:.4f}",
+        ]
+    )
 
 
 if __name__ == "__main__":

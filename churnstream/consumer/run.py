@@ -99,8 +99,10 @@ def load_model_and_admin(settings: Settings, model: Scorer | None) -> tuple[Scor
     if model is None:
         try:
             from churnstream.ml.model import load_model  # noqa: PLC0415 - see _BrokerCheck: overlaps the import
+            from churnstream.ml.store import resolve_model  # noqa: PLC0415
 
-            model = load_model(settings.model_path, settings.model_card_path)
+            ref = resolve_model(settings)
+            model = load_model(ref.model_path, ref.card_path)
         except BaseException:
             check.abandon()
             raise

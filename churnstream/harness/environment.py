@@ -19,10 +19,12 @@ from churnstream.consumer.options import (
     PRODUCER_RETRY_BACKOFF_MS,
     ConsumerOptions,
 )
+from churnstream.errors import PipelineError
 from churnstream.harness.latency_reader import DEFAULT_FETCH_MAX_WAIT_MS as READER_FETCH_MAX_WAIT_MS
 from churnstream.harness.latency_reader import DEFAULT_MAX_POLL_RECORDS as READER_MAX_POLL_RECORDS
 from churnstream.kafka.clients import make_admin
 from churnstream.kafka.topics import broker_version
+from churnstream.ml.store import resolve_model
 from churnstream.settings import PROJECT_ROOT, Settings
 
 
@@ -86,6 +88,13 @@ def model_version(card_path: Path) -> str | None:
         return None
 
 
+def _model_version(settings: Settings) -> str | None:
+    try:
+        return model_version(resolve_model(settings).card_path)
+    except PipelineError:  # no current model: the run itself will say so
+        return None
+
+
 def consumer_options(extra_args: Sequence[str]) -> dict[str, Any]:
     """The consumer's settings that shape latency, as the runs used them, and the latency reader's."""
     defaults = ConsumerOptions()
@@ -113,7 +122,7 @@ def provenance(settings: Settings, extra_args: Sequence[str]) -> dict[str, Any]:
     return {
         **git_state(),
         "load_average_at_start": _load_average(),
-        "model_version": model_version(settings.model_card_path),
+        "model_version": _model_version(settings),
         "consumer_options": consumer_options(extra_args),
     }
 

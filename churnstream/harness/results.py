@@ -57,7 +57,7 @@ def sample_check(
     settings: Settings, raw: dict[tuple[int, int], RawRecord], predictions: list[ObservedPrediction], seed: int
 ) -> dict[str, Any]:
     """Recompute a sample of published probabilities offline, with the same model, in one call."""
-    model = load_model_deferred(settings.model_path)
+    model = load_model_deferred(settings)
     sample = random.Random(seed).sample(predictions, min(SAMPLE_SIZE, len(predictions)))
     features, published = [], []
     for observed in sample:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kafka import KafkaAdminClient
@@ -14,6 +13,7 @@ from churnstream.kafka.clients import make_admin
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.topics import broker_version, ensure_topics
 from churnstream.ml.dataset import DATASET_SHA256, verify_dataset
+from churnstream.ml.store import resolve_model
 from churnstream.settings import Settings
 
 if TYPE_CHECKING:
@@ -41,19 +41,21 @@ def verify(settings: Settings) -> list[Check]:
         return _broker_checks(connecting, settings, local) + local
 
 
-def load_model_deferred(path: Path) -> ChurnModel:
-    """Imported here, not at the top: scikit-learn's import takes seconds, and --verify-only
-    connects to the broker meanwhile (see verify)."""
+def load_model_deferred(settings: Settings) -> ChurnModel:
+    """The model the consumer would load (MODEL_PATH, else the store's current version). Imported
+    here, not at the top: scikit-learn's import takes seconds, and --verify-only connects to the
+    broker meanwhile (see verify)."""
     from churnstream.ml.model import load_model  # noqa: PLC0415
 
-    return load_model(path)
+    return load_model(*resolve_model(settings).paths)
 
 
 def _local_checks(settings: Settings) -> list[Check]:
     local: list[Check] = []
     try:
-        model = load_model_deferred(settings.model_path)
-        detail = f"{model.version}, sha256 matches its card ({settings.model_path.name})"
+        model = load_model_deferred(settings)
+        where = "pinned by MODEL_PATH" if settings.model_path is not None else "the store's current version"
+        detail = f"{model.version}, sha256 matches its card ({where})"
         local.append(Check("model integrity", True, detail))
     except PipelineError as exc:
         local.append(Check("model integrity", False, str(exc)))

@@ -2,7 +2,9 @@
 
 A joblib file runs code when it is loaded, so :func:`load_model` checks the file's sha256
 against ``model_card.json`` *before* unpickling, and refuses a model trained with another
-scikit-learn version (loading across versions is unsupported by scikit-learn).
+scikit-learn version (loading across versions is unsupported by scikit-learn). Which files to
+load is churnstream.ml.store's answer (``resolve_model(settings)``: MODEL_PATH, else the store's
+current version).
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ import sklearn
 from churnstream.contract.schema import CATEGORICAL_NAMES, FEATURE_NAMES, NUMERIC_NAMES
 from churnstream.errors import ModelIntegrityError, ModelMissing
 from churnstream.files import sha256_file
+from churnstream.ml.drift import distribution_problem
+from churnstream.ml.store import CARD_FILE
 
 logger = logging.getLogger(__name__)
 
-MODEL_HINT = "run 'make model' (or: python -m churnstream.train) to train it"
+RETRAIN_COMMAND = "python -m churnstream.train --promote"
+MODEL_HINT = f"run 'make model' (or: {RETRAIN_COMMAND}) to train one"
 
 
 def features_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -108,6 +113,19 @@ def read_card(card_path: Path) -> dict[str, Any]:
     return card
 
 
+def retrain_command(card: dict[str, Any]) -> str:
+    """The command that trains this card's model again, with its options (the card's training_options)."""
+    options = card.get("training_options") if isinstance(card.get("training_options"), dict) else {}
+    flags = [RETRAIN_COMMAND]
+    if options.get("C") not in (None, 1.0):
+        flags.append(f"--C {options['C']}")
+    if options.get("class_weight"):
+        flags.append(f"--class-weight {options['class_weight']}")
+    if options.get("cost_ratio") is not None:
+        flags.append(f"--cost-ratio {options['cost_ratio']}")
+    return " ".join(flags)
+
+
 def encoder_path() -> str:
     """Where the pipeline's feature encoder lives: a pickle names the class by this path."""
     from churnstream.ml.features import TelcoFeatureEncoder  # noqa: PLC0415
@@ -129,8 +147,9 @@ def verify_model(model_path: Path, card_path: Path) -> dict[str, Any]:
         )
     if card["sklearn_version"] != sklearn.__version__:
         raise ModelIntegrityError(
-            f"model {model_path} was trained with scikit-learn {card['sklearn_version']} but this "
-            f"environment has {sklearn.__version__}; loading across versions is unsupported; {MODEL_HINT}"
+            f"model {card['model_version']} ({model_path}) was trained with scikit-learn {card['sklearn_version']} "
+            f"but this environment has {sklearn.__version__}; loading across versions is unsupported, so retrain "
+            f"it here: {retrain_command(card)} (or 'make model' when it is the current version)"
         )
     if card.get("feature_encoder") != encoder_path():
         raise ModelIntegrityError(
@@ -142,11 +161,15 @@ def verify_model(model_path: Path, card_path: Path) -> dict[str, Any]:
         raise ModelIntegrityError(
             f"model {model_path} expects features {card['features']}, not this schema's; {MODEL_HINT}"
         )
+    if "training_distribution" in card:  # cards before the store have none: drift is then not tracked
+        problem = distribution_problem(card["training_distribution"])
+        if problem is not None:
+            raise ModelIntegrityError(f"model card {card_path}: {problem}; {MODEL_HINT}")
     return card
 
 
 def load_model(model_path: Path, card_path: Path | None = None) -> ChurnModel:
-    card_path = card_path or model_path.parent / "model_card.json"
+    card_path = card_path or model_path.parent / CARD_FILE
     card = verify_model(model_path, card_path)
     try:
         pipeline = joblib.load(model_path)

@@ -38,8 +38,8 @@ from churnstream.kafka.reading import read_all as read_topic_to_end
 from churnstream.kafka.topics import ensure_topics
 from churnstream.ml.dataset import load_rows
 from churnstream.ml.model import features_frame, load_model
-from churnstream.settings import DEFAULT_MODEL_PATH, Settings, settings_from
-from tests.helpers import free_port, make_rows, run_script, start_script
+from churnstream.settings import Settings, settings_from
+from tests.helpers import current_card_path, current_model_path, free_port, make_rows, run_script, start_script
 
 pytestmark = pytest.mark.integration
 
@@ -162,7 +162,7 @@ def test_7043_real_events_in_7043_predictions_out_equal_to_offline(
         "mode", "guarantee", "consumed", "scored", "dead_lettered", "batches", "elapsed_s", "events_per_sec",
         "mean_churn_probability", "churn_rate", "transactions_aborted", "model_version", "windows",
     }  # fmt: skip
-    assert summary["model_version"] == load_model(DEFAULT_MODEL_PATH).version
+    assert summary["model_version"] == load_model(current_model_path()).version
 
     records = read_all(settings, settings.topic_predictions)
     assert len(records) == 7043
@@ -173,7 +173,7 @@ def test_7043_real_events_in_7043_predictions_out_equal_to_offline(
         by_id[payload.event_id] = payload
     assert set(by_id) == {event["event_id"] for event in events}
 
-    model = load_model(DEFAULT_MODEL_PATH)
+    model = load_model(current_model_path())
     features = [validate_event(event).features for event in events]
     offline = model.pipeline.predict_proba(features_frame(features))[:, 1]
     online = [by_id[event["event_id"]].churn_probability for event in events]
@@ -393,8 +393,8 @@ def test_a_missing_model_is_one_line_and_exit_5(pipeline_env: dict[str, str], tm
 
 def test_an_altered_model_is_one_line_and_exit_6(pipeline_env: dict[str, str], tmp_path: Path) -> None:
     model = tmp_path / "sklearn_pipeline.pkl"
-    shutil.copy(DEFAULT_MODEL_PATH, model)
-    shutil.copy(DEFAULT_MODEL_PATH.parent / "model_card.json", tmp_path / "model_card.json")
+    shutil.copy(current_model_path(), model)
+    shutil.copy(current_card_path(), tmp_path / "model_card.json")
     with model.open("ab") as handle:
         handle.write(b"\x00")
     result = run_script("consumer.py", ["--mode", "batch"], env={**pipeline_env, "MODEL_PATH": str(model)})

@@ -56,11 +56,13 @@ from churnstream.harness.processes import ManagedProcess, script, wait_for_group
 from churnstream.harness.readers import OutcomeReader, read_topic
 from churnstream.kafka.clients import make_admin, make_producer
 from churnstream.kafka.topics import ensure_topics, prepare_pipeline_topics
+from churnstream.ml.store import MODEL_FILE
 from churnstream.producer.checkpoint import read_checkpoint
-from churnstream.settings import DEFAULT_DATA_PATH, DEFAULT_MODEL_PATH, Settings, settings_from
+from churnstream.settings import DEFAULT_DATA_PATH, Settings, settings_from
 from tests.fakes import BreaksOnFlag, SlowOnFlag, write_wrapped_model
 from tests.helpers import (
     checkpoint_path,
+    current_model_path,
     free_port,
     read_all_records,
     run_module,
@@ -621,12 +623,12 @@ def fault(name: str, env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, 
         with closing_listener() as port:
             yield {**env, "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{port}"}
     elif name == "model-missing":
-        yield {**env, "MODEL_PATH": str(tmp_path / "absent" / DEFAULT_MODEL_PATH.name)}
+        yield {**env, "MODEL_PATH": str(tmp_path / "absent" / MODEL_FILE)}
     elif name == "model-altered":
         models = tmp_path / "models"
-        shutil.copytree(DEFAULT_MODEL_PATH.parent, models)
-        _flip_one_byte(models / DEFAULT_MODEL_PATH.name)
-        yield {**env, "MODEL_PATH": str(models / DEFAULT_MODEL_PATH.name)}
+        shutil.copytree(current_model_path().parent, models)
+        _flip_one_byte(models / MODEL_FILE)
+        yield {**env, "MODEL_PATH": str(models / MODEL_FILE)}
     elif name == "csv-altered":
         data = tmp_path / "data" / DEFAULT_DATA_PATH.name  # the same name: the checksum applies to it
         data.parent.mkdir()

@@ -38,8 +38,9 @@ from churnstream.errors import EXIT_AUTH, EXIT_CONFIG, EXIT_PROTOCOL, EXIT_TLS
 from churnstream.kafka.clients import make_producer
 from churnstream.localkafka.acl import grant
 from churnstream.localkafka.secure import PIPELINE_USER, REPLAY_USER, UNPRIVILEGED_USER, SecureMaterial, ensure_material
-from churnstream.settings import DEFAULT_DATA_PATH, DEFAULT_MODEL_PATH, Settings, settings_from
+from churnstream.settings import DEFAULT_DATA_PATH, Settings, settings_from
 from tests.helpers import (
+    current_model_path,
     free_port,
     http_get,
     read_all_records,
@@ -77,7 +78,7 @@ class SecureCluster:
             "KAFKA_SASL_USERNAME": user,
             "KAFKA_SASL_PASSWORD": password if password is not None else self.material.users[user],
             "KAFKA_SSL_CAFILE": str(self.material.ca_pem),
-            "MODEL_PATH": str(DEFAULT_MODEL_PATH),
+            "MODEL_PATH": str(current_model_path()),
             "DATA_PATH": str(DEFAULT_DATA_PATH),
             **overrides,
         }
@@ -220,7 +221,7 @@ def test_the_pipeline_runs_with_only_bootstrap_server_and_command_config(
         "sasl_ssl": (secure.layout.secure_bootstrap_servers, material.client_properties),
         "mtls": (secure.layout.mtls_bootstrap_servers, material.mtls_properties),
     }[listener]
-    env = {**granted, "MODEL_PATH": str(DEFAULT_MODEL_PATH), "DATA_PATH": str(DEFAULT_DATA_PATH)}
+    env = {**granted, "MODEL_PATH": str(current_model_path()), "DATA_PATH": str(DEFAULT_DATA_PATH)}
     connection = ["--bootstrap-server", bootstrap, "--command-config", str(properties)]
     produced = run_secure(
         secure, "producer.py", ["--mode", "batch", "--limit", "200", "--no-progress", *connection], env
@@ -441,7 +442,7 @@ def test_plaintext_against_the_tls_listener_is_exit_12(
     secure: SecureCluster, granted: dict[str, str], script: str
 ) -> None:
     env = {"KAFKA_BOOTSTRAP_SERVERS": secure.layout.secure_bootstrap_servers, **granted}  # no security settings
-    env |= {"MODEL_PATH": str(DEFAULT_MODEL_PATH), "DATA_PATH": str(DEFAULT_DATA_PATH)}
+    env |= {"MODEL_PATH": str(current_model_path()), "DATA_PATH": str(DEFAULT_DATA_PATH)}
     run = run_secure(secure, script, SCRIPT_ARGS[script], env)
     assert run.returncode == EXIT_PROTOCOL, run.stderr
     assert run.error_lines == [

@@ -20,8 +20,9 @@ def test_defaults_match_the_documented_contract() -> None:
     assert settings.consumer_group == "telco-churn-consumer-group"
     assert settings.topic_partitions == 6
     assert settings.security_protocol == "PLAINTEXT"
-    assert settings.model_path == PROJECT_ROOT / "models" / "sklearn_pipeline.pkl"
-    assert settings.model_card_path == PROJECT_ROOT / "models" / "model_card.json"
+    assert settings.topic_predictions_shadow == "telco-churn-predictions-shadow"
+    assert settings.model_store == PROJECT_ROOT / "models"
+    assert settings.model_path is None  # follow the store's current version
 
 
 def test_settings_are_frozen() -> None:
@@ -31,8 +32,12 @@ def test_settings_are_frozen() -> None:
 
 
 def test_relative_paths_are_relative_to_the_project(tmp_path: Path) -> None:
-    settings = settings_from({"MODEL_PATH": "models/v2.pkl", "DATA_PATH": str(tmp_path / "x.csv")})
+    settings = settings_from(
+        {"MODEL_PATH": "models/v2.pkl", "MODEL_STORE": "other-store", "DATA_PATH": str(tmp_path / "x.csv")}
+    )
     assert settings.model_path == PROJECT_ROOT / "models" / "v2.pkl"
+    assert settings.model_store == PROJECT_ROOT / "other-store"
+    assert settings_from({"MODEL_PATH": "  "}).model_path is None  # empty: follow the store
     assert settings.data_path == tmp_path / "x.csv"
 
 
@@ -45,6 +50,7 @@ def test_relative_paths_are_relative_to_the_project(tmp_path: Path) -> None:
         ("KAFKA_BOOTSTRAP_SERVERS", "localhost", "expected host:port[,host:port...]"),
         ("KAFKA_BOOTSTRAP_SERVERS", "localhost:99999", "expected host:port[,host:port...]"),
         ("KAFKA_TOPIC_RAW", "bad topic!", "a topic name is 1-249 characters"),
+        ("KAFKA_TOPIC_PREDICTIONS_SHADOW", "bad topic!", "a topic name is 1-249 characters"),
         ("KAFKA_SASL_MECHANISM", "GSSAPI", "expected one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
     ],
 )

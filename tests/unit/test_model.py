@@ -1,33 +1,32 @@
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import shutil
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pytest
+import sklearn
 
 from churnstream.contract.events import parse_features
 from churnstream.contract.schema import CATEGORICAL_NAMES, FEATURES, Categorical
 from churnstream.errors import ModelIntegrityError, ModelMissing
 from churnstream.ml.features import TelcoFeatureEncoder, sklearn_reference_preprocessing
 from churnstream.ml.model import features_frame, load_model, verify_model
-from churnstream.ml.train import load_training_frame, train
-from churnstream.settings import DEFAULT_MODEL_PATH
-from tests.helpers import make_rows, write_csv
-
-CARD = DEFAULT_MODEL_PATH.parent / "model_card.json"
+from churnstream.ml.threshold import RULE_MAX_F1, RULE_MIN_COST
+from churnstream.ml.train import TrainOptions, load_training_frame, state_digest, train
+from tests.helpers import current_card_path, current_model_path, make_rows, write_csv
 
 
 @pytest.fixture
 def model_copy(tmp_path: Path) -> Path:
-    """A private copy of the trained model and card, safe to damage."""
-    if not DEFAULT_MODEL_PATH.is_file():
-        pytest.fail("no trained model: run 'make model' (make test does)")
-    target = tmp_path / "sklearn_pipeline.pkl"
-    shutil.copy(DEFAULT_MODEL_PATH, target)
-    shutil.copy(CARD, tmp_path / "model_card.json")
+    """A private copy of the current model and its card, safe to damage."""
+    target = tmp_path / "model.pkl"
+    shutil.copy(current_model_path(), target)
+    shutil.copy(current_card_path(), tmp_path / "model_card.json")
     return target
 
 
@@ -35,7 +34,10 @@ def test_the_shipped_model_meets_its_goal_and_describes_itself(model_copy: Path)
     model = load_model(model_copy)
     card = model.card
     assert card["metrics"]["roc_auc"] >= 0.84
-    assert card["threshold"] == 0.5
+    assert 0 < card["threshold"] < 1  # the rule's choice: tests/unit/test_threshold.py recomputes it
+    assert card["threshold_rule"]["rule"] in (RULE_MAX_F1, RULE_MIN_COST)
+    assert set(card["training_distribution"]) == set(card["features"])
+    assert card["metrics"]["train_rows"] + card["metrics"]["validation_rows"] + card["metrics"]["test_rows"] == 7043
     assert card["categories"] == {f.name: list(f.allowed) for f in FEATURES if isinstance(f, Categorical)}
     assert set(card["categories"]) == set(CATEGORICAL_NAMES)
     assert card["training_data"]["rows"] == 7043
@@ -68,7 +70,7 @@ def test_a_file_altered_by_one_byte_is_refused_before_unpickling(model_copy: Pat
         load_model(model_copy)
     assert not marker.exists()
 
-    payload = bytearray((DEFAULT_MODEL_PATH).read_bytes())
+    payload = bytearray(current_model_path().read_bytes())
     payload[len(payload) // 2] ^= 0x01
     model_copy.write_bytes(bytes(payload))
     with pytest.raises(ModelIntegrityError, match="sha256"):
@@ -80,8 +82,12 @@ def test_another_scikit_learn_version_is_refused_clearly(model_copy: Path) -> No
     card = json.loads(card_path.read_text())
     card["sklearn_version"] = "0.24.2"
     card_path.write_text(json.dumps(card))
-    with pytest.raises(ModelIntegrityError, match=r"trained with scikit-learn 0\.24\.2 but this environment has"):
+    with pytest.raises(ModelIntegrityError) as refused:
         load_model(model_copy)
+    message = str(refused.value)
+    assert f"trained with scikit-learn 0.24.2 but this environment has {sklearn.__version__}" in message
+    assert "python -m churnstream.train --promote" in message  # the command that retrains it, with its options
+    assert len(message.splitlines()) == 1
 
 
 def _edit_card(model_copy: Path, **changes: object) -> None:
@@ -112,16 +118,31 @@ def test_canary_rows_are_scored_at_load_and_must_match(model_copy: Path) -> None
         load_model(model_copy)
 
 
-def test_training_is_deterministic(tmp_path: Path) -> None:
+def test_training_is_deterministic_and_the_version_names_the_model_not_the_pickle(tmp_path: Path) -> None:
+    """The same data and options give the same version, even after the process loaded another model
+    (which changes which equal strings pickle shares, and so a few bytes of the pickle)."""
     data = write_csv(tmp_path / "train.csv", make_rows(400))
-    cards = []
-    for run in ("a", "b"):
-        folder = tmp_path / run
-        folder.mkdir()
-        cards.append(train(data, folder / "m.pkl", folder / "model_card.json", verify_checksum=False))
-    assert cards[0]["metrics"] == cards[1]["metrics"]
-    assert cards[0]["model_sha256"] == cards[1]["model_sha256"]
-    assert load_model(tmp_path / "a" / "m.pkl").version == cards[0]["model_version"]
+    first = train(data, verify_checksum=False)
+    load_model(current_model_path())
+    second = train(data, verify_checksum=False)
+    assert first.card["metrics"] == second.card["metrics"]
+    assert first.version == second.version
+    (tmp_path / "m.pkl").write_bytes(first.model_bytes)
+    (tmp_path / "model_card.json").write_text(json.dumps(first.card))
+    assert load_model(tmp_path / "m.pkl").version == first.version
+
+
+def test_each_option_gives_another_version(tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "train.csv", make_rows(400))
+    variants = [TrainOptions(), TrainOptions(regularization=0.05), TrainOptions(class_weight="balanced")]
+    variants.append(TrainOptions(cost_ratio=5.0))
+    trained = [train(data, options, verify_checksum=False) for options in variants]
+    assert len({t.version for t in trained}) == len(variants)
+    # a cost ratio changes the threshold, not the fitted model: the version must differ all the same
+    fitted = [state_digest(joblib.load(io.BytesIO(t.model_bytes))).hexdigest() for t in (trained[0], trained[3])]
+    assert fitted[0] == fitted[1]
+    assert trained[3].card["threshold_rule"] == {"rule": RULE_MIN_COST, "cost_ratio": 5.0}
+    assert trained[3].card["training_options"]["cost_ratio"] == 5.0
 
 
 def test_the_fast_encoder_computes_what_scikit_learns_encoders_compute(real_data_path: Path) -> None:

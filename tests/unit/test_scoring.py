@@ -25,9 +25,8 @@ from churnstream.contract.schema import FEATURE_NAMES
 from churnstream.errors import EXIT_MODEL_BROKEN, ModelBroken
 from churnstream.ml.dataset import load_rows
 from churnstream.ml.model import ChurnModel, features_frame, load_model
-from churnstream.settings import DEFAULT_MODEL_PATH
 from tests.fakes import StubModel
-from tests.helpers import SAMPLE_ROW
+from tests.helpers import SAMPLE_ROW, current_model_path
 
 TOPIC = "raw-topic"
 TS = "2026-11-27T08:00:00.000Z"
@@ -35,7 +34,7 @@ TS = "2026-11-27T08:00:00.000Z"
 
 @pytest.fixture(scope="module")
 def model() -> ChurnModel:
-    return load_model(DEFAULT_MODEL_PATH)
+    return load_model(current_model_path())
 
 
 @pytest.fixture(scope="module")

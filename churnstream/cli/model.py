@@ -1,0 +1,195 @@
+"""``churn-model`` / ``python -m churnstream.cli.model``: the model store's versions, which one is current,
+and how a shadow model's predictions compare with the main model's."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from churnstream.cli.common import add_logging_options, make_parser, positive_number, run, setup_logging
+from churnstream.cli.connection import add_connection_options, load_settings_with
+from churnstream.contract.outputs import MalformedOutput, Prediction, decode_prediction
+from churnstream.errors import ModelIntegrityError, ModelMissing, TopicMissing
+from churnstream.kafka.reading import READ_TIMEOUT_S
+from churnstream.ml.store import ModelStore
+from churnstream.settings import ENV_MODEL_STORE, Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+PROG = "python -m churnstream.cli.model"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(
+        PROG,
+        "List the model store's versions, choose the current one (consumers pick it up between batches),\n"
+        "and compare a shadow model's predictions with the main model's.",
+        epilog="Examples:\n"
+        "  churn-model list\n"
+        "  churn-model promote logreg-0123456789ab\n"
+        "  churn-model rollback\n"
+        "  churn-model compare --data data/WA_Fn-UseC_-Telco-Customer-Churn.csv",
+    )
+    parser.add_argument("--store", type=Path, help=f"the model store folder (default: {ENV_MODEL_STORE}, else models/)")
+    add_logging_options(parser)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("list", help="every version, oldest first, with its threshold and test metrics; * = current")
+    sub = commands.add_parser("promote", help="check a version (hash, card, canaries) and make it current")
+    sub.add_argument("version", metavar="VERSION", help="a version folder of the store (see list)")
+    commands.add_parser("rollback", help="check and make current the version that was current before this one")
+    commands.add_parser(
+        "migrate", help="move the single-file layout (models/sklearn_pipeline.pkl) into the store (make model runs it)"
+    )
+    sub = commands.add_parser(
+        "compare",
+        help="join the main and shadow prediction topics by event_id and report how the two models differ",
+        description="Read both topics to their end (read_committed), join them by event_id, and print the agreement "
+        "of the decisions, the mean and p99 of |dp|, and with --data each model's ROC-AUC, precision and recall "
+        "on the labelled events (the CSV's Churn column, joined by customerID).",
+    )
+    sub.add_argument("--main-topic", metavar="TOPIC", help="default: KAFKA_TOPIC_PREDICTIONS")
+    sub.add_argument("--shadow-topic", metavar="TOPIC", help="default: KAFKA_TOPIC_PREDICTIONS_SHADOW")
+    sub.add_argument("--main-version", metavar="VERSION", help="only the main predictions of this version")
+    sub.add_argument("--shadow-version", metavar="VERSION", help="only the shadow predictions of this version")
+    sub.add_argument("--data", type=Path, metavar="CSV", help="labels: a Telco CSV with its Churn column")
+    sub.add_argument(
+        "--timeout-s",
+        type=positive_number,
+        default=READ_TIMEOUT_S,
+        metavar="S",
+        help=f"give up when a topic cannot be read to its end in S seconds (default {READ_TIMEOUT_S:.0f})",
+    )
+    add_connection_options(sub)
+    return parser
+
+
+def format_versions(store: ModelStore) -> str:
+    versions = store.versions()
+    if not versions:
+        return f"no model versions in {store.root}; run 'make model'"
+    current = store.current()
+    header = ("", "VERSION", "TRAINED_AT", "THRESHOLD", "RULE", "ROC_AUC", "PRECISION", "RECALL")
+    rows: list[tuple[str, ...]] = [header]
+    for version in versions:
+        mark = "*" if version == current else ""
+        try:
+            rows.append((mark, version, *_card_columns(store.card(version))))
+        except (ModelMissing, ModelIntegrityError) as exc:
+            logger.warning("%s", exc)
+            rows.append((mark, version, "-", "-", "(no usable card)", "-", "-", "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _card_columns(card: dict[str, Any]) -> tuple[str, ...]:
+    metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
+    rule = card.get("threshold_rule") if isinstance(card.get("threshold_rule"), dict) else {}
+    rule_text = str(rule.get("rule") or "fixed")
+    if rule.get("cost_ratio") is not None:
+        rule_text += f"(C={rule['cost_ratio']:g})"
+
+    def number(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
+
+    return (
+        str(card.get("trained_at") or "-"),
+        number(card.get("threshold")),
+        rule_text,
+        number(metrics.get("roc_auc")),
+        number(metrics.get("precision")),
+        number(metrics.get("recall")),
+    )
+
+
+def verify_version(store: ModelStore, version: str) -> None:
+    """Load a version as a consumer would (hash, card, canaries) before making it current."""
+    from churnstream.ml.model import load_model  # noqa: PLC0415 - scikit-learn's import is slow
+
+    load_model(*store.paths(version))
+
+
+def read_predictions(settings: Settings, topic: str, timeout_s: float) -> list[Prediction]:
+    """Every committed prediction on ``topic``; a malformed record is counted and skipped."""
+    from churnstream.kafka.reading import read_all  # noqa: PLC0415 - kafka-python: only compare needs it
+
+    predictions: list[Prediction] = []
+    malformed = 0
+    for record in read_all(settings, topic, client_id="churn-model-compare", timeout_s=timeout_s):
+        try:
+            predictions.append(decode_prediction(record.value))
+        except MalformedOutput:
+            malformed += 1
+    if malformed:
+        logger.warning("skipped %d malformed record(s) on %s", malformed, topic)
+    return predictions
+
+
+def _compare(args: argparse.Namespace, settings: Settings, store: ModelStore) -> str:
+    # scikit-learn and kafka-python: imported for compare only
+    from churnstream.kafka.clients import make_admin  # noqa: PLC0415
+    from churnstream.kafka.diagnosis import kafka_errors_translated  # noqa: PLC0415
+    from churnstream.kafka.topics import require_topics  # noqa: PLC0415
+    from churnstream.ml.compare import compare, format_comparison, load_labels  # noqa: PLC0415
+
+    for version in (args.main_version, args.shadow_version):
+        if version is not None:
+            store.paths(version)  # ConfigError (exit 3) for a version the store does not know
+    main_topic = args.main_topic or settings.topic_predictions
+    shadow_topic = args.shadow_topic or settings.topic_predictions_shadow
+    labels = load_labels(args.data) if args.data else None
+    admin = make_admin(settings, "churn-model-compare")
+    try:
+        require_topics(admin, settings, [main_topic, shadow_topic])
+    except TopicMissing:
+        with kafka_errors_translated(settings):
+            missing = sorted({main_topic, shadow_topic} - set(admin.list_topics()))
+        raise TopicMissing(
+            f"topic(s) {', '.join(missing)} do not exist on {settings.bootstrap_servers}; predictions are written by "
+            "churn-consumer, shadow predictions by churn-consumer --shadow-model VERSION"
+        ) from None
+    finally:
+        admin.close()
+    main = read_predictions(settings, main_topic, args.timeout_s)
+    shadow = read_predictions(settings, shadow_topic, args.timeout_s)
+    if args.main_version:
+        main = [p for p in main if p.model_version == args.main_version]
+    if args.shadow_version:
+        shadow = [p for p in shadow if p.model_version == args.shadow_version]
+    header = f"main topic: {main_topic}\nshadow topic: {shadow_topic}"
+    return header + "\n" + format_comparison(compare(main, shadow, labels))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose, args.quiet, args.log_format)
+
+    def body() -> int:
+        settings = load_settings_with(args) if args.command == "compare" else load_settings()
+        store = ModelStore(args.store or settings.model_store)
+        if args.command == "list":
+            print(format_versions(store))
+        elif args.command == "promote":
+            verify_version(store, args.version)
+            previous = store.promote(args.version)
+            print(f"current: {args.version} (was {previous or 'none'})")
+        elif args.command == "rollback":
+            target = store.previous()
+            if target is not None:
+                verify_version(store, target)
+            current = store.current()
+            print(f"current: {store.rollback()} (was {current or 'none'})")
+        elif args.command == "migrate":
+            version = store.migrate_legacy()
+            print(f"migrated the single-file model into {store.root / version}" if version else "nothing to migrate")
+        elif args.command == "compare":
+            print(_compare(args, settings, store))
+        return 0
+
+    return run(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
