@@ -36,8 +36,8 @@ def format_window(window: WindowSummary) -> str:
 
 
 def format_consumer_summary(summary: ConsumerSummary) -> str:
-    """The consumer's final summary line on stdout."""
-    return (
+    """The consumer's final summary line on stdout (drift, versions and shadow only when there is news)."""
+    line = (
         f"summary: mode={summary.mode} guarantee={summary.guarantee} consumed={summary.consumed} "
         f"scored={summary.scored} dead_lettered={summary.dead_lettered} batches={summary.batches} "
         f"transactions_aborted={summary.transactions_aborted} "
@@ -45,6 +45,24 @@ def format_consumer_summary(summary: ConsumerSummary) -> str:
         f"churn_rate={_ratio(summary.churn_rate)} "
         f"events_per_sec={summary.events_per_sec:.1f} elapsed_s={summary.elapsed_s:.2f}"
     )
+    if len(summary.scored_by_version) > 1:
+        line += " scored_by_version=" + ",".join(f"{v}:{n}" for v, n in summary.scored_by_version.items())
+    if summary.models_refused:
+        line += " models_refused=" + ",".join(summary.models_refused)
+    if summary.shadow_model_version is not None:
+        line += (
+            f" shadow={summary.shadow_model_version} shadow_scored={summary.shadow_scored} "
+            f"shadow_dead_lettered={summary.shadow_dead_lettered}"
+        )
+    if summary.feature_psi:
+        from churnstream.ml.drift import PSI_WARNING  # noqa: PLC0415 - pandas: only where there is drift to show
+
+        drifting = {name: psi for name, psi in summary.feature_psi.items() if psi > PSI_WARNING}
+    else:
+        drifting = {}
+    if drifting:
+        line += " drift_psi=" + ",".join(f"{name}:{psi:.2f}" for name, psi in sorted(drifting.items()))
+    return line
 
 
 def format_producer_summary(summary: RunSummary) -> str:

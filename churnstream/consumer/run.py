@@ -10,15 +10,17 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
+from churnstream.consumer.drift import DriftWatch
 from churnstream.consumer.identity import SLOT_DIR, ConsumerIdentity, claim_identity
 from churnstream.consumer.loop import StopConditions, consume_loop
+from churnstream.consumer.models import ModelWatcher
 from churnstream.consumer.observe import LoopObserver
 from churnstream.consumer.options import (
     CLOSE_TIMEOUT_S,
@@ -93,9 +95,13 @@ class _BrokerCheck:
                 self._admin = None
 
 
-def load_model_and_admin(settings: Settings, model: Scorer | None) -> tuple[Scorer, KafkaAdminClient]:
-    """The model (ModelMissing 5, ModelIntegrityError 6), then the broker (BrokerUnavailable 2)."""
+def load_model_and_admin(settings: Settings, model: Scorer | None) -> tuple[Scorer, KafkaAdminClient, bool]:
+    """The model (ModelMissing 5, ModelIntegrityError 6), then the broker (BrokerUnavailable 2).
+
+    The third value says whether the model follows the store (False: pinned by MODEL_PATH, or given).
+    """
     check = _BrokerCheck(settings)
+    follows_store = False
     if model is None:
         try:
             from churnstream.ml.model import load_model  # noqa: PLC0415 - see _BrokerCheck: overlaps the import
@@ -103,10 +109,35 @@ def load_model_and_admin(settings: Settings, model: Scorer | None) -> tuple[Scor
 
             ref = resolve_model(settings)
             model = load_model(ref.model_path, ref.card_path)
+            follows_store = not ref.pinned
         except BaseException:
             check.abandon()
             raise
-    return model, check.result()
+    return model, check.result(), follows_store
+
+
+def _watch_store(settings: Settings, model: Scorer, observed: Observed) -> ModelWatcher:
+    """Between batches, the store's current version: promoted, verified, swapped in (consumer.models)."""
+    from churnstream.ml.model import load_model  # noqa: PLC0415 - imported already by now: no cost
+    from churnstream.ml.store import ModelStore  # noqa: PLC0415
+
+    return ModelWatcher(
+        ModelStore(settings.model_store),
+        model,
+        load_model,
+        on_swap=observed.model_swapped,
+        on_refused=lambda version, reason: observed.model_refused(),
+    )
+
+
+def _drift(model: Scorer, observed: Observed) -> DriftWatch | None:
+    """PSI of recent events against the model card's training data (none for a model without a card)."""
+    card = getattr(model, "card", None)
+    if card is None:
+        return None
+    from churnstream.ml.drift import PSI_WARNING, DriftMonitor  # noqa: PLC0415
+
+    return DriftWatch(DriftMonitor(card), warn_at=PSI_WARNING, sink=observed.metrics)
 
 
 def load_shadow(settings: Settings, version: str) -> Scorer:
@@ -118,6 +149,10 @@ def load_shadow(settings: Settings, version: str) -> Scorer:
     model = load_model(*ModelStore(settings.model_store).paths(version))
     logger.info("shadow model %s scores every batch too, into %s", version, settings.topic_predictions_shadow)
     return model
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 def producer_options(
@@ -167,11 +202,24 @@ class Observed:
     health: Health
     metrics: ConsumerMetrics | None = None
     server: MetricsServer | None = None
+    drift: DriftWatch | None = None
 
     def model_loaded(self, version: str) -> None:
         self.health.model_loaded = True
         if self.metrics is not None:
             self.metrics.model(version)
+
+    def model_swapped(self, model: Scorer) -> None:
+        self.model_loaded(model.version)
+        card = getattr(model, "card", None)
+        if self.drift is not None and card is not None:
+            from churnstream.ml.drift import DriftMonitor  # noqa: PLC0415
+
+            self.drift.restart(DriftMonitor(card))  # measured against the new model's training data
+
+    def model_refused(self) -> None:
+        if self.metrics is not None:
+            self.metrics.model_refused()
 
 
 def _observe(settings: Settings, options: ConsumerOptions, stack: ExitStack) -> Observed:
@@ -242,8 +290,10 @@ def run_consumer(
     stop = stop or StopFlag()
     with ExitStack() as stack:
         observed = _observe(settings, options, stack)
-        model, admin = load_model_and_admin(settings, model)
+        model, admin, follows_store = load_model_and_admin(settings, model)
         observed.model_loaded(model.version)
+        observed.drift = _drift(model, observed)
+        watcher = _watch_store(settings, model, observed) if follows_store else None
         tune_garbage_collector()
         stack.callback(admin.close)
         if shadow is None and options.shadow_model is not None:
@@ -263,7 +313,9 @@ def run_consumer(
         producer, consumer = _clients(settings, options, identity, raw_limit, stack)
         _probe_lag(settings, observed, f"churn-consumer-{identity.instance_id}", stack)
         stats = RunStats(options, on_window)
-        observer = LoopObserver(stats, observed.health, observed.metrics, log_interval_s=options.log_interval_s)
+        observer = LoopObserver(
+            stats, observed.health, observed.metrics, log_interval_s=options.log_interval_s, drift=observed.drift
+        )
         consumer.subscribe([settings.topic_raw], listener=RebalanceLogger(observer.assigned, observer.revoked))
         # Learn the input's partitions before the first join. Otherwise kafka-python 3.0.12 joins
         # first, assigns nothing ("No partition metadata"), and rejoins when the metadata arrives;
@@ -274,14 +326,24 @@ def run_consumer(
         until = StopConditions(options, stop, stats)
         sink = make_sink(options, producer, consumer, settings)
         with kafka_errors_translated(settings), watch_broker(settings.bootstrap_servers) as outage:
-            consume_loop(consumer, sink, model, stats, until, outage=outage, observer=observer, shadow=shadow)
+            consume_loop(
+                consumer, sink, model, stats, until, outage=outage, observer=observer, models=watcher, shadow=shadow
+            )
+        serving = watcher.model if watcher is not None else model
         summary = stats.summary(
             sink.times.as_dict(),
-            model_version=model.version,
+            model_version=serving.version,
             group=settings.consumer_group,
             instance_id=identity.instance_id,
             transactional_id=identity.transactional_id if options.exactly_once else None,
             stopped_by=until.stopped_by,
+        )
+        summary = replace(
+            summary,
+            models_refused=watcher.refused if watcher is not None else [],
+            shadow_model_version=shadow.version if shadow is not None else None,
+            feature_psi={k: round(v, 6) for k, v in observed.drift.refresh().items()} if observed.drift else {},
+            window_mean_churn_probability=_round(observed.drift.last_mean) if observed.drift else None,
         )
         # A clean stop: every batch is committed. Leave the group so the others take over now.
         consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_S * 1000)

@@ -56,9 +56,9 @@ from churnstream.harness.processes import ManagedProcess, script, wait_for_group
 from churnstream.harness.readers import OutcomeReader, read_topic
 from churnstream.kafka.clients import make_admin, make_producer
 from churnstream.kafka.topics import ensure_topics, prepare_pipeline_topics
-from churnstream.ml.store import MODEL_FILE
+from churnstream.ml.store import MODEL_FILE, ModelStore
 from churnstream.producer.checkpoint import read_checkpoint
-from churnstream.settings import DEFAULT_DATA_PATH, Settings, settings_from
+from churnstream.settings import DEFAULT_DATA_PATH, DEFAULT_MODEL_STORE, Settings, settings_from
 from tests.fakes import BreaksOnFlag, SlowOnFlag, write_wrapped_model
 from tests.helpers import (
     checkpoint_path,
@@ -798,3 +798,61 @@ def test_9_a_model_that_breaks_mid_stream_stops_the_consumer_and_commits_nothing
     assert "Traceback" not in fragile.log_path.read_text()
     assert [d for d in reader.dead_letters if d.info.stage == Stage.SCORE] == []
     assert counts.lost == 0 and counts.duplicated == 0 and counts.raw_records == 800
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_10_a_corrupt_version_promoted_mid_stream_is_refused_then_a_good_one_takes_over(
+    pipeline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Under 1,000 events/s, the store's current version is switched to one whose pickle was altered
+    after training: the consumer refuses it (one line), keeps scoring with the current one, and
+    takes the next good promotion between two batches. Every raw record: exactly one outcome."""
+    settings = settings_from(pipeline_env)
+    source = ModelStore(DEFAULT_MODEL_STORE)
+    good = source.current()
+    assert good is not None, "no current model: run 'make model'"
+    store = ModelStore(tmp_path / "models")
+    shutil.copytree(source.root / good, store.root / good)
+    store.promote(good)
+    corrupt, relabelled = f"{good[:-4]}dead", f"{good[:-4]}beef"
+    for name in (corrupt, relabelled):  # the same model under two more names, as training would add them
+        shutil.copytree(store.root / good, store.root / name)
+        card_path = store.root / name / "model_card.json"
+        card_path.write_bytes(card_path.read_bytes().replace(good.encode(), name.encode()))
+    pickle = store.root / corrupt / MODEL_FILE
+    pickle.write_bytes(pickle.read_bytes()[:-64] + b"\0" * 64)  # altered after its card was written
+    env = {key: value for key, value in pipeline_env.items() if key != "MODEL_PATH"}
+    env["MODEL_STORE"] = str(store.root)
+    create_topics(settings)
+    scoring = consumer("follower", env, tmp_path)
+    processes = [scoring]
+    reader = start_reader(settings)
+    try:
+        wait_for_group(settings, settings.consumer_group, [scoring])
+        producing = streaming_producer(env, tmp_path, rate=1000, duration_s=12, seed=SEED)
+        processes.append(producing)
+        wait_until(reached(reader, 2000), "predictions flowing", 60, [scoring])
+        store.promote(corrupt)
+        wait_until(reached(reader, 5000), "more predictions", 60, [scoring])
+        store.promote(relabelled)
+        assert producing.wait(60) == 0
+        total = len(read_topic(settings, settings.topic_raw))
+        wait_until(reached(reader, total), "outcome for every raw record", 120, [scoring])
+        time.sleep(1.0)
+        scoring.stop()
+        counts = account(settings, reader)
+    finally:
+        for process in processes:
+            process.stop(timeout=10)
+        reader.stop()
+    log = scoring.log_path.read_text()
+    refusals = [line for line in log.splitlines() if f"model {corrupt} refused, {good} keeps serving" in line]
+    versions = Counter(observed.prediction.model_version for observed in reader.predictions)
+    figures("scenario-10", raw_records=counts.raw_records, lost=counts.lost, duplicated=counts.duplicated,
+            by_version=dict(versions), refusals=len(refusals))  # fmt: skip
+    assert counts.lost == 0 and counts.duplicated == 0 and counts.raw_records == 12000
+    assert len(refusals) == 1 and "Traceback" not in log
+    assert corrupt not in versions and versions[good] > 0 and versions[relabelled] > 0
+    assert summary(tmp_path, "follower")["models_refused"] == [corrupt]
