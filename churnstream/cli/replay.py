@@ -30,7 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
         "  python -m churnstream.replay --partition 3 --from-offset 100 --to-offset 250",
     )
     choose = parser.add_argument_group("which dead letters (all given filters must match)")
-    choose.add_argument("--stage", choices=values(Stage), help="only this failure stage")
+    choose.add_argument(
+        "--stage",
+        choices=[stage for stage in values(Stage) if stage != Stage.SHADOW],  # shadow ones are never replayed
+        help="only this failure stage",
+    )
     choose.add_argument("--reason-contains", metavar="TEXT", help="only reasons containing TEXT")
     choose.add_argument("--partition", type=count_or_zero, help="only this dead-letter partition")
     choose.add_argument("--from-offset", type=count_or_zero, help="first dead-letter offset (inclusive)")
