@@ -98,6 +98,7 @@ def metrics_table() -> str:
     consumer.batch(consumed=1, scored=1, dead_by_stage={"validate": 1}, stage_seconds={"poll": 0.0})
     consumer.latencies(np.array([0.0]), now_ms=0.0)
     consumer.model("v")
+    consumer.drift({"tenure": 0.0}, 0.5)
     producer = ProducerMetrics()
     producer.checkpointed(0)
     lines = ["| Metric | Type | Labels | Process | Meaning |", "| --- | --- | --- | --- | --- |"]

@@ -19,10 +19,15 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 PSI_REFRESH_S = 1.0
+# PSI over a handful of events says nothing: 10 events drawn from the training data itself put 16
+# features over 0.2. Nothing is warned, exported or summarised before the window holds this many.
+MIN_EVENTS = 500
 
 
 class Monitor(Protocol):
     """What churnstream.ml.drift.DriftMonitor offers."""
+
+    count: int  # events in the window
 
     def update(self, rows: Sequence[dict[str, Any]], probabilities: np.ndarray) -> None: ...
 
@@ -33,6 +38,8 @@ class Monitor(Protocol):
 
 class DriftSink(Protocol):
     def drift(self, psi: Mapping[str, float], mean_probability: float | None) -> None: ...
+
+    def drift_reset(self) -> None: ...
 
 
 class DriftWatch:
@@ -58,6 +65,9 @@ class DriftWatch:
         self.monitor = monitor
         self._over.clear()
         self._next = self._clock()
+        self.last_psi, self.last_mean = {}, None
+        if self.sink is not None:
+            self.sink.drift_reset()  # no gauge left from the previous model's training data
 
     def batch(self, rows: Sequence[dict[str, Any]], probabilities: Sequence[float]) -> None:
         if rows:
@@ -68,6 +78,9 @@ class DriftWatch:
             self.refresh()
 
     def refresh(self) -> dict[str, float]:
+        """The PSI per feature now (empty until the window holds MIN_EVENTS events)."""
+        if self.monitor.count < MIN_EVENTS:
+            return {}
         psi = self.monitor.psi()
         self.last_psi, self.last_mean = psi, self.monitor.mean_probability()
         for feature, value in sorted(psi.items()):

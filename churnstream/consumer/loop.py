@@ -127,12 +127,14 @@ def consume_loop(
     consecutive_aborts = 0
     max_value_bytes = stats.options.max_value_bytes
     while not until.reached(consumer):
+        if models is not None:
+            model = models.check()  # between batches, idle or not: a promoted, verified version serves from here
         started = time.perf_counter()
         polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=until.poll_limit())
         poll_s = time.perf_counter() - started
         stats.poll_s += poll_s
         if observer is not None:
-            observer.turned(consumer)
+            observer.turned(consumer, idle=not polled)
         if not polled:
             continue
         records, offsets, rewind = batch_offsets(polled)
@@ -143,8 +145,6 @@ def consume_loop(
         membership = consumer.group_metadata()
         if stats.first_record_at is None:
             stats.first_records()
-        if models is not None:
-            model = models.check()  # between batches: a promoted, verified version serves from here
         times = StageTimes()
         result = score_batch(records, model, max_value_bytes=max_value_bytes, times=times, shadow=shadow)
         stats.stage_times.add(times)

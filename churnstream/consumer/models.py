@@ -1,6 +1,6 @@
 """Which model scores the next batch: the store's current version, swapped in between batches.
 
-The loop asks :meth:`ModelWatcher.check` once per turn, before scoring. It costs one ``stat`` of
+The loop asks :meth:`ModelWatcher.check` once per turn, before it polls. It costs one ``stat`` of
 ``models/current`` (the store switches it by an atomic rename, so a new version means a new
 inode and mtime). When it changed and names another version, that version is loaded and verified
 (file hash against its card, scikit-learn version, canary rows scored as recorded) before it
@@ -21,6 +21,8 @@ from churnstream.consumer.scoring import Scorer
 from churnstream.errors import PipelineError
 
 logger = logging.getLogger(__name__)
+
+_UNREAD = object()
 
 
 class Store(Protocol):
@@ -51,17 +53,28 @@ class ModelWatcher:
         self._load = load
         self._on_swap = on_swap
         self._on_refused = on_refused
-        self._marker = store.current_marker()
+        # Unknown at first: the first check reads current, so a promotion made while this consumer
+        # was loading its model is not mistaken for the state it loaded.
+        self._marker: object = _UNREAD
+        self._read_failed = False
         self.swaps: list[tuple[str, str]] = []  # (from, to), for the summary
         self.refused: list[str] = []
 
     def check(self) -> Scorer:
         """The model for the next batch: the serving one, or the newly promoted one once verified."""
-        marker = self.store.current_marker()
-        if marker == self._marker:
+        try:
+            marker = self.store.current_marker()
+            if marker == self._marker:
+                return self.model
+            version = self.store.current()
+        except (OSError, ValueError) as exc:  # the store unreadable (permissions, NFS, an edited file)
+            if not self._read_failed:
+                logger.warning("the model store cannot be read (%s: %s); %s keeps serving", type(exc).__name__, exc,
+                               self.model.version)  # fmt: skip
+            self._read_failed = True
             return self.model
+        self._read_failed = False
         self._marker = marker
-        version = self.store.current()
         if version is None or version == self.model.version:
             return self.model
         try:

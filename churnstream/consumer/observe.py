@@ -20,6 +20,7 @@ from churnstream.consumer.drift import DriftWatch
 from churnstream.consumer.scoring import BatchResult
 from churnstream.consumer.sinks import Batch
 from churnstream.consumer.stats import RunStats
+from churnstream.kafka.group import fetch_position
 from churnstream.observability.health import Health
 from churnstream.observability.lag import LagTracker
 from churnstream.observability.metrics import ConsumerMetrics
@@ -70,11 +71,14 @@ class LoopObserver:
 
     # -- from the loop
 
-    def turned(self, consumer: KafkaConsumer) -> None:
+    def turned(self, consumer: KafkaConsumer, *, idle: bool = False) -> None:
+        """After each poll; ``idle`` when it returned nothing (all fetched work is committed)."""
         now = self._clock()
         self.health.beat(joined=consumer.group_metadata().state == MemberState.STABLE)
         for tp in consumer.assignment():
             self.lag.observe(tp, consumer.highwater(tp), None, now)
+            if idle:
+                self.lag.idle(tp, fetch_position(consumer, tp))
         if self.log_interval_s > 0 and now >= self._next_log:
             self._heartbeat(now)
 

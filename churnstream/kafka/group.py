@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
+from kafka import KafkaConsumer
 from kafka import errors as kafka_errors
 from kafka.admin import KafkaAdminClient, MemberToRemove, OffsetSpec
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -81,3 +82,14 @@ def group_offsets(
         earliest = {tp: OffsetSpec.EARLIEST for tp in never}
         committed |= {tp: o.offset for tp, o in admin.list_partition_offsets(earliest, timeout_ms=timeout_ms).items()}
     return {tp: offset.offset for tp, offset in ends.items()}, committed
+
+
+def fetch_position(consumer: KafkaConsumer, tp: TopicPartition) -> int | None:
+    """Where the consumer will fetch next in ``tp``, as it stands (no request, unlike ``position()``,
+    which may refresh committed offsets). Past transaction markers the fetcher skipped, so an idle
+    consumer's position is the end of what it has to process (kafka.internals checks the attribute)."""
+    try:
+        position = consumer._subscription.position(tp)  # noqa: SLF001 - the public position() may block
+    except KeyError:  # no longer assigned
+        return None
+    return None if position is None else int(position.offset)

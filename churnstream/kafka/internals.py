@@ -36,6 +36,7 @@ ATTRIBUTES = (
     ("kafka.net.compat", "KafkaNetClient", "await_ready"),
     ("kafka.producer.sender", "Sender", "_maybe_send_pending_request"),
     ("kafka.producer.kafka", "KafkaProducer", "send_offsets_to_transaction"),
+    ("kafka.consumer.subscription_state", "SubscriptionState", "position"),  # group.fetch_position
 )
 FIX = "install the pinned packages (make venv; requirements.lock pins kafka-python==" + PINNED_VERSION + ")"
 

@@ -106,7 +106,7 @@ def parse_properties(text: str, source: str) -> list[tuple[str, str, str]]:
         pending = ""
         key, separator, value = _split(line)
         if not separator:
-            raise ConfigError(f"{source}:{number}: {line[:60]!r} is not key=value")
+            raise ConfigError(f"{source}:{number}: {line[:60]!r} has no value (key=value)")
         pairs.append((_unescape(key), _unescape(value), f"{source}:{number}"))
     return pairs
 
@@ -127,7 +127,8 @@ def _unescape(text: str) -> str:
 
 
 def _split(line: str) -> tuple[str, str, str]:
-    match = re.match(r"([^=:\s]+)\s*([=:])\s*(.*)$", line)
+    """Java's three separators: ``=``, ``:``, or whitespace alone (``ssl.key.password secret``)."""
+    match = re.match(r"([^=:\s]+)\s*([=:])\s*(.*)$", line) or re.match(r"([^=:\s]+)(\s)\s*(.*)$", line)
     if match is None:
         return line, "", ""
     return match.group(1), match.group(2), match.group(3).strip()

@@ -30,7 +30,16 @@ def _allow(user: str, operation: ACLOperation, kind: ResourceType, name: str, pr
     return ACL(f"User:{user}", "*", operation, ACLPermissionType.ALLOW, ResourcePattern(kind, name, pattern))
 
 
-def pipeline_acls(user: str, raw_topic: str, predictions_topic: str, deadletter_topic: str, group: str) -> list[ACL]:
+def pipeline_acls(
+    user: str,
+    raw_topic: str,
+    predictions_topic: str,
+    deadletter_topic: str,
+    group: str,
+    *,
+    shadow_topic: str | None = None,
+) -> list[ACL]:
+    """The pipeline user's least rights; ``shadow_topic``: also where --shadow-model writes."""
     topic, grp, txn = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
     acls = [
         _allow(user, ACLOperation.WRITE, topic, raw_topic),
@@ -44,7 +53,8 @@ def pipeline_acls(user: str, raw_topic: str, predictions_topic: str, deadletter_
         _allow(user, ACLOperation.WRITE, txn, group, prefixed=True),
         _allow(user, ACLOperation.DESCRIBE, txn, group, prefixed=True),
     ]
-    for output in (predictions_topic, deadletter_topic):
+    outputs = [predictions_topic, deadletter_topic] + ([shadow_topic] if shadow_topic else [])
+    for output in outputs:
         acls += [_allow(user, ACLOperation.WRITE, topic, output), _allow(user, ACLOperation.DESCRIBE, topic, output)]
     return acls
 

@@ -379,6 +379,8 @@ def provision_pipeline(
         name: {"num_partitions": settings.topic_partitions, "replication_factor": replicas} for name in names[:3]
     }
     specs[ledger] = {"num_partitions": 1, "replication_factor": replicas}
+    shadow = settings.topic_predictions_shadow
+    specs[shadow] = {"num_partitions": settings.topic_partitions, "replication_factor": replicas}
     for name, spec in specs.items():  # as the pipeline would create them
         if configs := topic_configs(settings, name, replicas):
             spec["configs"] = configs
@@ -389,7 +391,7 @@ def provision_pipeline(
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing, wait_for_metadata=True)
-        acls = pipeline_acls(user, *names) + (harness_acls(user, *names) if harness else [])
+        acls = pipeline_acls(user, *names, shadow_topic=shadow) + (harness_acls(user, *names) if harness else [])
         if replay_user is not None:
             replay_id = replay_transactional_id(settings)
             acls += replay_acls(replay_user, settings.topic_raw, settings.topic_deadletter, ledger, replay_id)

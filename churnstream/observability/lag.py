@@ -34,22 +34,34 @@ PROBE_INTERVAL_S = 5.0
 @dataclass
 class PartitionLag:
     committed: int | None = None  # the next offset to process, as last committed (or first seen)
+    idle_position: int | None = None  # where an idle consumer stood: past the transaction markers
     highwater: int | None = None
     last_progress: float = 0.0  # monotonic time the committed offset last moved
     samples: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=MAX_SAMPLES))
 
     @property
+    def processed_to(self) -> int | None:
+        """The committed offset, or further where an idle consumer's position says the rest were
+        transaction markers (a replay writes the raw topic in transactions: the end offset counts
+        their commit markers, which no one processes or commits past)."""
+        if self.idle_position is None:
+            return self.committed
+        return self.idle_position if self.committed is None else max(self.committed, self.idle_position)
+
+    @property
     def records(self) -> int:
-        if self.committed is None or self.highwater is None:
+        processed = self.processed_to
+        if processed is None or self.highwater is None:
             return 0
-        return max(self.highwater - self.committed, 0)
+        return max(self.highwater - processed, 0)
 
     def seconds(self, now: float) -> float:
         """Age of the oldest unprocessed record: now minus when the end offset first passed ``committed``."""
-        if self.records == 0 or self.committed is None:
+        processed = self.processed_to
+        if self.records == 0 or processed is None:
             return 0.0
         offsets = [offset for offset, _ in self.samples]
-        index = bisect.bisect_right(offsets, self.committed)  # the first sample beyond the committed offset
+        index = bisect.bisect_right(offsets, processed)  # the first sample beyond the processed offset
         if index >= len(self.samples):
             return 0.0
         return max(now - self.samples[index][1], 0.0)
@@ -96,6 +108,16 @@ class LagTracker:
                 lag.highwater = highwater  # forward only: the loop's view may be older than the probe's
                 lag.samples.append((highwater, now))
 
+    def idle(self, tp: TopicPartition, position: int | None) -> None:
+        """A poll returned nothing: everything fetched was processed and committed, so the consumer's
+        position (past any transaction markers) is where the partition's work ends for now."""
+        if position is None:
+            return
+        with self._lock:
+            lag = self.partitions.get(tp)
+            if lag is not None and (lag.idle_position is None or position > lag.idle_position):
+                lag.idle_position = position
+
     def committed(self, tp: TopicPartition, offset: int, now: float, *, seed: bool = False) -> None:
         """A committed offset: from the loop's own commit, or (``seed``) read back by the probe,
         where the first reading is where the group stood, not progress made."""
@@ -117,9 +139,14 @@ class LagTracker:
             return sum(lag.records for lag in self.partitions.values())
 
     def stalled(self, now: float, after_s: float) -> list[TopicPartition]:
-        """Partitions with records waiting and no committed progress for ``after_s`` seconds."""
+        """Partitions whose oldest waiting record has waited ``after_s`` seconds with no committed
+        progress in that time (a burst after a quiet spell is not a stall: its records are new)."""
         with self._lock:
-            return [tp for tp, lag in self.partitions.items() if lag.records > 0 and now - lag.last_progress > after_s]
+            return [
+                tp
+                for tp, lag in self.partitions.items()
+                if lag.records > 0 and now - lag.last_progress > after_s and lag.seconds(now) > after_s
+            ]
 
 
 # For some partitions: (their end offsets, the group's committed offsets).

@@ -214,6 +214,9 @@ class ConsumerMetrics:
         if mean_probability is not None:
             self.window_mean.set(mean_probability)
 
+    def drift_reset(self) -> None:
+        self.feature_psi.clear()
+
     def model_refused(self) -> None:
         self.model_load_failures.inc()
 

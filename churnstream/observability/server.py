@@ -19,6 +19,7 @@ from churnstream.settings import ENV_METRICS_PORT
 
 logger = logging.getLogger(__name__)
 
+REQUEST_TIMEOUT_S = 10.0
 BIND_ADDRESS = ""  # every interface: a pod's probes and Prometheus come from outside
 # The ports monitoring/prometheus.yml scrapes and deploy/ uses (the code has no default: metrics are
 # off unless a port is given).
@@ -32,7 +33,7 @@ class MetricsServer:
         self.health = health
         handler = _handler(self)
         try:
-            self._server = ThreadingHTTPServer((BIND_ADDRESS, port), handler)
+            self._server = _QuietServer((BIND_ADDRESS, port), handler)
         except OSError as exc:
             raise ConfigError(
                 f"{ENV_METRICS_PORT}/--metrics-port {port} cannot be used ({exc.strerror or exc}); choose a free port"
@@ -54,8 +55,17 @@ class MetricsServer:
         self._server.server_close()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client gone before its answer (a probe's timeout) is a debug line, not a traceback on stderr."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        logger.debug("metrics request from %s failed", client_address, exc_info=True)
+
+
 def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT_S  # an idle connection does not hold a thread forever
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == METRICS_PATH:

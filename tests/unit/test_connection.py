@@ -155,8 +155,12 @@ def test_every_owned_key_is_refused() -> None:
 
 
 def test_a_line_that_is_not_key_value_is_named_with_its_line_number() -> None:
-    with pytest.raises(ConfigError, match=r"^c.properties:2: 'security.protocol' is not key=value"):
+    with pytest.raises(ConfigError, match=r"^c.properties:2: 'security.protocol' has no value"):
         parse_properties("# comment\nsecurity.protocol\n", "c.properties")
+
+
+def test_whitespace_separates_a_key_from_its_value_as_in_java() -> None:
+    assert parse_properties("ssl.key.password  s3cret value\n", "c") == [("ssl.key.password", "s3cret value", "c:1")]
 
 
 # -- at the edge: one line, the right exit code, before anything connects

@@ -121,3 +121,37 @@ def test_rolling_back_to_the_serving_version_loads_nothing() -> None:
     store.promote("v1")
     assert watcher.check().version == "v1"
     assert loads == []
+
+
+def test_a_promotion_made_while_the_consumer_was_loading_is_seen_at_the_first_check() -> None:
+    store, loads = Store("v1"), []
+    store.promote("v2")  # between reading current (v1) and creating the watcher
+    watcher = ModelWatcher(store, Model("v1"), loader(store, loads))
+    assert watcher.check().version == "v2"
+
+
+class Unreadable(Store):
+    def __init__(self, current: str) -> None:
+        super().__init__(current)
+        self.failing = True
+
+    def current_marker(self) -> tuple[int, int] | None:
+        if self.failing:
+            raise PermissionError(13, "Permission denied")
+        return super().current_marker()
+
+
+def test_a_store_that_cannot_be_read_is_one_warning_and_the_model_keeps_serving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, loads = Unreadable("v1"), []
+    watcher = ModelWatcher(store, Model("v1"), loader(store, loads))
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            assert watcher.check().version == "v1"
+    assert [r.getMessage() for r in caplog.records] == [
+        "the model store cannot be read (PermissionError: [Errno 13] Permission denied); v1 keeps serving"
+    ]
+    store.failing = False
+    store.promote("v2")
+    assert watcher.check().version == "v2"

@@ -314,3 +314,26 @@ def test_a_metrics_port_in_use_stops_the_start_in_one_line(script: str) -> None:
     assert result.returncode == 3, result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.strip()]
     assert line.startswith("Error: ") and f"--metrics-port {port} cannot be used" in line
+
+
+def test_a_transaction_marker_at_the_end_is_no_lag_once_the_consumer_is_idle() -> None:
+    """A replay writes the raw topic in transactions: its commit marker takes an offset nobody
+    processes. Committed 100, end offset 101: one record of lag forever, until the idle position."""
+    lag = LagTracker()
+    lag.assigned([TP0], now=0.0)
+    lag.observe(TP0, highwater=101, position=None, now=0.0)
+    lag.committed(TP0, 100, now=0.0)
+    assert lag.total_records() == 1
+    lag.idle(TP0, 101)  # the fetcher skipped the marker: position 101, nothing returned
+    assert lag.total_records() == 0 and lag.stalled(now=100.0, after_s=30.0) == []
+    lag.observe(TP0, highwater=150, position=None, now=100.0)  # new records: lag again, from 101
+    assert lag.total_records() == 49
+
+
+def test_a_burst_after_a_quiet_spell_is_not_a_stall() -> None:
+    lag = LagTracker()
+    lag.assigned([TP0], now=0.0)
+    lag.observe(TP0, highwater=10, position=10, now=0.0)  # caught up at t=0, then quiet
+    lag.observe(TP0, highwater=60, position=None, now=100.0)  # a burst at t=100
+    assert lag.stalled(now=101.0, after_s=30.0) == []  # its records are 1 s old
+    assert lag.stalled(now=131.0, after_s=30.0) == [TP0]  # and still uncommitted 31 s later
