@@ -150,7 +150,7 @@ def _pair(
 ) -> list[tuple[Subject, str, list[str]]]:
     bare = script(BARE_LOOP, "--guarantee", guarantee, "--stop-after", str(events))
     ours = script(CONSUMER, "--mode", Mode.BATCH, "--guarantee", guarantee, "--window-size", str(events))
-    ours += ["--log-every", "0", *consumer_args]
+    ours += ["--log-interval", "0", *consumer_args]
     return [
         (Subject.BARE_LOOP, f"bare-{guarantee}-{repeat}", bare),
         (Subject.CONSUMER, f"consumer-{guarantee}-{repeat}", ours),

@@ -15,11 +15,15 @@ ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 @pytest.fixture(autouse=True)
 def _restore_root_logger() -> object:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    """The root logger as setup_logging leaves it, and the project's logger at no level of its own
+    (another test, a benchmark's main run in-process, may have set one)."""
+    root, ours = logging.getLogger(), logging.getLogger("churnstream")
+    handlers, level, our_level = root.handlers[:], root.level, ours.level
+    ours.setLevel(logging.NOTSET)
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    ours.setLevel(our_level)
 
 
 def test_json_lines_parse_and_carry_an_event_s_coordinates(capsys: pytest.CaptureFixture[str]) -> None:
