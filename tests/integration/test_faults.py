@@ -67,6 +67,7 @@ from tests.helpers import (
     read_all_records,
     run_module,
     run_script,
+    scrape,
     script_env,
     start_local_cluster,
     start_script,
@@ -127,6 +128,21 @@ def outcome_sources(reader: OutcomeReader) -> set[tuple[int, int]]:
 
 def reached(reader: OutcomeReader, count: int) -> Callable[[], bool]:
     return lambda: len(outcome_sources(reader)) >= count
+
+
+class Committed:
+    """What the consumer on a metrics port has committed in this life (``churn_events_consumed_total``)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.last = 0
+
+    def at_least(self, count: int) -> Callable[[], bool]:
+        def check() -> bool:
+            self.last = int(scrape(self.port).get("churn_events_consumed_total", 0))
+            return self.last >= count
+
+        return check
 
 
 def wait_until(
@@ -208,26 +224,33 @@ def test_1_consumer_sigkilled_three_times_during_a_batch_run(
     create_topics(settings)
     total = len(read_topic(settings, settings.topic_raw))
     assert total == BATCH_EVENTS
-    # A kill point is a number of outcomes (10-85 % of the run), then a delay that puts the kill
-    # anywhere in the batch after it (a batch of 5,000 takes about 0.5-1 s here).
-    kill_points = sorted(int(rng.uniform(0.10, 0.85) * total) for _ in range(3))
+    # Each life is killed once it has itself committed its target (4-12 % of the run: one or two
+    # batches of 5,000), then after a delay that puts the kill anywhere in the batch after it (a batch
+    # takes about 0.5-1 s): at most about 15,000 events a life, so the final consumer has work left.
+    # The target is read from the consumer's own metrics, not from the outcome reader: the reader can
+    # trail a fast at-least-once consumer by thousands of records, and kills timed from it once
+    # landed after the run had ended (CI, 2026-12-01), leaving the next life nothing to do.
+    kill_targets = [int(rng.uniform(0.04, 0.12) * total) for _ in range(3)]
     kill_delays = [round(rng.uniform(0.0, 0.5), 3) for _ in range(3)]
     reader = start_reader(settings)
     processes: list[ManagedProcess] = []
     at_kill: list[int] = []
+    consumed_at_kill: list[int] = []
     first_output_s: list[float] = []
     started = time.monotonic()
     try:
-        for index, (point, delay) in enumerate(zip(kill_points, kill_delays, strict=True)):
-            process = consumer(f"consumer-{index}", pipeline_env, tmp_path, "--guarantee", guarantee)
+        for index, (target, delay) in enumerate(zip(kill_targets, kill_delays, strict=True)):
+            progress = Committed(free_port())
+            metrics = ["--metrics-port", str(progress.port)]
+            process = consumer(f"consumer-{index}", pipeline_env, tmp_path, "--guarantee", guarantee, *metrics)
             processes.append(process)
-            seen = len(outcome_sources(reader))
-            first_output_s.append(wait_until(reached(reader, seen + 1), "first new outcome", 120, [process]))
-            wait_until(reached(reader, point), f"{point} outcomes", 180, [process])
+            first_output_s.append(wait_until(progress.at_least(1), "first committed batch", 120, [process]))
+            wait_until(progress.at_least(target), f"{target} events committed by {process.name}", 180, [process])
             time.sleep(delay)
             process.process.send_signal(signal.SIGKILL)
             process.process.wait(timeout=30)
             at_kill.append(len(outcome_sources(reader)))
+            consumed_at_kill.append(progress.last)
         final = consumer("consumer-final", pipeline_env, tmp_path, "--guarantee", guarantee)
         processes.append(final)
         wait_until(reached(reader, total), "outcome for every raw record", 300, [final])
@@ -246,8 +269,9 @@ def test_1_consumer_sigkilled_three_times_during_a_batch_run(
         seed=SEED,
         events=total,
         kills=3,
-        kill_targets=kill_points,
+        kill_targets=kill_targets,
         kill_delays_s=kill_delays,
+        committed_by_life_before_kill=consumed_at_kill,
         outcomes_at_kill=at_kill,
         lost=counts.lost,
         duplicated=counts.duplicated,
@@ -261,6 +285,7 @@ def test_1_consumer_sigkilled_three_times_during_a_batch_run(
     )
     assert final_code == 0
     assert [p.poll() for p in processes[:3]] == [-signal.SIGKILL] * 3
+    assert summary(tmp_path, "consumer-final")["consumed"] > 0, "the last kill came after the run had ended"
     assert reader.error is None and reader.malformed_outputs == 0
     assert counts.lost == 0 and counts.unknown_sources == 0, counts.lost_examples
     if guarantee == "exactly-once":
