@@ -275,6 +275,24 @@ def _score_or_bisect(model: Scorer, rows: Sequence[dict[str, Any]]) -> tuple[lis
         return _bisect(model, rows, exc)
 
 
+def _prediction_out(
+    record: SourceRecord, event: ValidEvent, probability: float, is_churn: bool, *, version: str, processed_ts: str
+) -> PredictionOut:
+    """One scored event's output record, keyed by its customer."""
+    value = encode_prediction(
+        event.customer_id,
+        probability,
+        is_churn,
+        event_ts=event.event_ts,
+        processed_ts=processed_ts,
+        event_id=event.event_id,
+        model_version=version,
+        source_partition=record.partition,
+        source_offset=record.offset,
+    )
+    return PredictionOut(event.customer_id.encode(), value, record.partition, record.offset)
+
+
 def score_shadow(
     result: BatchResult, shadow: Scorer, scored: Sequence[tuple[SourceRecord, ValidEvent]], processed_ts: str
 ) -> None:
@@ -297,21 +315,12 @@ def score_shadow(
         )
         return
     threshold = shadow.threshold
-    for (record, event), probability in zip(scored, raw, strict=True):
-        value = encode_prediction(
-            event.customer_id,
-            probability,
-            probability >= threshold,
-            event_ts=event.event_ts,
-            processed_ts=processed_ts,
-            event_id=event.event_id,
-            model_version=version,
-            source_partition=record.partition,
-            source_offset=record.offset,
+    result.shadow_predictions.extend(
+        _prediction_out(
+            record, event, probability, probability >= threshold, version=version, processed_ts=processed_ts
         )
-        result.shadow_predictions.append(
-            PredictionOut(event.customer_id.encode(), value, record.partition, record.offset)
-        )
+        for (record, event), probability in zip(scored, raw, strict=True)
+    )
 
 
 def score_batch(
@@ -399,18 +408,9 @@ def score_batch(
             )
             continue
         is_churn = probability >= threshold
-        value = encode_prediction(
-            event.customer_id,
-            probability,
-            is_churn,
-            event_ts=event.event_ts,
-            processed_ts=processed_ts,
-            event_id=event.event_id,
-            model_version=version,
-            source_partition=record.partition,
-            source_offset=record.offset,
+        predictions.append(
+            _prediction_out(record, event, probability, is_churn, version=version, processed_ts=processed_ts)
         )
-        predictions.append(PredictionOut(event.customer_id.encode(), value, record.partition, record.offset))
         event_ms.append(event.event_ms)
         scored_features.append(event.features)
         scored_probabilities.append(probability)
