@@ -161,6 +161,19 @@ def wait_until(
     return time.monotonic() - started
 
 
+def every_outcome(
+    settings: Settings, reader: OutcomeReader, timeout_s: float, watch: Sequence[ManagedProcess], settle_s: float = 1.0
+) -> float:
+    """The moment (``time.monotonic()``) every record on the raw topic had an outcome; returns
+    ``settle_s`` later, in which a late duplicate, if there were one, would be read before the
+    test counts."""
+    total = len(read_topic(settings, settings.topic_raw))
+    wait_until(reached(reader, total), "outcome for every raw record", timeout_s, watch)
+    done_at = time.monotonic()
+    time.sleep(settle_s)
+    return done_at
+
+
 def consumer(name: str, env: dict[str, str], tmp_path: Path, *args: str) -> ManagedProcess:
     summary = tmp_path / f"{name}.json"
     command = script(CONSUMER_MODULE, "--mode", "streaming", "--summary-json", str(summary), *args)
@@ -253,9 +266,7 @@ def test_1_consumer_sigkilled_three_times_during_a_batch_run(
             consumed_at_kill.append(progress.last)
         final = consumer("consumer-final", pipeline_env, tmp_path, "--guarantee", guarantee)
         processes.append(final)
-        wait_until(reached(reader, total), "outcome for every raw record", 300, [final])
-        elapsed_s = time.monotonic() - started
-        time.sleep(2.0)  # a late duplicate, if there were one, has time to be read before we count
+        elapsed_s = every_outcome(settings, reader, 300, [final], settle_s=2.0) - started
         final_code = final.stop()
     finally:
         for process in processes:
@@ -378,9 +389,8 @@ def test_3_broker_stopped_for_10_s_mid_stream(pipeline_env: dict[str, str], tmp_
         producer_code = producing.wait(180)
         assert producer_code is not None, "the producer did not finish after the broker came back"
         reader = start_reader(settings)  # from the beginning: it needs no timestamps here
-        total = len(read_topic(settings, settings.topic_raw))
-        drain_s = wait_until(reached(reader, total), "outcome for every raw record", 180, [consuming])
-        time.sleep(1.0)
+        drain_started = time.monotonic()
+        drain_s = every_outcome(settings, reader, 180, [consuming]) - drain_started
         consumer_code = consuming.stop()
         reader.stop()
         counts = account(settings, reader)
@@ -455,10 +465,7 @@ def test_4_one_of_three_consumers_killed_its_partitions_move(pipeline_env: dict[
 
         takeover_s = wait_until(taken_over, "the survivors to own all six partitions", 90, survivors)
         assert producing.wait(120) == 0
-        total = len(read_topic(settings, settings.topic_raw))
-        wait_until(reached(reader, total), "outcome for every raw record", 180, survivors)
-        caught_up_s = time.monotonic() - killed_at
-        time.sleep(1.0)
+        caught_up_s = every_outcome(settings, reader, 180, survivors) - killed_at
         codes = [c.stop() for c in survivors]
     finally:
         for process in processes:
@@ -516,9 +523,7 @@ def test_5_every_kind_of_malformed_event_in_valid_traffic(pipeline_env: dict[str
         finally:
             injector.close()
         assert producing.wait(120) == 0
-        total = len(read_topic(settings, settings.topic_raw))
-        wait_until(reached(reader, total), "outcome for every raw record", 180, [consuming])
-        time.sleep(1.0)
+        every_outcome(settings, reader, 180, [consuming])
         still_running = consuming.poll() is None
         replay = replay_one_dead_letter(pipeline_env, settings, reader, sources, consuming)
         consumer_code = consuming.stop()
@@ -757,9 +762,8 @@ def test_8_a_dynamic_member_evicted_mid_batch_commits_nothing_of_it(
         time.sleep(10.0)  # past the 6 s session timeout: the group evicts it, the successor takes over
         zombie.process.send_signal(signal.SIGCONT)
         assert producing.wait(120) == 0
-        total = len(read_topic(settings, settings.topic_raw))
-        wait_until(reached(reader, total), "outcome for every raw record", 120, [successor])
-        time.sleep(6.0)  # the zombie wakes, tries to commit its batch, and is refused
+        # then 6 s more: the zombie wakes, tries to commit its batch, and is refused
+        every_outcome(settings, reader, 120, [successor], settle_s=6.0)
         codes = [zombie.stop(), successor.stop()]
         counts = account(settings, reader)
     finally:
@@ -806,9 +810,7 @@ def test_9_a_model_that_breaks_mid_stream_stops_the_consumer_and_commits_nothing
         assert producing.wait(60) == 0
         healthy = consumer("healthy", pipeline_env, tmp_path)
         processes.append(healthy)
-        total = len(read_topic(settings, settings.topic_raw))
-        wait_until(reached(reader, total), "outcome for every raw record", 120, [healthy])
-        time.sleep(1.0)
+        every_outcome(settings, reader, 120, [healthy])
         healthy.stop()
         counts = account(settings, reader)
     finally:
@@ -863,9 +865,7 @@ def test_10_a_corrupt_version_promoted_mid_stream_is_refused_then_a_good_one_tak
         wait_until(reached(reader, 5000), "more predictions", 60, [scoring])
         store.promote(relabelled)
         assert producing.wait(60) == 0
-        total = len(read_topic(settings, settings.topic_raw))
-        wait_until(reached(reader, total), "outcome for every raw record", 120, [scoring])
-        time.sleep(1.0)
+        every_outcome(settings, reader, 120, [scoring])
         scoring.stop()
         counts = account(settings, reader)
     finally:
