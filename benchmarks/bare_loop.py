@@ -40,7 +40,7 @@ from churnstream.consumer.options import (
 )
 from churnstream.contract.events import EVENT_ID, EVENT_TS, utc_now_iso
 from churnstream.contract.outputs import Guarantee, encode_prediction
-from churnstream.contract.schema import ID_COLUMN
+from churnstream.contract.schema import load_schema
 from churnstream.errors import PipelineError
 from churnstream.files import write_json_atomically
 from churnstream.kafka.clients import make_consumer, make_producer
@@ -54,11 +54,12 @@ BASE_RATE = 1869 / 7043  # the data set's churn rate: what a loop with no model 
 MODEL_VERSION = "bare-loop-no-model"
 
 
-def output_value(record: Any, processed_ts: str) -> bytes:
+def output_value(record: Any, processed_ts: str, key_field: str) -> bytes:
     """A prediction of the same format and size as consumer.py's, without validation or a model."""
     event = orjson.loads(record.value)
     return encode_prediction(
-        str(event[ID_COLUMN]),
+        key_field,
+        str(event[key_field]),
         BASE_RATE,
         False,
         event_ts=event[EVENT_TS],
@@ -100,7 +101,13 @@ def make_clients(
 
 
 def move_batch(
-    consumer: KafkaConsumer, producer: KafkaProducer, topic: str, polled: dict[Any, list[Any]], guarantee: Guarantee
+    consumer: KafkaConsumer,
+    producer: KafkaProducer,
+    topic: str,
+    polled: dict[Any, list[Any]],
+    guarantee: Guarantee,
+    *,
+    key_field: str,
 ) -> int:
     """One poll's records out, and their offsets committed: in one transaction, or flush then commit."""
     records = [record for batch in polled.values() for record in batch]
@@ -109,7 +116,7 @@ def move_batch(
     exactly_once = guarantee == Guarantee.EXACTLY_ONCE
     if exactly_once:
         producer.begin_transaction()
-    futures = [producer.send(topic, key=r.key, value=output_value(r, processed_ts)) for r in records]
+    futures = [producer.send(topic, key=r.key, value=output_value(r, processed_ts, key_field)) for r in records]
     if exactly_once:
         producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
     producer.flush()
@@ -133,6 +140,7 @@ def run_loop(
     time_limit_s: float | None = None,
 ) -> dict[str, Any]:
     """Move records until stopped; returns a summary counted like consumer.py's (first poll to last commit)."""
+    key_field = load_schema(settings.schema_path).key_field  # the prediction's first field, as ours writes it
     consumer, producer = make_clients(settings, guarantee, max_batch)
     moved = batches = 0
     first = last = None
@@ -149,7 +157,7 @@ def run_loop(
                 continue
             if first is None:
                 first, first_cpu = time.monotonic(), time.process_time()
-            moved += move_batch(consumer, producer, settings.topic_predictions, polled, guarantee)
+            moved += move_batch(consumer, producer, settings.topic_predictions, polled, guarantee, key_field=key_field)
             batches += 1
             last, last_cpu = time.monotonic(), time.process_time()
     finally:

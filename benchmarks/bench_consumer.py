@@ -50,8 +50,7 @@ from churnstream.consumer.options import (
 )
 from churnstream.consumer.run import run_consumer
 from churnstream.contract.events import (
-    encode_event,
-    row_to_event,
+    load_contract,
     ts_to_epoch_ms,
     utc_now_iso,
 )
@@ -61,28 +60,33 @@ from churnstream.kafka.clients import make_admin, make_consumer, make_producer
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.topics import ensure_topics
 from churnstream.lifecycle import StopFlag, tune_garbage_collector
-from churnstream.ml.dataset import load_rows
 from churnstream.ml.model import ChurnModel, load_model
 from churnstream.ml.store import resolve_model
+from churnstream.producer.rows import PreparedRow, build_value, prepare_rows
 from churnstream.settings import PROJECT_ROOT, Settings, load_settings
 
 logger = logging.getLogger("benchmarks.bench_consumer")
 
-STAGES = ("poll", "decode", "validate", "predict", "encode", "send", "flush", "commit")
+STAGES = ("poll", "decode", "predict", "encode", "send", "flush", "commit")
+
+
+def telco_rows(settings: Settings) -> list[PreparedRow]:
+    """The data set's rows as the producer prepares them (typed by the schema, each with its key)."""
+    return prepare_rows(settings.data_path, load_contract(settings.schema_path)).valid_rows
 
 
 def fill_topic(settings: Settings, topic: str, events: int) -> int:
     """Produce ``events`` real rows (cycled) with unique event ids; returns the mean value size."""
-    rows = load_rows(settings.data_path)
+    rows = telco_rows(settings)
     producer = make_producer(settings, client_id="bench-fill", batch_size=PRODUCER_BATCH_SIZE, linger_ms=5)
     total_bytes = 0
     try:
         stamp = utc_now_iso()
         for index in range(events):
-            event = row_to_event(rows[index % len(rows)], event_id=f"bench-{index}", event_ts=stamp)
-            value = encode_event(event)
+            row = rows[index % len(rows)]
+            value = build_value(row, event_id=f"bench-{index}", event_ts=stamp)
             total_bytes += len(value)
-            producer.send(topic, key=event["customerID"].encode(), value=value)
+            producer.send(topic, key=row.key, value=value)
         with kafka_errors_translated(settings):
             producer.flush(timeout=120)
     finally:
@@ -259,7 +263,7 @@ def _wait_for_assignment(log: Path, process: subprocess.Popen[str], timeout_s: f
 
 
 def _measure_latency(settings: Settings, rate: int, seconds: float) -> tuple[list[float], list[float]]:
-    rows = load_rows(settings.data_path)
+    rows = telco_rows(settings)
     total = int(rate * seconds)
     latencies: list[float] = []
     scored: list[float] = []  # event_ts -> processed_ts (set once the batch is scored)
@@ -299,8 +303,8 @@ def _measure_latency(settings: Settings, rate: int, seconds: float) -> tuple[lis
             pause = started + index / rate - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-            event = row_to_event(rows[index % len(rows)], event_id=f"lat-{index}", event_ts=utc_now_iso())
-            producer.send(settings.topic_raw, key=event["customerID"].encode(), value=encode_event(event))
+            row = rows[index % len(rows)]
+            producer.send(settings.topic_raw, key=row.key, value=build_value(row, f"lat-{index}", utc_now_iso()))
         producer.flush()
     finally:
         producer.close()

@@ -56,15 +56,15 @@ from kafka.structs import TopicPartition
 from churnstream import localkafka as broker
 from churnstream.cli.common import add_logging_options, make_parser, run, setup_logging, values
 from churnstream.consumer.options import PRODUCER_BATCH_SIZE
-from churnstream.contract.events import encode_event, row_to_event, utc_now_iso
+from churnstream.contract.events import load_contract, utc_now_iso
 from churnstream.contract.outputs import Guarantee
 from churnstream.errors import EXIT_FAILURE, PipelineError
 from churnstream.harness.processes import CONSUMER, ManagedProcess, script, wait_for_group
 from churnstream.kafka.clients import make_admin, make_producer
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.topics import ensure_topics
-from churnstream.ml.dataset import load_rows
 from churnstream.ml.store import resolve_model
+from churnstream.producer.rows import PreparedRow, build_value, prepare_rows
 from churnstream.settings import (
     ENV_BOOTSTRAP_SERVERS,
     ENV_CHECKPOINT_DIR,
@@ -168,7 +168,7 @@ class RunNames:
 
 
 def fill_in_open_transaction(
-    settings: Settings, topic: str, rows: list[dict[str, str]], events: int
+    settings: Settings, topic: str, rows: list[PreparedRow], events: int
 ) -> tuple[KafkaProducer, dict[TopicPartition, int]]:
     """Write ``events`` events in one transaction left open; returns the producer and, per
     partition, the offset after its last event (what the group must commit to be done)."""
@@ -187,8 +187,9 @@ def fill_in_open_transaction(
             stamp = utc_now_iso()
             futures = []
             for index in range(events):
-                event = row_to_event(rows[index % len(rows)], event_id=f"scale-{index}", event_ts=stamp)
-                futures.append(producer.send(topic, key=event["customerID"].encode(), value=encode_event(event)))
+                row = rows[index % len(rows)]
+                value = build_value(row, event_id=f"scale-{index}", event_ts=stamp)
+                futures.append(producer.send(topic, key=row.key, value=value))
             producer.flush()
             ends: dict[TopicPartition, int] = {}
             for future in futures:
@@ -273,7 +274,7 @@ def measure(
     layout: broker.Layout,
     consumers: int,
     *,
-    rows: list[dict[str, str]],
+    rows: list[PreparedRow],
     events: int,
     guarantee: str,
     work_dir: Path,
@@ -548,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         base = load_settings()  # only for the model and data paths: the cluster is always our own
         model_path = resolve_model(base).model_path  # pinned: every run scores with the same model
         settings = Settings(topic_partitions=args.partitions, model_path=model_path, data_path=base.data_path)
-        rows = load_rows(settings.data_path)
+        rows = prepare_rows(settings.data_path, load_contract(base.schema_path)).valid_rows
         cpu_count = os.cpu_count() or 1
         started = datetime.now(UTC)
         load_before = os.getloadavg()

@@ -27,16 +27,15 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from churnstream.cli.common import add_logging_options, make_parser, run, setup_logging, stop_on_signals
-from churnstream.contract.events import EVENT_ID, EVENT_TS, utc_now_iso
+from churnstream.contract.events import EVENT_ID, EVENT_TS, load_contract, utc_now_iso
 from churnstream.contract.outputs import encode_prediction
-from churnstream.contract.schema import ID_COLUMN
 from churnstream.files import write_json_atomically
 from churnstream.kafka.clients import make_consumer, make_producer
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.lifecycle import StopFlag
-from churnstream.ml.dataset import verify_dataset
+from churnstream.ml.dataset import DATASET_LABEL, verify_dataset
 from churnstream.ml.features import sklearn_reference_preprocessing
-from churnstream.ml.train import build_pipeline, load_training_frame
+from churnstream.ml.train import build_pipeline, labelled_frame
 from churnstream.settings import Settings, load_settings
 
 logger = logging.getLogger("benchmarks.seed_consumer")
@@ -48,9 +47,11 @@ MODEL_VERSION = "seed-style-sklearn"
 def train_standard_pipeline(settings: Settings) -> Pipeline:
     """scikit-learn's own encoders and the project's classifier settings, fitted on the whole file."""
     verify_dataset(settings.data_path)
-    frame, labels = load_training_frame(settings.data_path)
-    classifier = clone(build_pipeline().named_steps["classifier"])
-    return Pipeline([("preprocess", sklearn_reference_preprocessing()), ("classifier", classifier)]).fit(frame, labels)
+    contract = load_contract(settings.schema_path)
+    frame, labels = labelled_frame(contract, settings.data_path, DATASET_LABEL)
+    classifier = clone(build_pipeline(contract.schema).named_steps["classifier"])
+    preprocess = sklearn_reference_preprocessing(contract.schema)
+    return Pipeline([("preprocess", preprocess), ("classifier", classifier)]).fit(frame, labels)
 
 
 def score_one(pipeline: Pipeline, value: bytes) -> tuple[dict[str, Any], float]:
@@ -75,6 +76,7 @@ def run_seed(
         auto_offset_reset="earliest",
         max_poll_records=500,
     )
+    key_field = load_contract(settings.schema_path).key_field
     done = 0
     first: float | None = None
     try:
@@ -87,7 +89,8 @@ def run_seed(
                         first = time.monotonic()
                     event, probability = score_one(pipeline, record.value)
                     payload = encode_prediction(
-                        str(event[ID_COLUMN]),
+                        key_field,
+                        str(event[key_field]),
                         probability,
                         probability >= SEED_THRESHOLD,
                         event_ts=event[EVENT_TS],

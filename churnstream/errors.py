@@ -133,10 +133,11 @@ class InvalidEvent(PipelineError):
     message says why in words a person can act on.
     """
 
-    def __init__(self, stage: str, reason: str) -> None:
+    def __init__(self, stage: str, reason: str, event_id: str | None = None) -> None:
         super().__init__(reason)
         self.stage = stage
         self.reason = reason
+        self.event_id = event_id  # when the event got far enough to have one (for the log line)
 
 
 def error_classes() -> dict[int, list[str]]:

@@ -51,6 +51,7 @@ ENV_SSL_CHECK_HOSTNAME = "KAFKA_SSL_CHECK_HOSTNAME"  # "false" only for brokers 
 ENV_MODEL_STORE = "MODEL_STORE"  # the model store: <store>/<version>/ and <store>/current (churnstream.ml.store)
 ENV_MODEL_PATH = "MODEL_PATH"  # a pinned model file; unset or empty: follow the store's current version
 ENV_DATA_PATH = "DATA_PATH"
+ENV_EVENT_SCHEMA = "EVENT_SCHEMA"  # the event contract the producer writes and training reads (a JSON Schema file)
 ENV_CHECKPOINT_DIR = "CHECKPOINT_DIR"
 ENV_DEADLETTER_RETENTION_MS = "KAFKA_DEADLETTER_RETENTION_MS"
 ENV_CONSUMER_INSTANCE_ID = "CONSUMER_INSTANCE_ID"
@@ -81,6 +82,7 @@ ALL_VARIABLES = (
     ENV_MODEL_STORE,
     ENV_MODEL_PATH,
     ENV_DATA_PATH,
+    ENV_EVENT_SCHEMA,
     ENV_CHECKPOINT_DIR,
     ENV_DEADLETTER_RETENTION_MS,
     ENV_CONSUMER_INSTANCE_ID,
@@ -95,6 +97,7 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 DEFAULT_BOOTSTRAP_SERVERS = "localhost:29092"
 DEFAULT_DATA_PATH = PROJECT_ROOT / "data" / "WA_Fn-UseC_-Telco-Customer-Churn.csv"  # data.DATASET_FILENAME
+DEFAULT_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "event.schema.json"  # the Telco contract
 DEFAULT_MODEL_STORE = PROJECT_ROOT / "models"
 DEFAULT_CHECKPOINT_DIR = PROJECT_ROOT / ".checkpoints"
 
@@ -159,6 +162,8 @@ class Settings:
     # Resolve either with churnstream.ml.store.resolve_model(settings), never by hand.
     model_path: Path | None = None
     data_path: Path = DEFAULT_DATA_PATH
+    # The event schema for the producer and training; a consumer takes its model's (the card embeds it).
+    schema_path: Path = DEFAULT_SCHEMA_PATH
     checkpoint_dir: Path = DEFAULT_CHECKPOINT_DIR
     # retention.ms of the dead-letter topic when the pipeline creates it (-1: no time limit)
     deadletter_retention_ms: int = DEFAULT_DEADLETTER_RETENTION_MS
@@ -190,6 +195,7 @@ class Settings:
             ENV_MODEL_STORE: str(self.model_store),
             ENV_MODEL_PATH: "" if self.model_path is None else str(self.model_path),
             ENV_DATA_PATH: str(self.data_path),
+            ENV_EVENT_SCHEMA: str(self.schema_path),
             ENV_CHECKPOINT_DIR: str(self.checkpoint_dir),
             ENV_DEADLETTER_RETENTION_MS: str(self.deadletter_retention_ms),
             ENV_CONSUMER_INSTANCE_ID: self.consumer_instance_id or "",
@@ -373,6 +379,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         model_store=_path(env, ENV_MODEL_STORE, DEFAULT_MODEL_STORE),
         model_path=_optional_path(env, ENV_MODEL_PATH),
         data_path=_path(env, ENV_DATA_PATH, DEFAULT_DATA_PATH),
+        schema_path=_path(env, ENV_EVENT_SCHEMA, DEFAULT_SCHEMA_PATH),
         checkpoint_dir=_path(env, ENV_CHECKPOINT_DIR, DEFAULT_CHECKPOINT_DIR),
         deadletter_retention_ms=_retention(env),
         consumer_instance_id=_instance_id(env),

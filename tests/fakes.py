@@ -20,9 +20,13 @@ from kafka.errors import KafkaError
 from kafka.future import Future
 from kafka.structs import ConsumerGroupMetadata, MemberState, OffsetAndMetadata, TopicPartition
 
+from churnstream.contract.events import Contract
+from tests.helpers import telco_contract
+
 
 class StubModel:
-    """A model whose answers and failures the test decides. Counts its calls."""
+    """A model whose answers and failures the test decides. Counts its calls. It reads events of the
+    Telco schema (or ``contract``), and hands ``answer`` and ``fails_on`` each row as a dict by name."""
 
     def __init__(
         self,
@@ -31,6 +35,8 @@ class StubModel:
         threshold: float = 0.5,
         version: str = "stub-1",
         broken: bool = False,
+        *,
+        contract: Contract | None = None,
     ) -> None:
         self.answer = answer or (lambda rows: [0.25] * len(rows))
         self.fails_on = fails_on or (lambda row: False)
@@ -39,17 +45,19 @@ class StubModel:
         self.broken = broken  # its canary rows fail too: the model itself is broken
         self.calls: list[int] = []
         self.canary_checks = 0
+        self.contract = contract or telco_contract()
 
     def canary_problem(self) -> str | None:
         self.canary_checks += 1
         return "RuntimeError: the model's library is gone" if self.broken else None
 
-    def predict_proba(self, rows: Sequence[dict[str, Any]]) -> Any:
+    def predict_proba(self, rows: Sequence[tuple[Any, ...]]) -> Any:
         self.calls.append(len(rows))
-        for row in rows:
+        named = [dict(zip(self.contract.feature_names, row, strict=True)) for row in rows]
+        for row in named:
             if self.fails_on(row):
                 raise ValueError(f"cannot score tenure={row['tenure']}")
-        return np.asarray(self.answer(rows), dtype=float)
+        return np.asarray(self.answer(named), dtype=float)
 
 
 class FakeRecord:

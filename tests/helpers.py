@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import socket
 import subprocess
@@ -20,10 +21,11 @@ from kafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
 from churnstream import localkafka as broker
+from churnstream.contract.events import Contract, load_contract
 from churnstream.kafka.reading import read_all
 from churnstream.ml.store import resolve_model
 from churnstream.producer.checkpoint import Checkpoint, read_checkpoint
-from churnstream.settings import DEFAULT_DATA_PATH, Settings, settings_from
+from churnstream.settings import DEFAULT_DATA_PATH, DEFAULT_SCHEMA_PATH, Settings, settings_from
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -177,6 +179,22 @@ def make_rows(count: int) -> list[dict[str, str]]:
         row["Churn"] = ("No", "Yes")[index % 4 == 0]
         rows.append(row)
     return rows
+
+
+@functools.cache
+def telco_contract() -> Contract:
+    """The Telco schema (schemas/event.schema.json), compiled (once per test process)."""
+    return load_contract(DEFAULT_SCHEMA_PATH)
+
+
+def telco_event(row: Mapping[str, str], event_id: str = "e-1", event_ts: str = "2026-11-27T08:00:00.000Z") -> dict:
+    """A CSV row as the producer makes it an event of the Telco schema."""
+    return telco_contract().event_from_row(row, event_id=event_id, event_ts=event_ts)
+
+
+def telco_features(row: Mapping[str, str]) -> tuple[Any, ...]:
+    """A CSV row's features as the consumer hands them to the model (a tuple in the schema's order)."""
+    return telco_contract().features_of(telco_event(row))
 
 
 def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:

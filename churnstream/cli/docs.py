@@ -2,7 +2,9 @@
 
 - ``docs/reference/cli.md``: every registered command's ``--help`` (cli.registry);
 - the exit-code table in ``KAFKA_README.md`` (errors.EXIT_CODES and the exception hierarchy);
-- ``schemas/*.json``: the wire formats as JSON Schema (contract.jsonschema);
+- ``schemas/prediction.schema.json`` and ``schemas/dead-letter-headers.schema.json``: the output formats as
+  JSON Schema (contract.jsonschema), and ``docs/reference/event-schema.md``, the Telco schema file's reference
+  (the file itself, ``schemas/event.schema.json``, is the source: never written here);
 - the metrics table in ``docs/howto/monitoring.md`` (observability.metrics, from live registries).
 
 ``--check`` writes nothing and exits 1 when a committed file differs (tests/unit/test_docs.py runs it).
@@ -22,12 +24,14 @@ from kafka.structs import TopicPartition
 
 from churnstream.cli.common import make_parser, run
 from churnstream.cli.registry import COMMANDS
-from churnstream.contract.jsonschema import SCHEMAS
+from churnstream.contract.jsonschema import SCHEMAS, schema_reference
+from churnstream.contract.outputs import Stage
+from churnstream.contract.schema import load_schema
 from churnstream.errors import EXIT_CODES, error_classes
 from churnstream.files import json_bytes, write_bytes_atomically
 from churnstream.observability.health import Health
 from churnstream.observability.metrics import ConsumerMetrics, ProducerMetrics
-from churnstream.settings import PROJECT_ROOT
+from churnstream.settings import DEFAULT_SCHEMA_PATH, PROJECT_ROOT
 
 PROG = "python -m churnstream.cli.docs"
 HELP_WIDTH = "100"
@@ -95,7 +99,7 @@ def metrics_table() -> str:
     health = Health(liveness_s=60.0)
     health.lag.assigned([TopicPartition("raw", 0)], now=0.0)
     consumer = ConsumerMetrics(health, health.lag)
-    consumer.batch(consumed=1, scored=1, dead_by_stage={"validate": 1}, stage_seconds={"poll": 0.0})
+    consumer.batch(consumed=1, scored=1, dead_by_stage={Stage.VALIDATE: 1}, stage_seconds={"poll": 0.0})
     consumer.latencies(np.array([0.0]), now_ms=0.0)
     consumer.model("v")
     consumer.drift({"tenure": 0.0}, 0.5)
@@ -128,8 +132,12 @@ def generated_files(root: Path = PROJECT_ROOT) -> dict[Path, Callable[[], bytes]
         root / "docs" / "reference" / "cli.md": lambda: cli_reference().encode(),
         readme: lambda: replace_block(readme.read_text(encoding="utf-8"), "exit-codes", exit_code_table()).encode(),
     }
+    telco = root / DEFAULT_SCHEMA_PATH.relative_to(PROJECT_ROOT)
     for name, build in SCHEMAS.items():
-        files[root / "schemas" / name] = lambda build=build: json_bytes(build())
+        files[root / "schemas" / name] = lambda build=build: json_bytes(build(load_schema(telco)))
+    files[root / "docs" / "reference" / "event-schema.md"] = lambda: schema_reference(
+        load_schema(telco), source_link="../../schemas/event.schema.json"
+    ).encode()
     return files
 
 

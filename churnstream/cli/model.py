@@ -13,6 +13,7 @@ from churnstream.cli.connection import add_connection_options, load_settings_wit
 from churnstream.contract.outputs import MalformedOutput, Prediction, decode_prediction
 from churnstream.errors import ModelIntegrityError, ModelMissing, TopicMissing
 from churnstream.kafka.reading import READ_TIMEOUT_S
+from churnstream.ml.dataset import DATASET_LABEL
 from churnstream.ml.store import ModelStore
 from churnstream.settings import ENV_MODEL_STORE, Settings, load_settings
 
@@ -127,19 +128,35 @@ def read_predictions(settings: Settings, topic: str, timeout_s: float) -> list[P
     return predictions
 
 
+def _labels(csv_path: Path, store: ModelStore) -> dict[str, int]:
+    """The CSV's labels by key, read as the current model was trained: its key field, label column and
+    churn value (the card's ``key_field`` and ``label``)."""
+    from churnstream.ml.compare import load_labels  # noqa: PLC0415
+
+    current = store.current()
+    card = store.card(current) if current is not None else {}
+    label = card.get("label") if isinstance(card.get("label"), dict) else {}
+    return load_labels(
+        csv_path,
+        str(card.get("key_field") or "customerID"),
+        str(label.get("column") or DATASET_LABEL),
+        label.get("positive"),
+    )
+
+
 def _compare(args: argparse.Namespace, settings: Settings, store: ModelStore) -> str:
     # scikit-learn and kafka-python: imported for compare only
     from churnstream.kafka.clients import make_admin  # noqa: PLC0415
     from churnstream.kafka.diagnosis import kafka_errors_translated  # noqa: PLC0415
     from churnstream.kafka.topics import require_topics  # noqa: PLC0415
-    from churnstream.ml.compare import compare, format_comparison, load_labels  # noqa: PLC0415
+    from churnstream.ml.compare import compare, format_comparison  # noqa: PLC0415
 
     for version in (args.main_version, args.shadow_version):
         if version is not None:
             store.paths(version)  # ConfigError (exit 3) for a version the store does not know
     main_topic = args.main_topic or settings.topic_predictions
     shadow_topic = args.shadow_topic or settings.topic_predictions_shadow
-    labels = load_labels(args.data) if args.data else None
+    labels = _labels(args.data, store) if args.data else None
     admin = make_admin(settings, "churn-model-compare")
     try:
         require_topics(admin, settings, [main_topic, shadow_topic])

@@ -37,6 +37,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("data set", "churnstream.cli.data", "churn-data", "python -m churnstream.data"),
     Command("training", "churnstream.cli.train", "churn-train", "python -m churnstream.train"),
     Command("model store", "churnstream.cli.model", "churn-model", "python -m churnstream.cli.model"),
+    Command("event schema", "churnstream.cli.schema", "churn-schema", "python -m churnstream.cli.schema"),
     Command("monitoring", "churnstream.cli.monitor", "churn-monitor", "python -m churnstream.cli.monitor"),
     Command("settings", "churnstream.cli.settings", None, "python config.py"),
 )

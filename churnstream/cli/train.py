@@ -1,4 +1,5 @@
-"""``python -m churnstream.train`` (``make model``): train a model version into the store.
+"""``churn-train`` / ``python -m churnstream.train`` (``make model``): train a model version into the store,
+on any CSV that fits an event schema (the Telco data set and schema by default).
 
 A new version never replaces the current one unless asked (``--promote``), or unless the store has
 no current version yet. ``--if-missing`` (the set-up) trains only when the store has no usable
@@ -14,6 +15,7 @@ from typing import Any
 
 from churnstream.cli.common import add_logging_options, make_parser, positive_number, run, setup_logging
 from churnstream.errors import ModelIntegrityError, ModelMissing
+from churnstream.ml.dataset import DATASET_LABEL
 from churnstream.ml.store import ModelStore
 from churnstream.settings import ENV_MODEL_STORE, load_settings
 
@@ -25,15 +27,30 @@ PROG = "python -m churnstream.train"
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(
         PROG,
-        "Train the churn model on the Telco CSV and add it to the model store as a new version\n"
-        "(models/<version>/model.pkl and model_card.json). The current version changes only with --promote,\n"
-        "or when the store has none.",
+        "Train the project's churn model (one-hot and standardized features, logistic regression) on a CSV\n"
+        "that fits an event schema, and add it to the model store as a new version (models/<version>/model.pkl\n"
+        "and model_card.json, which carries the schema). The current version changes only with --promote,\n"
+        "or when the store has none. A model trained elsewhere: churn-model import.",
         epilog="Examples:\n"
         "  python -m churnstream.train --promote\n"
         "  python -m churnstream.train --class-weight balanced --cost-ratio 3\n"
+        "  churn-train --schema my.schema.json --data my.csv --label churned --positive 1 --promote\n"
         "  churn-model list",
     )
-    parser.add_argument("--data", type=Path, help="training CSV (default: DATA_PATH)")
+    data = parser.add_argument_group("the data (docs/howto/own-data.md)")
+    data.add_argument(
+        "--schema", type=Path, metavar="FILE", help="the event schema, a JSON Schema file (default: EVENT_SCHEMA)"
+    )
+    data.add_argument("--data", type=Path, metavar="CSV", help="training CSV (default: DATA_PATH)")
+    data.add_argument(
+        "--label", default=DATASET_LABEL, metavar="COLUMN", help=f"the CSV column that says who churned "
+        f"(default: {DATASET_LABEL}); it must hold exactly two values"
+    )  # fmt: skip
+    data.add_argument(
+        "--positive",
+        metavar="VALUE",
+        help="the label's value that means churn (default: 1, Yes or true, whichever the label holds)",
+    )
     parser.add_argument("--store", type=Path, help=f"the model store folder (default: {ENV_MODEL_STORE}, else models/)")
     model = parser.add_argument_group("the model (each option gives another version name)")
     model.add_argument(
@@ -84,8 +101,7 @@ def usable_current(store: ModelStore) -> dict[str, Any] | None:
         return None
     if card.get("card_format", 1) < CARD_FORMAT:
         logger.info(
-            "training, because the current version %s has a card from before the store (no threshold rule, "
-            "no training distribution); it stays in the store, for rollback",
+            "training, because the current version %s has a card of an older release; it stays in the store",
             version,
         )
         return None
@@ -98,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         # scikit-learn's import takes seconds: not for --help
+        from churnstream.contract.events import load_contract  # noqa: PLC0415
         from churnstream.ml.train import TrainOptions, train_into  # noqa: PLC0415
 
         settings = load_settings()
@@ -109,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
         options = TrainOptions(args.regularization, args.class_weight, args.cost_ratio)
         existed = set(store.versions())
-        trained = train_into(store, args.data or settings.data_path, options)
+        contract = load_contract(args.schema or settings.schema_path)
+        trained = train_into(
+            store, args.data or settings.data_path, contract, args.label, positive=args.positive, options=options
+        )
         card, version = trained.card, trained.version
         print(format_training(card, already=version in existed))
         if args.promote or args.if_missing or store.current() is None:

@@ -86,6 +86,13 @@ class ModelWatcher:
             self._refuse(version, f"its card names version {candidate.version}")
             return self.model
         logger.info("model %s promoted: scoring with it from this batch on (was %s)", version, self.model.version)
+        old_schema, new_schema = self.model.contract.schema, candidate.contract.schema
+        if old_schema.sha256 != new_schema.sha256:
+            logger.warning(
+                "model %s carries another event schema (%s, sha256 %s; was %s, %s): events are validated against it "
+                "from this batch on, and events of the old shape become dead letters (replayable)",
+                version, new_schema.title, new_schema.sha256[:12], old_schema.title, old_schema.sha256[:12],
+            )  # fmt: skip
         self.swaps.append((self.model.version, version))
         self.model = candidate
         if self._on_swap is not None:

@@ -33,6 +33,7 @@ from churnstream.consumer.options import (
 from churnstream.consumer.scoring import Scorer
 from churnstream.consumer.sinks import make_sink
 from churnstream.consumer.stats import ConsumerSummary, RunStats, WindowSummary
+from churnstream.errors import ConfigError
 from churnstream.kafka.clients import make_admin, make_consumer, make_producer
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.group import RebalanceLogger, group_offsets, leave_as_static_member
@@ -149,6 +150,17 @@ def load_shadow(settings: Settings, version: str) -> Scorer:
     model = load_model(*ModelStore(settings.model_store).paths(version))
     logger.info("shadow model %s scores every batch too, into %s", version, settings.topic_predictions_shadow)
     return model
+
+
+def same_contract(model: Scorer, shadow: Scorer) -> None:
+    """A shadow scores the events the main model accepted: it must read the same event schema."""
+    main_schema, shadow_schema = model.contract.schema, shadow.contract.schema
+    if main_schema.sha256 != shadow_schema.sha256:
+        raise ConfigError(
+            f"the shadow model {shadow.version} was made for another event schema ({shadow_schema.title}, sha256 "
+            f"{shadow_schema.sha256[:12]}) than the main model {model.version} ({main_schema.title}, "
+            f"{main_schema.sha256[:12]}); a shadow must score the same events"
+        )
 
 
 def _round(value: float | None) -> float | None:
@@ -298,6 +310,7 @@ def run_consumer(
         stack.callback(admin.close)
         if shadow is None and options.shadow_model is not None:
             shadow = load_shadow(settings, options.shadow_model)
+            same_contract(model, shadow)
         raw_limit = prepare_pipeline_topics(admin, settings, shadow=shadow is not None)
         identity = claim_identity(
             settings.consumer_group, options.instance_id or settings.consumer_instance_id, slot_dir

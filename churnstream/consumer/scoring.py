@@ -1,9 +1,11 @@
 """Score one poll batch: raw records in, prediction payloads and dead letters out. No Kafka here.
 
 The consumer hands over whatever one ``poll()`` returned. Each record is decoded and validated on
-its own, the valid ones are scored with ONE ``predict_proba`` call (a call costs milliseconds
-whatever the number of rows, so per-record scoring is ~100x slower), and every record ends in
-exactly one outcome: a prediction or a dead letter that carries its original bytes and the reason.
+its own, in one pass, against the serving model's own contract (the event schema its card
+carries: contract.events), the valid ones are scored with ONE ``predict_proba`` call (a call has a
+fixed cost whatever the number of rows, so per-record scoring is ~100x slower), and every record
+ends in exactly one outcome: a prediction or a dead letter that carries its original bytes and the
+reason.
 If the model call raises, the batch is bisected to find the rows that make it fail, so one
 poisonous event never takes its neighbours to the dead-letter topic with it.
 """
@@ -17,14 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from churnstream.contract.events import (
-    DEFAULT_MAX_VALUE_BYTES,
-    EVENT_ID,
-    ValidEvent,
-    decode_value,
-    utc_now_iso,
-    validate_event,
-)
+from churnstream.contract.events import DEFAULT_MAX_VALUE_BYTES, Contract, ValidEvent, utc_now_iso
 from churnstream.contract.outputs import Stage, cap_reason, dead_letter_headers, encode_prediction
 from churnstream.errors import InvalidEvent, ModelBroken
 
@@ -71,18 +66,20 @@ class RawRecord(NamedTuple):
 
 
 class Scorer(Protocol):
-    """What scoring needs from the model (churnstream.model.ChurnModel, or a stub in tests)."""
+    """What scoring needs from the model (churnstream.ml.model.ChurnModel, or a stub in tests)."""
 
     @property
     def version(self) -> str: ...
     @property
     def threshold(self) -> float: ...
-    def predict_proba(self, rows: Sequence[dict[str, Any]]) -> Any: ...
+    @property
+    def contract(self) -> Contract: ...  # the event schema the model was made for, compiled
+    def predict_proba(self, rows: Sequence[tuple[Any, ...]]) -> Any: ...
     def canary_problem(self) -> str | None: ...
 
 
 class PredictionOut(NamedTuple):
-    """One output for the predictions topic: key = customerID bytes, value = JSON bytes
+    """One output for the predictions topic: key = the event's key bytes, value = JSON bytes
     (contract.outputs.encode_prediction)."""
 
     key: bytes
@@ -109,17 +106,15 @@ class DeadLetterOut(NamedTuple):
 class StageTimes:
     """Seconds spent per stage, accumulated over batches (the benchmark reports them)."""
 
-    decode: float = 0.0
-    validate: float = 0.0
-    predict: float = 0.0  # includes building the DataFrame: ChurnModel.predict_proba does both
+    decode: float = 0.0  # bytes -> validated event: parse and validation are one pass (contract.events)
+    predict: float = 0.0  # the model's input and its call: ChurnModel.predict_proba does both
     encode: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {"decode": self.decode, "validate": self.validate, "predict": self.predict, "encode": self.encode}
+        return {"decode": self.decode, "predict": self.predict, "encode": self.encode}
 
     def add(self, other: StageTimes) -> None:
         self.decode += other.decode
-        self.validate += other.validate
         self.predict += other.predict
         self.encode += other.encode
 
@@ -132,8 +127,8 @@ class BatchResult:
     churned: int = 0  # predictions that say "Yes"
     event_ms: list[float] = field(default_factory=list)  # each prediction's event_ts, for the latency metric
     model_version: str = ""  # the one version that scored every prediction of this batch
-    # Each prediction's features and probability, in order: the drift monitor reads them.
-    scored_features: list[dict[str, Any]] = field(default_factory=list)
+    # Each prediction's features (tuples in the model's schema order) and probability: the drift monitor reads them.
+    scored_features: list[tuple[Any, ...]] = field(default_factory=list)
     probabilities: list[float] = field(default_factory=list)
     # With a shadow model: its outputs for the same events, or (if it failed) dead letters with
     # stage "shadow". Extra records, outside the one-outcome-per-event accounting.
@@ -201,9 +196,8 @@ def make_dead_letter(
     )
 
 
-def _unexpected(stage: Stage, exc: Exception) -> str:
-    doing = "decoding" if stage is Stage.DECODE else "validating"
-    return f"unexpected {type(exc).__name__} while {doing}: {exc}"
+def _unexpected(exc: Exception) -> str:
+    return f"unexpected {type(exc).__name__} while decoding: {exc}"
 
 
 def _check_probabilities(raw: Any, expected: int) -> list[float]:
@@ -276,11 +270,19 @@ def _score_or_bisect(model: Scorer, rows: Sequence[dict[str, Any]]) -> tuple[lis
 
 
 def _prediction_out(
-    record: SourceRecord, event: ValidEvent, probability: float, is_churn: bool, *, version: str, processed_ts: str
+    record: SourceRecord,
+    event: ValidEvent,
+    probability: float,
+    is_churn: bool,
+    *,
+    key_field: str,
+    version: str,
+    processed_ts: str,
 ) -> PredictionOut:
-    """One scored event's output record, keyed by its customer."""
+    """One scored event's output record, keyed by its key (the schema's x-key field)."""
     value = encode_prediction(
-        event.customer_id,
+        key_field,
+        event.key,
         probability,
         is_churn,
         event_ts=event.event_ts,
@@ -290,17 +292,27 @@ def _prediction_out(
         source_partition=record.partition,
         source_offset=record.offset,
     )
-    return PredictionOut(event.customer_id.encode(), value, record.partition, record.offset)
+    return PredictionOut(event.key.encode(), value, record.partition, record.offset)
 
 
 def score_shadow(
-    result: BatchResult, shadow: Scorer, scored: Sequence[tuple[SourceRecord, ValidEvent]], processed_ts: str
+    result: BatchResult,
+    shadow: Scorer,
+    scored: Sequence[tuple[SourceRecord, ValidEvent]],
+    processed_ts: str,
+    contract: Contract,
 ) -> None:
-    """The shadow model's outputs for the events the main model scored, in one call. If the call
-    fails, or does not return one probability per event, every one of them gets a shadow-stage dead
-    letter instead (original bytes, the reason): the main outputs stand, as scored."""
+    """The shadow model's outputs for the events the main model scored (under ``contract``), in one
+    call. If the call fails, does not return one probability per event, or the shadow was made for
+    another event schema than the main model's, every one of them gets a shadow-stage dead letter
+    instead (original bytes, the reason): the main outputs stand, as scored."""
     version = shadow.version
     try:
+        if shadow.contract.schema.sha256 != contract.schema.sha256:
+            raise ValueError(
+                f"the shadow model {version} was made for another event schema ({shadow.contract.schema.sha256[:12]}) "
+                f"than the serving model ({contract.schema.sha256[:12]}): it cannot score these events"
+            )
         raw = _check_probabilities(shadow.predict_proba(result.scored_features), len(scored))
         problems = [_not_a_probability(value) for value in raw]
         problem = next((p for p in problems if p is not None), None)
@@ -315,9 +327,16 @@ def score_shadow(
         )
         return
     threshold = shadow.threshold
+    key_field = contract.key_field
     result.shadow_predictions.extend(
         _prediction_out(
-            record, event, probability, probability >= threshold, version=version, processed_ts=processed_ts
+            record,
+            event,
+            probability,
+            probability >= threshold,
+            key_field=key_field,
+            version=version,
+            processed_ts=processed_ts,
         )
         for (record, event), probability in zip(scored, raw, strict=True)
     )
@@ -338,38 +357,24 @@ def score_batch(
     more call, into ``shadow_predictions``; a shadow failure costs the shadow outputs only.
     """
     version = model.version
+    contract = model.contract
+    decode = contract.decode
     result = BatchResult(model_version=version)
     dead_letters = result.dead_letters
 
     started = clock()
-    decoded: list[tuple[SourceRecord, dict[str, Any]]] = []
-    for record in records:
-        try:
-            decoded.append((record, decode_value(record.value, max_value_bytes)))
-        except InvalidEvent as exc:
-            dead_letters.append(make_dead_letter(record, exc.stage, exc.reason, error_class(exc), version))
-        except Exception as exc:  # routed: a decoder bug must cost one event, not the batch
-            dead_letters.append(
-                make_dead_letter(record, Stage.DECODE, _unexpected(Stage.DECODE, exc), error_class(exc), version)
-            )
-    decoded_at = clock()
-
     valid_records: list[SourceRecord] = []
     events: list[ValidEvent] = []
-    for record, obj in decoded:
+    for record in records:
         try:
-            event = validate_event(obj)
+            event = decode(record.value, max_value_bytes)
         except InvalidEvent as exc:
-            event_id = obj.get(EVENT_ID)
             dead_letters.append(
-                make_dead_letter(record, exc.stage, exc.reason, error_class(exc), version, event_id=event_id)
+                make_dead_letter(record, exc.stage, exc.reason, error_class(exc), version, event_id=exc.event_id)
             )
             continue
-        except Exception as exc:  # routed: a validator bug must cost one event, not the batch
-            reason = _unexpected(Stage.VALIDATE, exc)
-            dead_letters.append(
-                make_dead_letter(record, Stage.VALIDATE, reason, error_class(exc), version, event_id=obj.get(EVENT_ID))
-            )
+        except Exception as exc:  # routed: a decoder bug must cost one event, not the batch
+            dead_letters.append(make_dead_letter(record, Stage.DECODE, _unexpected(exc), error_class(exc), version))
             continue
         valid_records.append(record)
         events.append(event)
@@ -385,6 +390,7 @@ def score_batch(
     predicted_at = clock()
 
     threshold = model.threshold
+    key_field = contract.key_field
     processed_ts = utc_now_iso()
     predictions = result.predictions
     event_ms = result.event_ms
@@ -409,7 +415,9 @@ def score_batch(
             continue
         is_churn = probability >= threshold
         predictions.append(
-            _prediction_out(record, event, probability, is_churn, version=version, processed_ts=processed_ts)
+            _prediction_out(
+                record, event, probability, is_churn, key_field=key_field, version=version, processed_ts=processed_ts
+            )
         )
         event_ms.append(event.event_ms)
         scored_features.append(event.features)
@@ -420,12 +428,11 @@ def score_batch(
     result.probability_sum = probability_sum
     result.churned = churned
     if shadow is not None and scored_events:
-        score_shadow(result, shadow, scored_events, processed_ts)
+        score_shadow(result, shadow, scored_events, processed_ts, contract)
 
     if times is not None:
         encoded_at = clock()
-        times.decode += decoded_at - started
-        times.validate += validated_at - decoded_at
+        times.decode += validated_at - started
         times.predict += predicted_at - validated_at
         times.encode += encoded_at - predicted_at
     return result

@@ -3,8 +3,9 @@
 Three formats leave the consumer and replay, and every reader (the harness, replay, the
 benchmarks, the tests, the JSON Schemas in ``schemas/``) goes through the functions here:
 
-* a **prediction** (``telco-churn-predictions``): key = the customerID's UTF-8 bytes, value = a
-  JSON object built by :func:`encode_prediction` and read back by :func:`decode_prediction`;
+* a **prediction** (``telco-churn-predictions``): key = the event's key (its schema's ``x-key``
+  field, customerID for Telco) as UTF-8 bytes, value = a JSON object built by
+  :func:`encode_prediction` and read back by :func:`decode_prediction`;
 * a **dead letter** (``telco-deadletter``): the original record's key and value bytes untouched,
   and ``dl.*`` headers built by :func:`dead_letter_headers`, read back by :func:`DeadLetterInfo.from_headers`;
 * a **replay** of a dead letter (back on the raw topic) with ``replay.*`` headers, and its ledger entry.
@@ -56,9 +57,10 @@ class MalformedOutput(ValueError):
 PREDICTION_YES = "Yes"
 PREDICTION_NO = "No"
 
-# The prediction's JSON keys, in the order they are written (docs, schemas/prediction.schema.json).
+# The prediction's JSON keys after its first one, in the order they are written (docs,
+# schemas/prediction.schema.json). The first key is the event schema's key field (its "x-key":
+# customerID for Telco), holding the event's key: readers take its name from there.
 PREDICTION_FIELDS = (
-    "customerID",
     "churn_probability",
     "prediction",
     "confidence_score",
@@ -71,11 +73,17 @@ PREDICTION_FIELDS = (
 )
 
 
+def prediction_fields(key_field: str) -> tuple[str, ...]:
+    """Every key of a prediction of events keyed by ``key_field``, in the order they are written."""
+    return (key_field, *PREDICTION_FIELDS)
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
     """A prediction as read back from the predictions topic."""
 
-    customer_id: str
+    key_field: str  # the event schema's x-key (customerID for Telco)
+    key: str
     churn_probability: float
     prediction: str
     confidence_score: float
@@ -98,7 +106,8 @@ def confidence(probability: float, is_churn: bool) -> float:
 
 
 def encode_prediction(
-    customer_id: str,
+    key_field: str,
+    key: str,
     probability: float,
     is_churn: bool,
     *,
@@ -112,7 +121,7 @@ def encode_prediction(
     """The prediction's value bytes. On the hot path: one dict and one ``orjson.dumps`` per event."""
     return orjson.dumps(
         {
-            "customerID": customer_id,
+            key_field: key,
             "churn_probability": probability,
             "prediction": PREDICTION_YES if is_churn else PREDICTION_NO,
             "confidence_score": probability if is_churn else 1.0 - probability,
@@ -127,13 +136,18 @@ def encode_prediction(
 
 
 def decode_prediction(value: bytes | None) -> Prediction:
-    """A prediction's value bytes -> :class:`Prediction`, or MalformedOutput saying what is wrong."""
+    """A prediction's value bytes -> :class:`Prediction`, or MalformedOutput saying what is wrong.
+    The key field is the object's first key (the writer puts it first, whatever the schema calls it)."""
     if value is None:
         raise MalformedOutput("a prediction with a null value")
     try:
         body = orjson.loads(value)
+        if not isinstance(body, dict) or not body:
+            raise MalformedOutput("a prediction that is not a non-empty JSON object")
+        key_field = next(iter(body))
         return Prediction(
-            customer_id=str(body["customerID"]),
+            key_field=key_field,
+            key=str(body[key_field]),
             churn_probability=float(body["churn_probability"]),
             prediction=str(body["prediction"]),
             confidence_score=float(body["confidence_score"]),
@@ -146,6 +160,8 @@ def decode_prediction(value: bytes | None) -> Prediction:
         )
     except orjson.JSONDecodeError as exc:
         raise MalformedOutput(f"a prediction that is not JSON: {exc}") from None
+    except MalformedOutput:
+        raise
     except KeyError as exc:
         raise MalformedOutput(f"a prediction without {exc}") from None
     except (TypeError, ValueError) as exc:

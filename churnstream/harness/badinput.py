@@ -13,8 +13,9 @@ from typing import Any
 
 import orjson
 
-from churnstream.contract.events import row_to_event
+from churnstream.contract.events import MAX_DEPTH, load_contract
 from churnstream.contract.outputs import Stage
+from churnstream.settings import DEFAULT_SCHEMA_PATH
 
 _TEMPLATE_ROW = {
     "customerID": "9999-BAD",
@@ -49,7 +50,8 @@ class BadEvent:
 
 
 def _event(event_id: str, event_ts: str) -> dict[str, Any]:
-    return row_to_event(_TEMPLATE_ROW, event_id=event_id, event_ts=event_ts)
+    """A valid Telco event (the catalogue damages a copy of it)."""
+    return load_contract(DEFAULT_SCHEMA_PATH).event_from_row(_TEMPLATE_ROW, event_id=event_id, event_ts=event_ts)
 
 
 def _changed(**changes: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -103,6 +105,19 @@ _SCHEMA_DAMAGE: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "tenure-fullwidth-digits": _changed(tenure="\uff11\uff12"),
     "tenure-exponent-string": _changed(tenure="1e1"),
     "event_id-null": _changed(event_id=None),
+    # Numbers are JSON numbers (since 0.4: the published schema can then say exactly what is accepted).
+    "tenure-decimal-string": _changed(tenure="12"),
+    "tenure-5000-digit-string": _changed(tenure="9" * 5000),
+    # Ids: the key becomes the prediction's key, so " 7590-VHVEG " must not be another customer.
+    "customerID-surrounding-spaces": _changed(customerID=" 9999-BAD "),
+    "customerID-control-character": _changed(customerID="9999\x07BAD"),
+    "customerID-ansi-escape": _changed(customerID="\x1b[31m9999-BAD\x1b[0m"),
+    "customerID-nul": _changed(customerID="9999\x00BAD"),
+    "customerID-trailing-newline": _changed(customerID="9999-BAD\n"),
+    "event_id-with-space": _changed(event_id="bad id"),
+    "event_ts-february-30": _changed(event_ts="2026-02-30T08:00:00Z"),
+    "event_ts-trailing-newline": _changed(event_ts="2026-11-27T08:00:00Z\n"),
+    "event_ts-leap-second": _changed(event_ts="2026-12-31T23:59:60Z"),
 }
 
 
@@ -123,7 +138,25 @@ def _transport_damage(valid: bytes) -> dict[str, bytes | None]:
         "nesting-100000-deep": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
         "value-900kb": b'{"customerID":"9999-BAD","padding":"' + b"x" * 900_000 + b'"}',
         "duplicate-key": valid[:-1] + b',"tenure":70}',
+        "duplicate-key-spaced": valid[:-1] + b',"tenure" :70}',
+        "duplicate-key-escaped": valid[:-1] + b',"\\u0074enure":70}',
+        "duplicate-key-nested": valid[:-1] + b',"context":{"a":1,"a":2}}',
+        f"nesting-{MAX_DEPTH + 1}-deep-extra-field": valid[:-1]
+        + b',"context":'
+        + b"[" * MAX_DEPTH
+        + b"1"
+        + b"]" * MAX_DEPTH
+        + b"}",
+        "nesting-1010-deep-extra-field": valid[:-1] + b',"context":' + b'{"a":' * 1009 + b"1" + b"}" * 1009 + b"}",
     }
+
+
+# Schema damage no Python value carries through orjson: numbers beyond a double, as JSON text.
+_NUMBER_DAMAGE: dict[str, tuple[bytes, bytes]] = {
+    "tenure-400-digit-number": (b'"tenure":12', b'"tenure":1' + b"0" * 400),
+    "tenure-5000-digit-number": (b'"tenure":12', b'"tenure":' + b"9" * 5000),
+    "monthly-charges-1e400": (b'"MonthlyCharges":89.1', b'"MonthlyCharges":1e400'),
+}
 
 
 def catalogue(event_id_prefix: str, event_ts: str) -> list[BadEvent]:
@@ -135,6 +168,9 @@ def catalogue(event_id_prefix: str, event_ts: str) -> list[BadEvent]:
     for index, (kind, damage) in enumerate(_SCHEMA_DAMAGE.items()):
         event = damage(_event(f"{event_id_prefix}-{index}", event_ts))
         items.append(BadEvent(kind, Stage.VALIDATE, b"9999-BAD", orjson.dumps(event)))
+    for index, (kind, (old, new)) in enumerate(_NUMBER_DAMAGE.items(), start=len(_SCHEMA_DAMAGE)):
+        value = orjson.dumps(_event(f"{event_id_prefix}-{index}", event_ts)).replace(old, new)
+        items.append(BadEvent(kind, Stage.VALIDATE, b"9999-BAD", value))
     return items
 
 

@@ -18,7 +18,7 @@ import orjson
 
 from churnstream.consumer.scoring import RawRecord
 from churnstream.consumer.stats import ConsumerSummary
-from churnstream.contract.events import EVENT_TS, decode_value, ts_to_epoch_ms, validate_event
+from churnstream.contract.events import EVENT_TS, parse_object, ts_to_epoch_ms
 from churnstream.contract.outputs import PREDICTION_NO, PREDICTION_YES, Mode
 from churnstream.errors import InvalidEvent
 from churnstream.harness.analysis import (
@@ -65,7 +65,7 @@ def sample_check(
         if record is None:
             continue
         try:
-            features.append(validate_event(decode_value(record.value)).features)
+            features.append(model.contract.decode(record.value).features)
         except InvalidEvent:
             continue
         published.append(observed.prediction)
@@ -87,7 +87,7 @@ def sample_check(
 def raw_event_ms(record: RawRecord) -> float | None:
     """A raw event's ``event_ts`` in epoch ms (None for a record that is not an event)."""
     try:
-        return ts_to_epoch_ms(decode_value(record.value)[EVENT_TS])
+        return ts_to_epoch_ms(parse_object(record.value)[EVENT_TS])
     except (InvalidEvent, KeyError, TypeError, ValueError):
         return None
 

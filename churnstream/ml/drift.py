@@ -2,11 +2,12 @@
 
 Training writes each feature's distribution into the card (:func:`training_distribution`):
 
-* a categorical feature: the schema's categories and the share of training rows in each;
-* a numeric feature: its interior decile edges (the 10th..90th percentiles of the non-missing
-  training values, duplicates removed) and the share of rows in each bin, ``[edge_i, edge_i+1)``,
-  below the first and from the last edge up; missing values (a blank ``TotalCharges``) are a bin of
-  their own, the last one.
+* a string feature: its categories (the schema's enum, else the values training saw) and the share
+  of training rows in each;
+* a numeric feature (booleans as 0/1): its interior decile edges (the 10th..90th percentiles of the
+  non-missing training values, duplicates removed) and the share of rows in each bin,
+  ``[edge_i, edge_i+1)``, below the first and from the last edge up; missing values (a blank
+  ``TotalCharges``) are a bin of their own, the last one.
 
 The consumer keeps a :class:`DriftMonitor` and calls ``update`` once per batch. It holds the bins of
 the last ``window`` events in a ring and their counts per bin, so each batch costs a few numpy
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnstream.contract.schema import FEATURE_NAMES, FEATURES, Categorical
+from churnstream.contract.schema import EventSchema
 from churnstream.errors import ModelIntegrityError
 
 PSI_WARNING = 0.2
@@ -43,16 +44,18 @@ KIND_CATEGORICAL = "categorical"
 KIND_NUMERIC = "numeric"
 
 
-def training_distribution(frame: pd.DataFrame) -> dict[str, Any]:
-    """Each feature's distribution in ``frame`` (the training split), as the card records it."""
+def training_distribution(schema: EventSchema, frame: pd.DataFrame) -> dict[str, Any]:
+    """Each feature's distribution in ``frame`` (the training split), as the card records it. A string
+    feature without an enum is described over the values training saw."""
     distribution: dict[str, Any] = {}
     total = len(frame)
     if total == 0:
         raise ValueError("cannot describe the distribution of no rows")
-    for feature in FEATURES:
+    for feature in schema.features:
         column = frame[feature.name]
-        if isinstance(feature, Categorical):
-            categories = list(feature.allowed)
+        if feature.categorical:
+            listed = feature.categories
+            categories = list(listed) if listed is not None else sorted({v for v in column if isinstance(v, str)})
             counts = column.value_counts()
             distribution[feature.name] = {
                 "kind": KIND_CATEGORICAL,
@@ -116,9 +119,11 @@ def drifting(psi: Mapping[str, float], limit: float = PSI_WARNING) -> list[str]:
 
 @dataclass(frozen=True)
 class _Tracked:
-    """One feature the monitor bins: where its bins start in the flat count array, how to bin it."""
+    """One feature the monitor bins: its place in a row, where its bins start in the flat count array,
+    how to bin it."""
 
     name: str
+    position: int  # in the feature tuples the consumer scores (the card's feature order)
     offset: int
     bins: int
     lookup: dict[Any, int] | None  # categorical: category -> bin (unknown -> the extra last bin)
@@ -142,18 +147,18 @@ class DriftMonitor:
             problem = distribution_problem(distribution)
             if problem is not None:
                 raise ModelIntegrityError(f"model {card.get('model_version')}: {problem}")
-            for name in FEATURE_NAMES:
+            for position, name in enumerate(card.get("features") or ()):
                 entry = distribution.get(name)
                 if entry is None:
                     continue
                 if entry["kind"] == KIND_CATEGORICAL:
                     lookup = {category: index for index, category in enumerate(entry["categories"])}
                     shares = [*entry["proportions"], 0.0]  # the extra bin: categories training never saw
-                    tracked.append(_Tracked(name, len(expected), len(shares), lookup, None))
+                    tracked.append(_Tracked(name, position, len(expected), len(shares), lookup, None))
                 else:
                     shares = list(entry["proportions"])
                     edges = np.asarray(entry["edges"], dtype=float)
-                    tracked.append(_Tracked(name, len(expected), len(shares), None, edges))
+                    tracked.append(_Tracked(name, position, len(expected), len(shares), None, edges))
                 expected.extend(float(share) for share in shares)
         self._tracked = tuple(tracked)
         self._expected = np.asarray(expected, dtype=float)
@@ -165,9 +170,9 @@ class DriftMonitor:
     def features(self) -> tuple[str, ...]:
         return tuple(t.name for t in self._tracked)
 
-    def update(self, rows: Sequence[Mapping[str, Any]], probabilities: np.ndarray) -> None:
-        """Add a batch: ``rows`` are the validated feature dicts the model scored, in order, with their
-        probabilities. Events beyond the window push the oldest out."""
+    def update(self, rows: Sequence[Sequence[Any]], probabilities: np.ndarray) -> None:
+        """Add a batch: ``rows`` are the validated feature tuples the model scored (the card's feature
+        order), with their probabilities. Events beyond the window push the oldest out."""
         scores = np.asarray(probabilities, dtype=float)
         if len(rows) != scores.size:
             raise ValueError(f"{len(rows)} rows but {scores.size} probabilities")
@@ -208,13 +213,13 @@ class DriftMonitor:
         return float(self._probabilities[: self.count].mean())
 
     @staticmethod
-    def _bins(tracked: _Tracked, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        name = tracked.name
+    def _bins(tracked: _Tracked, rows: Sequence[Sequence[Any]]) -> np.ndarray:
+        position = tracked.position
         if tracked.lookup is not None:
             lookup, unknown = tracked.lookup, tracked.bins - 1
-            return np.fromiter((lookup.get(row[name], unknown) for row in rows), dtype=np.intp, count=len(rows))
+            return np.fromiter((lookup.get(row[position], unknown) for row in rows), dtype=np.intp, count=len(rows))
         assert tracked.edges is not None
-        values = np.array([row[name] for row in rows], dtype=float)  # None -> NaN: missing
+        values = np.array([row[position] for row in rows], dtype=float)  # None -> NaN: missing
         return _numeric_codes(values, tracked.edges)
 
 

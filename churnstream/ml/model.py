@@ -18,38 +18,33 @@ from typing import Any
 
 import joblib
 import numpy as np
-import pandas as pd
 import sklearn
 
-from churnstream.contract.schema import CATEGORICAL_NAMES, FEATURE_NAMES, NUMERIC_NAMES
-from churnstream.errors import ModelIntegrityError, ModelMissing
+from churnstream.contract.events import Contract, compile_contract
+from churnstream.contract.schema import EventSchema, schema_from_document
+from churnstream.errors import ConfigError, ModelIntegrityError, ModelMissing
 from churnstream.files import sha256_file
 from churnstream.ml.drift import distribution_problem
+from churnstream.ml.features import features_frame
+from churnstream.ml.linear import LinearModel
 from churnstream.ml.store import CARD_FILE
 
 logger = logging.getLogger(__name__)
 
 RETRAIN_COMMAND = "python -m churnstream.train --promote"
+MODEL_KIND_TRAINED = "trained"  # by churn-train: SchemaEncoder + LogisticRegression
+MODEL_KIND_IMPORTED = "imported"  # by churn-model import: any estimator with predict_proba
 MODEL_HINT = f"run 'make model' (or: {RETRAIN_COMMAND}) to train one"
-
-
-def features_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Validated feature dicts -> the DataFrame the pipeline expects (None -> NaN for numbers).
-
-    Built column by column: much faster than DataFrame(records) on the hot path.
-    """
-    columns: dict[str, Any] = {}
-    for name in CATEGORICAL_NAMES:
-        columns[name] = np.array([row[name] for row in rows], dtype=object)
-    for name in NUMERIC_NAMES:
-        columns[name] = np.array([row[name] for row in rows], dtype=float)
-    return pd.DataFrame(columns, columns=list(FEATURE_NAMES))
 
 
 @dataclass(frozen=True)
 class ChurnModel:
+    """A verified model with the contract it carries: the consumer validates events against its schema."""
+
     pipeline: Any
     card: dict[str, Any]
+    schema: EventSchema
+    linear: LinearModel | None = None  # the project's own model: scored from tuples (churnstream.ml.linear)
 
     @property
     def version(self) -> str:
@@ -59,12 +54,17 @@ class ChurnModel:
     def threshold(self) -> float:
         return float(self.card["threshold"])
 
-    def predict_proba(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
-        """Churn probability for each row, in one call to the model."""
+    @property
+    def contract(self) -> Contract:
+        return compile_contract(self.schema)
+
+    def predict_proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
+        """Churn probability for each row (feature tuples in the schema's order), in one call."""
         if not rows:
             return np.empty(0, dtype=float)
-        probabilities = self.pipeline.predict_proba(features_frame(rows))
-        return probabilities[:, 1]
+        if self.linear is not None:
+            return self.linear.predict_proba(rows)
+        return self.pipeline.predict_proba(features_frame(self.schema, rows))[:, 1]
 
     def canary_problem(self) -> str | None:
         """None when the card's canary rows score as recorded at training, else what went wrong.
@@ -72,24 +72,33 @@ class ChurnModel:
         The consumer asks this when a whole batch failed to score: hostile rows fail alone, a broken
         model (a library gone, a corrupted object) fails its canaries too.
         """
-        return canary_problem(self.pipeline, self.card)
+        return canary_problem(self.pipeline, self.card, self.schema, self.linear)
 
 
 CANARY_TOLERANCE = 1e-9  # batch size changes the sum order in the matrix product: ~1e-16 seen
 
 
-def canary_problem(pipeline: Any, card: dict[str, Any]) -> str | None:
+def canary_problem(
+    pipeline: Any, card: dict[str, Any], schema: EventSchema, linear: LinearModel | None = None
+) -> str | None:
+    """None when the pipeline (and its linear fast path, if any) scores the card's canary rows as
+    recorded, else what went wrong."""
     canaries = card.get("canaries") or []
     if not canaries:
         return "the card has no canary rows"
+    contract = compile_contract(schema)
     try:
-        frame = features_frame([canary["features"] for canary in canaries])
-        scored = [float(p) for p in pipeline.predict_proba(frame)[:, 1]]
+        rows = [contract.features_of(canary["features"]) for canary in canaries]
+        scorers = [("the pipeline", lambda: pipeline.predict_proba(features_frame(schema, rows))[:, 1])]
+        if linear is not None:
+            scorers.append(("its linear fast path", lambda: linear.predict_proba(rows)))
+        for what, score in scorers:
+            scored = [float(p) for p in score()]
+            for index, (canary, probability) in enumerate(zip(canaries, scored, strict=True)):
+                if not abs(probability - float(canary["probability"])) <= CANARY_TOLERANCE:
+                    return f"canary row {index} scored {probability!r} by {what}, recorded {canary['probability']!r}"
     except Exception as exc:  # any failure here is the answer: the model cannot score known-good rows
         return f"{type(exc).__name__}: {exc}"
-    for index, (canary, probability) in enumerate(zip(canaries, scored, strict=True)):
-        if not abs(probability - float(canary["probability"])) <= CANARY_TOLERANCE:
-            return f"canary row {index} scored {probability!r}, recorded {canary['probability']!r}"
     return None
 
 
@@ -126,15 +135,31 @@ def retrain_command(card: dict[str, Any]) -> str:
     return " ".join(flags)
 
 
-def encoder_path() -> str:
-    """Where the pipeline's feature encoder lives: a pickle names the class by this path."""
-    from churnstream.ml.features import TelcoFeatureEncoder  # noqa: PLC0415
+def card_schema(card: dict[str, Any], where: str) -> EventSchema:
+    """The event schema a card embeds, checked against its sha256 and the card's features."""
+    if "schema" not in card:
+        raise ModelIntegrityError(
+            f"model {where} was made by an older release of this project (card format {card.get('card_format', 1)}, "
+            f"without the event schema a model now carries); train a new one: {MODEL_HINT}"
+        )
+    try:
+        schema = schema_from_document(card["schema"], f"embedded in {where}")
+    except ConfigError as exc:
+        raise ModelIntegrityError(f"model {where}: {exc}") from None
+    if card.get("schema_sha256") != schema.sha256:
+        raise ModelIntegrityError(
+            f"model {where}: its card's schema has sha256 {schema.sha256[:16]}..., the card says "
+            f"{str(card.get('schema_sha256'))[:16]}...; the card was edited"
+        )
+    if list(card["features"]) != list(schema.feature_names):
+        raise ModelIntegrityError(
+            f"model {where}: its card lists features {card['features']}, its schema {list(schema.feature_names)}"
+        )
+    return schema
 
-    return f"{TelcoFeatureEncoder.__module__}.{TelcoFeatureEncoder.__qualname__}"
 
-
-def verify_model(model_path: Path, card_path: Path) -> dict[str, Any]:
-    """Check the model file against its card without unpickling it. Returns the card."""
+def verify_model(model_path: Path, card_path: Path) -> tuple[dict[str, Any], EventSchema]:
+    """Check the model file against its card without unpickling it. Returns the card and its schema."""
     if not model_path.is_file():
         raise ModelMissing(f"model file {model_path} is missing; {MODEL_HINT}")
     card = read_card(card_path)
@@ -146,41 +171,37 @@ def verify_model(model_path: Path, card_path: Path) -> dict[str, Any]:
             f"when loaded); {MODEL_HINT}"
         )
     if card["sklearn_version"] != sklearn.__version__:
-        raise ModelIntegrityError(
-            f"model {card['model_version']} ({model_path}) was trained with scikit-learn {card['sklearn_version']} "
-            f"but this environment has {sklearn.__version__}; loading across versions is unsupported, so retrain "
-            f"it here: {retrain_command(card)} (or 'make model' when it is the current version)"
+        again = (
+            f"export it again with scikit-learn {sklearn.__version__} and import it: churn-model import"
+            if card.get("model_kind") == MODEL_KIND_IMPORTED
+            else f"retrain it here: {retrain_command(card)} (or 'make model' when it is the current version)"
         )
-    if card.get("feature_encoder") != encoder_path():
         raise ModelIntegrityError(
-            f"model {model_path} was trained by an older version of this project (its pickle names "
-            f"{card.get('feature_encoder') or 'churnstream.features.TelcoFeatureEncoder'}, now {encoder_path()}); "
-            f"{MODEL_HINT}"
+            f"model {card['model_version']} ({model_path}) was made with scikit-learn {card['sklearn_version']} "
+            f"but this environment has {sklearn.__version__}; loading across versions is unsupported, so {again}"
         )
-    if list(card["features"]) != list(FEATURE_NAMES):
-        raise ModelIntegrityError(
-            f"model {model_path} expects features {card['features']}, not this schema's; {MODEL_HINT}"
-        )
+    schema = card_schema(card, str(model_path))
     if "training_distribution" in card:  # cards before the store have none: drift is then not tracked
         problem = distribution_problem(card["training_distribution"])
         if problem is not None:
             raise ModelIntegrityError(f"model card {card_path}: {problem}; {MODEL_HINT}")
-    return card
+    return card, schema
 
 
 def load_model(model_path: Path, card_path: Path | None = None) -> ChurnModel:
     card_path = card_path or model_path.parent / CARD_FILE
-    card = verify_model(model_path, card_path)
+    card, schema = verify_model(model_path, card_path)
     try:
         pipeline = joblib.load(model_path)
     except (ImportError, AttributeError, EOFError, ValueError) as exc:  # what an unloadable pickle raises
         raise ModelIntegrityError(
             f"model file {model_path} cannot be loaded ({type(exc).__name__}: {exc}); {MODEL_HINT}"
         ) from None
-    problem = canary_problem(pipeline, card)
+    linear = LinearModel.of(pipeline)
+    problem = canary_problem(pipeline, card, schema, linear)
     if problem is not None:
         raise ModelIntegrityError(
             f"model {model_path} does not score its canary rows as recorded ({problem}); {MODEL_HINT}"
         )
     logger.debug("loaded model %s (%s)", card["model_version"], model_path)
-    return ChurnModel(pipeline=pipeline, card=card)
+    return ChurnModel(pipeline=pipeline, card=card, schema=schema, linear=linear)

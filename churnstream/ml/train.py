@@ -1,14 +1,16 @@
-"""Train the churn model (``python -m churnstream.train``, ``make model``; the CLI is churnstream.cli.train).
+"""Train the churn model on any CSV that fits a schema (``churn-train``, ``make model``; CLI: churnstream.cli.train).
 
-A scikit-learn Pipeline with preprocessing inside it, so the consumer feeds raw fields.
-Training rows go through the same :func:`churnstream.events.parse_features` the consumer
-uses, so the 11 blank ``TotalCharges`` rows are handled identically at training and scoring
-(blank -> missing -> 0, which is what a customer with tenure 0 has paid).
+A scikit-learn Pipeline with preprocessing inside it (:class:`~churnstream.ml.features.SchemaEncoder`
+built from the schema, then LogisticRegression), so the consumer feeds it validated fields. Training
+rows are read through the schema (:func:`churnstream.ml.dataset.read_labelled`): the producer's CSV
+parsing and the consumer's checks, so a blank cell is handled identically at training and scoring
+(Telco's 11 blank ``TotalCharges``: null -> missing -> 0, what a customer in month 0 has paid).
 
-The rows are split three ways, stratified by the label, with a fixed seed (:func:`split_rows`):
+The rows are split three ways, stratified by the label, with a fixed seed (:func:`split_indexes`):
 60 % to fit the model, 20 % validation to choose the threshold (churnstream.ml.threshold), 20 %
-test for the metrics the card reports, which are measured at that threshold. The card records the
-split's parameters, so anyone can rebuild the validation rows and check the threshold.
+test for the metrics the card reports, measured at that threshold. :func:`describe` writes the card
+for a trained and an imported model alike (churnstream.ml.importing): the schema it carries, the
+split's parameters (anyone can rebuild the validation rows and check the threshold), canary rows.
 """
 
 from __future__ import annotations
@@ -31,16 +33,15 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from churnstream.contract.events import parse_features, utc_now_iso
-from churnstream.contract.schema import FEATURE_NAMES, FEATURES, LABEL_COLUMN, NUMERIC_NAMES, Categorical, Numeric
-from churnstream.errors import DataError, InvalidEvent
-from churnstream.files import sha256_file
-from churnstream.ml.dataset import read_rows, verify_dataset
+from churnstream.contract.events import Contract, utc_now_iso
+from churnstream.contract.schema import EventSchema
+from churnstream.errors import DataError
+from churnstream.ml.dataset import LabelledRows, read_labelled
 from churnstream.ml.drift import training_distribution
-from churnstream.ml.features import TelcoFeatureEncoder
-from churnstream.ml.model import encoder_path, features_frame
+from churnstream.ml.features import SchemaEncoder, encoder_columns, features_frame
+from churnstream.ml.model import MODEL_KIND_TRAINED
 from churnstream.ml.store import MODEL_FILE, ModelStore
-from churnstream.ml.threshold import choose_threshold
+from churnstream.ml.threshold import ThresholdChoice, choose_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +50,11 @@ CANARY_ROWS = 5  # test rows kept in the card with their probabilities: ChurnMod
 TEST_SIZE = 0.2  # of all rows
 VALIDATION_SIZE = 0.2  # of all rows: the threshold is chosen on these
 MODEL_FAMILY = "logreg"
-CARD_FORMAT = 2  # 2: the store's cards (threshold rule, split, training distribution, trained_at)
+# 2: the store's cards (threshold rule, split, training distribution, trained_at);
+# 3: the card carries its event schema (and its sha256), the label, and the model's kind.
+CARD_FORMAT = 3
 CLASS_WEIGHTS = ("balanced",)
+MIN_ROWS_PER_CLASS = 5  # fewer and a stratified three-way split cannot put one of each in every part
 
 
 @dataclass(frozen=True)
@@ -75,31 +79,46 @@ class TrainedModel:
         return str(self.card["model_version"])
 
 
-def build_pipeline(options: TrainOptions | None = None) -> Pipeline:
-    """Preprocessing inside the pipeline, so the consumer feeds it raw (validated) fields."""
+@dataclass(frozen=True)
+class Split:
+    """Row indexes of the three parts of a data set (see the module doc)."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+
+def build_pipeline(schema: EventSchema, options: TrainOptions | None = None) -> Pipeline:
+    """Preprocessing inside the pipeline, so the consumer feeds it validated fields."""
     options = options or TrainOptions()
     classifier = LogisticRegression(
         max_iter=2000, C=options.regularization, class_weight=options.class_weight, random_state=RANDOM_STATE
     )
-    return Pipeline([("preprocess", TelcoFeatureEncoder(fill_value=0.0)), ("classifier", classifier)])
+    encoder = SchemaEncoder(columns=encoder_columns(schema), fill_value=0.0)
+    return Pipeline([("preprocess", encoder), ("classifier", classifier)])
 
 
-def split_rows(
-    frame: pd.DataFrame,
+def split_indexes(
     labels: np.ndarray,
     test_size: float = TEST_SIZE,
     validation_size: float = VALIDATION_SIZE,
     random_state: int = RANDOM_STATE,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
-    """(x_train, x_validation, x_test, y_train, y_validation, y_test): the test rows first, then the
-    validation rows from the rest (``validation_size`` is a share of all rows), both stratified."""
-    x_rest, x_test, y_rest, y_test = train_test_split(
-        frame, labels, test_size=test_size, stratify=labels, random_state=random_state
+) -> Split:
+    """The test rows first, then the validation rows from the rest (``validation_size`` is a share of
+    all rows), both stratified by the label, with one seed: the same data gives the same split."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=2)
+    if counts.min() < MIN_ROWS_PER_CLASS:
+        raise DataError(
+            f"the data has {counts[1]} churner(s) and {counts[0]} other row(s); at least {MIN_ROWS_PER_CLASS} of "
+            "each are needed to split it into training, validation and test rows"
+        )
+    everything = np.arange(labels.size)
+    rest, test = train_test_split(everything, test_size=test_size, stratify=labels, random_state=random_state)
+    train, validation = train_test_split(
+        rest, test_size=validation_size / (1 - test_size), stratify=labels[rest], random_state=random_state
     )
-    x_train, x_validation, y_train, y_validation = train_test_split(
-        x_rest, y_rest, test_size=validation_size / (1 - test_size), stratify=y_rest, random_state=random_state
-    )
-    return x_train, x_validation, x_test, y_train, y_validation, y_test
+    return Split(train=train, validation=validation, test=test)
 
 
 def state_digest(value: Any, digest: Any | None = None) -> Any:
@@ -133,8 +152,9 @@ def state_digest(value: Any, digest: Any | None = None) -> Any:
     return digest
 
 
-def version_name(pipeline: Pipeline, options: TrainOptions, threshold: float) -> str:
-    """``logreg-<12 hex>`` of the fitted state, the scikit-learn version, the options and the threshold.
+def version_name(pipeline: Pipeline, options: TrainOptions, threshold: float, schema: EventSchema) -> str:
+    """``logreg-<12 hex>`` of the fitted state, the scikit-learn version, the options, the threshold and
+    the schema.
 
     Two models that differ in any of these get different names (two cost ratios fit the same model
     but decide differently); training the same data with the same options gives the same name, in
@@ -142,119 +162,183 @@ def version_name(pipeline: Pipeline, options: TrainOptions, threshold: float) ->
     """
     digest = state_digest(pipeline)
     digest.update(
-        json.dumps({"sklearn": sklearn.__version__, "options": options.as_card(), "threshold": threshold}).encode()
+        json.dumps(
+            {
+                "sklearn": sklearn.__version__,
+                "options": options.as_card(),
+                "threshold": threshold,
+                "schema": schema.sha256,
+            }
+        ).encode()
     )
     return f"{MODEL_FAMILY}-{digest.hexdigest()[:12]}"
 
 
-def load_training_frame(csv_path: Path) -> tuple[pd.DataFrame, np.ndarray]:
-    features: list[dict[str, Any]] = []
-    labels: list[int] = []
-    for line, row in read_rows(csv_path):
-        try:
-            features.append(parse_features(row))
-        except InvalidEvent as exc:
-            raise DataError(f"{csv_path}:{line}: {exc.reason}") from None
-        label = row.get(LABEL_COLUMN)
-        if label not in ("Yes", "No"):
-            raise DataError(f"{csv_path}:{line}: {LABEL_COLUMN}={label!r}, expected Yes or No")
-        labels.append(1 if label == "Yes" else 0)
-    return features_frame(features), np.array(labels, dtype=int)
+def _plain(value: Any) -> Any:
+    """A feature value as JSON holds it: numpy scalars as Python ones, NaN as null."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
 
 
-_WHOLE = {f.name for f in FEATURES if isinstance(f, Numeric) and f.kind is int}
+def pickled(pipeline: Any) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(pipeline, buffer)
+    return buffer.getvalue()
 
 
-def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A DataFrame row as the validator's features: NaN back to None (a blank TotalCharges), whole numbers as int."""
-    plain: dict[str, Any] = {}
-    for name, value in row.items():
-        if isinstance(value, float) and np.isnan(value):
-            plain[name] = None
-        else:
-            plain[name] = int(value) if name in _WHOLE else value
-    return plain
-
-
-def train(csv_path: Path, options: TrainOptions | None = None, verify_checksum: bool = True) -> TrainedModel:
-    """Fit on the training split, choose the threshold on validation, measure on test; the pickle and its card."""
-    options = options or TrainOptions()
-    data_sha256 = verify_dataset(csv_path) if verify_checksum else sha256_file(csv_path)
-    frame, labels = load_training_frame(csv_path)
-    x_train, x_validation, x_test, y_train, y_validation, y_test = split_rows(frame, labels)
-    pipeline = build_pipeline(options).fit(x_train, y_train)
-    choice = choose_threshold(y_validation, pipeline.predict_proba(x_validation)[:, 1], options.cost_ratio)
-    probabilities = pipeline.predict_proba(x_test)[:, 1]
-    predicted = (probabilities >= choice.threshold).astype(int)
-    metrics = {
-        "roc_auc": round(float(roc_auc_score(y_test, probabilities)), 6),
-        "accuracy": round(float(accuracy_score(y_test, predicted)), 6),
-        "precision": round(float(precision_score(y_test, predicted, zero_division=0)), 6),
-        "recall": round(float(recall_score(y_test, predicted, zero_division=0)), 6),
-        "f1": round(float(f1_score(y_test, predicted, zero_division=0)), 6),
-        "train_rows": len(y_train),
-        "validation_rows": len(y_validation),
-        "test_rows": len(y_test),
-        "test_churn_rate": round(float(y_test.mean()), 6),
+def holdout_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, float]:
+    """The card's metrics of the test rows at the chosen threshold."""
+    predicted = (probabilities >= threshold).astype(int)
+    return {
+        "roc_auc": round(float(roc_auc_score(labels, probabilities)), 6),
+        "accuracy": round(float(accuracy_score(labels, predicted)), 6),
+        "precision": round(float(precision_score(labels, predicted, zero_division=0)), 6),
+        "recall": round(float(recall_score(labels, predicted, zero_division=0)), 6),
+        "f1": round(float(f1_score(labels, predicted, zero_division=0)), 6),
     }
-    canary_frame = x_test.head(CANARY_ROWS)
+
+
+def describe(
+    *,
+    pipeline: Any,
+    model_bytes: bytes,
+    version: str,
+    kind: str,
+    estimator: str,
+    schema: EventSchema,
+    data: LabelledRows,
+    split: Split,
+    frame: pd.DataFrame,
+    test_probabilities: np.ndarray,
+    choice: ThresholdChoice,
+    cost_ratio: float | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The card of a model scored on ``data``: ``test_probabilities`` are its churn probabilities for the
+    test rows, ``choice`` the threshold chosen on the validation rows."""
+    labels = np.asarray(data.labels, dtype=int)
+    test = split.test
+    metrics = {
+        **holdout_metrics(labels[test], test_probabilities, choice.threshold),
+        "train_rows": int(split.train.size),
+        "validation_rows": int(split.validation.size),
+        "test_rows": int(test.size),
+        "test_churn_rate": round(float(labels[test].mean()), 6),
+    }
+    canary_index = test[:CANARY_ROWS]
+    canary_frame = frame.iloc[canary_index]
     canaries = [
-        {"features": _plain_row(row), "probability": float(probability)}
+        {"features": {name: _plain(value) for name, value in row.items()}, "probability": float(probability)}
         for row, probability in zip(
             canary_frame.to_dict(orient="records"), pipeline.predict_proba(canary_frame)[:, 1], strict=True
         )
     ]
-    buffer = io.BytesIO()
-    joblib.dump(pipeline, buffer)
-    model_bytes = buffer.getvalue()
-    model_sha256 = hashlib.sha256(model_bytes).hexdigest()
-    card = {
+    return {
         "card_format": CARD_FORMAT,
-        "model_version": version_name(pipeline, options, choice.threshold),
-        "model_sha256": model_sha256,
+        "model_version": version,
+        "model_kind": kind,
+        "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
         "model_file": MODEL_FILE,
         "trained_at": utc_now_iso(),
-        "estimator": "Pipeline(TelcoFeatureEncoder(one-hot, impute 0, standardize), LogisticRegression)",
-        "feature_encoder": encoder_path(),
-        "training_options": options.as_card(),
+        "estimator": estimator,
+        **(extra or {}),
         "threshold": choice.threshold,
-        "threshold_rule": {"rule": choice.rule, "cost_ratio": options.cost_ratio},
+        "threshold_rule": {"rule": choice.rule, "cost_ratio": cost_ratio},
         "validation": {
-            "rows": len(y_validation),
+            "rows": int(split.validation.size),
             "precision": choice.precision,
             "recall": choice.recall,
             "f1": choice.f1,
             "expected_cost": choice.expected_cost,
         },
-        "features": list(FEATURE_NAMES),
-        "categories": {f.name: list(f.allowed) for f in FEATURES if isinstance(f, Categorical)},
-        "numeric_features": list(NUMERIC_NAMES),
+        "schema": schema.document,
+        "schema_sha256": schema.sha256,
+        "key_field": schema.key_field,
+        "features": list(schema.feature_names),
+        "label": data.label.as_card(),
         "split": {
             "test_size": TEST_SIZE,
             "validation_size": VALIDATION_SIZE,
             "stratified": True,
             "random_state": RANDOM_STATE,
             "method": "train_test_split(test_size) for test, then train_test_split(validation_size / "
-            "(1 - test_size)) of the rest for validation, both stratified by the label, same random_state",
+            "(1 - test_size)) of the rest for validation, both stratified by the label, same random_state, "
+            "over the data's rows in file order",
         },
         "metrics": metrics,
-        "training_distribution": training_distribution(x_train),
+        "training_distribution": training_distribution(schema, frame.iloc[split.train]),
         "canaries": canaries,
-        "training_data": {"file": csv_path.name, "sha256": data_sha256, "rows": len(labels)},
+        "training_data": {"file": data.path.name, "sha256": data.sha256, "rows": len(labels)},
         "sklearn_version": sklearn.__version__,
         "joblib_version": joblib.__version__,
         "numpy_version": np.__version__,
         "pandas_version": pd.__version__,
         "python_version": platform.python_version(),
     }
+
+
+def labelled_frame(
+    contract: Contract, csv_path: Path, label_column: str, positive: str | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """A CSV as the typed frame a pipeline is fitted on, and its 0/1 labels (benchmarks, tests)."""
+    data = read_labelled(contract, csv_path, label_column, positive)
+    return features_frame(contract.schema, data.rows), np.asarray(data.labels, dtype=int)
+
+
+def train(
+    csv_path: Path,
+    contract: Contract,
+    label_column: str,
+    *,
+    positive: str | None = None,
+    options: TrainOptions | None = None,
+) -> TrainedModel:
+    """Fit on the training split, choose the threshold on validation, measure on test; the pickle and its card."""
+    options = options or TrainOptions()
+    schema = contract.schema
+    data = read_labelled(contract, csv_path, label_column, positive)
+    labels = np.asarray(data.labels, dtype=int)
+    split = split_indexes(labels)
+    frame = features_frame(schema, data.rows)
+    try:
+        pipeline = build_pipeline(schema, options).fit(frame.iloc[split.train], labels[split.train])
+    except ValueError as exc:  # SchemaEncoder: a string feature with too many values to be a category
+        raise DataError(f"cannot train on {csv_path}: {exc}") from None
+    validation_p = pipeline.predict_proba(frame.iloc[split.validation])[:, 1]
+    choice = choose_threshold(labels[split.validation], validation_p, options.cost_ratio)
+    model_bytes = pickled(pipeline)
+    card = describe(
+        pipeline=pipeline,
+        model_bytes=model_bytes,
+        version=version_name(pipeline, options, choice.threshold, schema),
+        kind=MODEL_KIND_TRAINED,
+        estimator="Pipeline(SchemaEncoder(one-hot, impute 0, standardize), LogisticRegression)",
+        schema=schema,
+        data=data,
+        split=split,
+        frame=frame,
+        test_probabilities=pipeline.predict_proba(frame.iloc[split.test])[:, 1],
+        choice=choice,
+        cost_ratio=options.cost_ratio,
+        extra={"training_options": options.as_card()},
+    )
     logger.info("trained %s (threshold %.4f by %s)", card["model_version"], choice.threshold, choice.rule)
     return TrainedModel(model_bytes=model_bytes, card=card)
 
 
 def train_into(
-    store: ModelStore, csv_path: Path, options: TrainOptions | None = None, verify_checksum: bool = True
+    store: ModelStore,
+    csv_path: Path,
+    contract: Contract,
+    label_column: str,
+    *,
+    positive: str | None = None,
+    options: TrainOptions | None = None,
 ) -> TrainedModel:
     """Train and add the result to ``store`` (not promoted: that is the caller's choice)."""
-    trained = train(csv_path, options, verify_checksum)
+    trained = train(csv_path, contract, label_column, positive=positive, options=options)
     store.add(trained.model_bytes, trained.card)
     return trained

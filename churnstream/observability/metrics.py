@@ -30,7 +30,7 @@ disable_created_metrics()  # the *_created series double every counter and say n
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 STAGE_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0)
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
-STAGES = ("poll", "decode", "validate", "predict", "encode", "send", "flush", "commit")
+STAGES = ("poll", "decode", "predict", "encode", "send", "flush", "commit")
 
 # The names, for monitoring/ and its test: one place.
 EVENTS_CONSUMED = "churn_events_consumed_total"

@@ -50,6 +50,7 @@ class Checkpoint:
     completed: bool
     updated_ts: str
     limit: int | None = None
+    schema_sha256: str = ""  # the event schema the rows were typed by ("" in checkpoints written before 0.4)
     version: int = CHECKPOINT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -75,15 +76,17 @@ class Checkpoint:
             "completed": (bool,),
             "updated_ts": (str,),
             "limit": (int, type(None)),
+            "schema_sha256": (str,),
         }
+        optional = {"limit": None, "schema_sha256": ""}
         for name, allowed in types.items():
-            value = data.get(name)
-            if name not in data and name != "limit":
+            value = data.get(name, optional.get(name))
+            if name not in data and name not in optional:
                 raise _corrupt(path, f"the field {name!r} is missing")
             # bool is an int in Python; a count that is true/false is still wrong
             if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
                 raise _corrupt(path, f"the field {name!r} is {value!r}")
-        checkpoint = cls(**{name: data.get(name) for name in types})
+        checkpoint = cls(**{name: data.get(name, optional.get(name)) for name in types})
         if not 0 <= checkpoint.next_row <= checkpoint.total_rows:
             raise _corrupt(path, f"next_row {checkpoint.next_row} is outside 0..{checkpoint.total_rows}")
         if checkpoint.total_rows != checkpoint.rows_per_pass * checkpoint.repeat:
@@ -165,6 +168,7 @@ class LoadRequest:
     repeat: int | None  # None: not given on the command line (a resume takes the checkpoint's)
     limit: int | None
     rows_per_pass: int
+    schema_sha256: str = ""
 
 
 def plan_load(
@@ -219,6 +223,7 @@ def plan_load(
         completed=False,
         updated_ts=now_ts,
         limit=request.limit,
+        schema_sha256=request.schema_sha256,
     )
 
 
@@ -233,6 +238,11 @@ def _check_resumable(existing: Checkpoint, request: LoadRequest, checkpoint_path
             f"checkpoint {checkpoint_path} was written for data file {existing.data_path} "
             f"(sha256 {existing.data_sha256[:12]}...), but {request.data_path} has sha256 "
             f"{request.data_sha256[:12]}...; {how}"
+        )
+    if existing.schema_sha256 and existing.schema_sha256 != request.schema_sha256:
+        raise CheckpointConflict(
+            f"checkpoint {checkpoint_path} was written with another event schema (sha256 "
+            f"{existing.schema_sha256[:12]}...) than this run's ({request.schema_sha256[:12]}...); {how}"
         )
     if request.repeat is not None and request.repeat != existing.repeat:
         raise CheckpointConflict(

@@ -1,4 +1,5 @@
-"""Rows made ready once: the CSV checked and typed before anything is sent, and the event ids.
+"""Rows made ready once: the CSV checked and typed by the event schema before anything is sent, and the
+event ids.
 
 Each send then only adds ``event_ts`` and ``event_id`` to a prepared template (contract.events).
 """
@@ -15,12 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from churnstream.contract.events import EVENT_ID, EVENT_TS, encode_event, format_ts, row_to_event
-from churnstream.contract.schema import ID_COLUMN
+from churnstream.contract.events import EVENT_ID, EVENT_TS, Contract, encode_event, format_ts
+from churnstream.contract.schema import ENVELOPE_FIELDS
 from churnstream.errors import DataError, InvalidEvent
 from churnstream.ml.dataset import open_csv
 
 logger = logging.getLogger(__name__)
+
+# Each send replaces these (build_value): a row is checked with envelope values that pass.
+_ID_PLACEHOLDER, _TS_PLACEHOLDER = "placeholder", "2026-01-01T00:00:00.000Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,7 @@ class PreparedData:
     rows: tuple[PreparedRow | None, ...]  # by row_index; None where a bad row was skipped
     skipped: tuple[SkippedRow, ...]
     sha256: str = ""  # of the very bytes the rows came from (the checkpoint records it)
+    schema_sha256: str = ""  # of the schema that typed them (the checkpoint records it too)
 
     @property
     def rows_per_pass(self) -> int:
@@ -56,24 +61,29 @@ class PreparedData:
         return [row for row in self.rows if row is not None]
 
 
-def prepare_rows(path: Path, *, skip_bad_rows: bool = False, limit: int | None = None) -> PreparedData:
-    """Read and validate the CSV once, before any event is sent.
+def prepare_rows(
+    path: Path, contract: Contract, *, skip_bad_rows: bool = False, limit: int | None = None
+) -> PreparedData:
+    """Read the CSV once and turn each row into an event of ``contract``'s schema, before any is sent.
 
-    A bad row stops the run (DataError naming its line) unless ``skip_bad_rows``: then it is
-    logged with its line number and left out, and still counts as a row, so the positions and
+    A bad row stops the run (DataError naming its line and column) unless ``skip_bad_rows``: then it
+    is logged with its line number and left out, and still counts as a row, so the positions and
     event ids of the rows after it do not depend on the flag.
     """
     rows: list[PreparedRow | None] = []
     skipped: list[SkippedRow] = []
     line_number = 1
     source = open_csv(path)
+    schema = contract.schema
+    key_field = schema.key_field
+    columns = [f.name for f in schema.fields if f.name not in ENVELOPE_FIELDS and f.required]
     try:
-        for line_number, raw in source.rows():
+        for line_number, raw in source.rows(columns):
             if limit is not None and len(rows) >= limit:
                 break
             row_index = len(rows)
             try:
-                template = row_to_event(raw, event_id="", event_ts="")
+                template = contract.event_from_row(raw, event_id=_ID_PLACEHOLDER, event_ts=_TS_PLACEHOLDER)
             except InvalidEvent as exc:
                 if not skip_bad_rows:
                     raise DataError(
@@ -84,13 +94,13 @@ def prepare_rows(path: Path, *, skip_bad_rows: bool = False, limit: int | None =
                 skipped.append(SkippedRow(row_index, line_number, exc.reason))
                 rows.append(None)
                 continue
-            rows.append(PreparedRow(row_index, line_number, template[ID_COLUMN].encode(), template))
+            rows.append(PreparedRow(row_index, line_number, template[key_field].encode(), template))
     except csv.Error as exc:
         raise DataError(f"data file {path} line {line_number + 1} is not valid CSV: {exc}") from None
     if not any(row is not None for row in rows):
         what = "has no data rows" if not rows else "has no valid rows"
         raise DataError(f"data file {path} {what}; nothing to send")
-    return PreparedData(path, tuple(rows), tuple(skipped), source.sha256)
+    return PreparedData(path, tuple(rows), tuple(skipped), source.sha256, schema.sha256)
 
 
 def build_value(row: PreparedRow, event_id: str, event_ts: str) -> bytes:

@@ -12,6 +12,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from churnstream.contract.events import load_contract
 from churnstream.files import remove_stale_temp_files
 from churnstream.kafka.clients import make_admin, make_producer
 from churnstream.kafka.diagnosis import kafka_errors_translated
@@ -57,6 +58,7 @@ class StreamingOptions:
     duration_s: float | None = None
     seed: int | None = None
     data_path: Path | None = None
+    schema_path: Path | None = None  # None: EVENT_SCHEMA
     skip_bad_rows: bool = False
     metrics_port: int | None = None  # None: PRODUCER_METRICS_PORT, else no metrics
 
@@ -70,6 +72,7 @@ class BatchOptions:
     repeat: int | None = None  # None: 1 for a new load, the checkpoint's on --resume
     checkpoint_file: Path | None = None
     data_path: Path | None = None
+    schema_path: Path | None = None  # None: EVENT_SCHEMA
     skip_bad_rows: bool = False
     progress: Progress | None = None  # a bar, drawn by the CLI
     metrics_port: int | None = None  # None: PRODUCER_METRICS_PORT, else no metrics
@@ -121,7 +124,8 @@ def produce_streaming(settings: Settings, options: StreamingOptions, stop: StopF
     """``--mode streaming``: checks the data, connects, then streams on an absolute schedule."""
     schedule = RateSchedule(options.events_per_sec, options.duration_s)
     data_path = options.data_path or settings.data_path
-    data = prepare_rows(data_path, skip_bad_rows=options.skip_bad_rows)
+    contract = load_contract(options.schema_path or settings.schema_path)
+    data = prepare_rows(data_path, contract, skip_bad_rows=options.skip_bad_rows)
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
     topic = settings.topic_raw
     with serve_metrics(settings, options.metrics_port) as metrics:
@@ -175,7 +179,8 @@ def produce_batch(settings: Settings, options: BatchOptions, stop: StopFlag) -> 
         limit = options.limit
         if options.resume and existing is not None and limit is None:
             limit = existing.limit  # a resume reads the same rows the load started with
-        data = prepare_rows(data_path, skip_bad_rows=options.skip_bad_rows, limit=limit)
+        contract = load_contract(options.schema_path or settings.schema_path)
+        data = prepare_rows(data_path, contract, skip_bad_rows=options.skip_bad_rows, limit=limit)
         request = LoadRequest(
             topic=topic,
             data_path=str(data_path),
@@ -183,6 +188,7 @@ def produce_batch(settings: Settings, options: BatchOptions, stop: StopFlag) -> 
             repeat=options.repeat,
             limit=limit,
             rows_per_pass=data.rows_per_pass,
+            schema_sha256=data.schema_sha256,
         )
         checkpoint = plan_load(
             existing,

@@ -81,7 +81,7 @@ def test_a_file_that_is_not_receipts_is_refused(tmp_path: Path) -> None:
 
 
 def test_receipts_decode_into_predictions_dead_letters_and_malformed() -> None:
-    value = encode_prediction("c-1", 0.7, True, event_ts="2026-01-01T00:00:00.000Z",
+    value = encode_prediction("customerID", "c-1", 0.7, True, event_ts="2026-01-01T00:00:00.000Z",
                               processed_ts="2026-01-01T00:00:00.010Z", event_id="e-1", model_version="v",
                               source_partition=3, source_offset=4)  # fmt: skip
     headers = dead_letter_headers(stage="decode", reason="r", error_class="E", source_topic="raw", source_partition=1,

@@ -18,7 +18,8 @@ def prediction(
     event_id: str, probability: float, yes: bool, customer: str | None = None, version: str = "m"
 ) -> Prediction:
     return Prediction(
-        customer_id=customer or f"cust-{event_id}",
+        key_field="customerID",
+        key=customer or f"cust-{event_id}",
         churn_probability=probability,
         prediction="Yes" if yes else "No",
         confidence_score=probability if yes else 1 - probability,
@@ -115,10 +116,10 @@ def test_the_report_names_each_figure() -> None:
     assert "shadow versions: s (5), s2 (1)" in lines
 
 
-def test_labels_come_from_the_churn_column(tmp_path: Path) -> None:
+def test_labels_come_from_the_label_column_by_key(tmp_path: Path) -> None:
     rows = make_rows(8)
-    labels = load_labels(write_csv(tmp_path / "l.csv", rows))
+    labels = load_labels(write_csv(tmp_path / "l.csv", rows), "customerID", "Churn")
     assert labels == {row["customerID"]: int(row["Churn"] == "Yes") for row in rows}
     rows[3]["Churn"] = "Maybe"
-    with pytest.raises(DataError, match="Churn='Maybe', expected Yes or No"):
-        load_labels(write_csv(tmp_path / "bad.csv", rows))
+    with pytest.raises(DataError, match="the label column Churn holds 3 distinct value"):
+        load_labels(write_csv(tmp_path / "bad.csv", rows), "customerID", "Churn")

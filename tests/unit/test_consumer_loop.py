@@ -27,16 +27,16 @@ from churnstream.consumer.sinks import (
     TransactionalSink,
 )
 from churnstream.consumer.stats import RunStats
-from churnstream.contract.events import encode_event, row_to_event
+from churnstream.contract.events import encode_event
 from churnstream.contract.outputs import Guarantee, Mode, decode_prediction
 from churnstream.lifecycle import StopFlag
 from churnstream.settings import settings_from
 from tests.fakes import FakeConsumer, FakeProducer, FakeRecord, StubModel
-from tests.helpers import make_rows
+from tests.helpers import make_rows, telco_event
 
 SETTINGS = settings_from({"KAFKA_TOPIC_RAW": "raw", "KAFKA_TOPIC_PREDICTIONS": "pred", "KAFKA_TOPIC_DEADLETTER": "dlq"})
 P0, P1 = TopicPartition("raw", 0), TopicPartition("raw", 1)
-EVENTS = [encode_event(row_to_event(row, f"e-{i}", "2026-12-01T00:00:00.000Z")) for i, row in enumerate(make_rows(40))]
+EVENTS = [encode_event(telco_event(row, f"e-{i}", "2026-12-01T00:00:00.000Z")) for i, row in enumerate(make_rows(40))]
 
 
 def records(tp: TopicPartition, first: int, count: int, bad: tuple[int, ...] = ()) -> list[FakeRecord]:

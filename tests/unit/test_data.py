@@ -4,17 +4,25 @@ from pathlib import Path
 
 import pytest
 
-from churnstream.contract.schema import CSV_COLUMNS
 from churnstream.errors import DataError
-from churnstream.ml.dataset import DATASET_ROWS, DATASET_SHA256, load_rows, read_rows, verify_dataset
-from tests.helpers import make_rows, write_csv
+from churnstream.ml.dataset import (
+    DATASET_LABEL,
+    DATASET_ROWS,
+    DATASET_SHA256,
+    choose_label,
+    load_rows,
+    read_labelled,
+    read_rows,
+    verify_dataset,
+)
+from tests.helpers import make_rows, telco_contract, write_csv
 
 
 def test_the_real_data_set_passes_its_checksum(real_data_path: Path) -> None:
     assert verify_dataset(real_data_path) == DATASET_SHA256
     rows = load_rows(real_data_path)
     assert len(rows) == DATASET_ROWS
-    assert tuple(rows[0]) == CSV_COLUMNS
+    assert tuple(rows[0]) == (telco_contract().key_field, *telco_contract().feature_names, DATASET_LABEL)
     assert sum(1 for row in rows if not row["TotalCharges"].strip()) == 11
 
 
@@ -35,10 +43,43 @@ def test_an_altered_file_is_an_error_not_a_warning(tmp_path: Path, real_data_pat
 def test_a_wrong_header_names_the_missing_columns(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("customerID,gender\nx,Female\n")
-    with pytest.raises(DataError, match="wrong header: missing column"):
-        list(read_rows(bad))
+    with pytest.raises(DataError, match=r"lacks the column\(s\) SeniorCitizen, Partner"):
+        read_labelled(telco_contract(), bad, DATASET_LABEL)
 
 
 def test_rows_come_with_their_line_numbers(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "small.csv", make_rows(3))
     assert [line for line, _ in read_rows(path)] == [2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("values", "positive", "expected"),
+    [
+        (["Yes", "No", "No"], None, ("Yes", "No")),
+        (["0", "1"], None, ("1", "0")),
+        (["true", "false"], None, ("true", "false")),
+        (["churned", "stayed"], "churned", ("churned", "stayed")),
+    ],
+)
+def test_the_label_is_two_values_and_the_positive_one_is_found_or_named(
+    values: list[str], positive: str | None, expected: tuple[str, str]
+) -> None:
+    label = choose_label("L", values, positive)
+    assert (label.positive, label.negative) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "positive", "message"),
+    [
+        (["a", "b", "c"], None, "holds 3 distinct value(s)"),
+        (["Yes"], None, "holds 1 distinct value(s)"),
+        (["churned", "stayed"], None, "say which means churn with --positive VALUE"),
+        (["Yes", "No"], "Maybe", "--positive 'Maybe' is not a value of the label column L"),
+    ],
+)
+def test_a_label_that_is_not_two_values_or_an_unknown_positive_is_one_line(
+    values: list[str], positive: str | None, message: str
+) -> None:
+    with pytest.raises(DataError) as caught:
+        choose_label("L", values, positive)
+    assert message in str(caught.value) and "\n" not in str(caught.value)

@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from churnstream.contract.events import parse_features
 from churnstream.errors import ModelIntegrityError
-from churnstream.ml.dataset import load_rows
+from churnstream.ml.dataset import DATASET_LABEL, read_labelled
 from churnstream.ml.drift import (
     PSI_EPSILON,
     PSI_WARNING,
@@ -22,8 +21,9 @@ from churnstream.ml.drift import (
     population_stability,
     training_distribution,
 )
-from churnstream.ml.model import ChurnModel, features_frame, load_model
-from tests.helpers import current_model_path
+from churnstream.ml.features import features_frame
+from churnstream.ml.model import ChurnModel, load_model
+from tests.helpers import current_model_path, telco_contract
 
 WINDOW = 2000
 
@@ -33,13 +33,24 @@ def model() -> ChurnModel:
     return load_model(current_model_path())
 
 
+Row = tuple[Any, ...]
+
+
 @pytest.fixture(scope="module")
-def customers(real_data_path: Path) -> list[dict[str, Any]]:
-    """Every row of the real CSV as the validated feature dict the consumer scores."""
-    return [parse_features(row) for row in load_rows(real_data_path)]
+def customers(real_data_path: Path) -> list[Row]:
+    """Every row of the real CSV as the validated feature tuple the consumer scores."""
+    return read_labelled(telco_contract(), real_data_path, DATASET_LABEL).rows
 
 
-def monitor_of(model: ChurnModel, rows: list[dict[str, Any]], window: int = WINDOW, batch: int = 500) -> DriftMonitor:
+def at(name: str) -> int:
+    """A feature's place in the tuples."""
+    return POSITION[name]
+
+
+POSITION = {name: index for index, name in enumerate(telco_contract().feature_names)}
+
+
+def monitor_of(model: ChurnModel, rows: list[Row], window: int = WINDOW, batch: int = 500) -> DriftMonitor:
     monitor = DriftMonitor(model.card, window=window)
     for start in range(0, len(rows), batch):
         chunk = rows[start : start + batch]
@@ -47,7 +58,7 @@ def monitor_of(model: ChurnModel, rows: list[dict[str, Any]], window: int = WIND
     return monitor
 
 
-def test_a_random_sample_of_the_customers_does_not_drift(model: ChurnModel, customers: list[dict[str, Any]]) -> None:
+def test_a_random_sample_of_the_customers_does_not_drift(model: ChurnModel, customers: list[Row]) -> None:
     sample = random.Random(16).sample(customers, WINDOW)
     monitor = monitor_of(model, sample)
     psi = monitor.psi()
@@ -59,9 +70,11 @@ def test_a_random_sample_of_the_customers_does_not_drift(model: ChurnModel, cust
 
 
 def test_month_to_month_fiber_optic_customers_push_contract_and_internet_service_over_the_warning(
-    model: ChurnModel, customers: list[dict[str, Any]]
+    model: ChurnModel, customers: list[Row]
 ) -> None:
-    segment = [c for c in customers if c["Contract"] == "Month-to-month" and c["InternetService"] == "Fiber optic"]
+    segment = [
+        c for c in customers if c[at("Contract")] == "Month-to-month" and c[at("InternetService")] == "Fiber optic"
+    ]
     assert len(segment) > 1000
     monitor = monitor_of(model, random.Random(16).sample(segment, min(WINDOW, len(segment))))
     psi = monitor.psi()
@@ -73,11 +86,11 @@ def test_month_to_month_fiber_optic_customers_push_contract_and_internet_service
     assert monitor.mean_probability() > everyone.mean_probability()  # type: ignore[operator]
 
 
-def test_the_psi_is_the_documented_formula(model: ChurnModel, customers: list[dict[str, Any]]) -> None:
+def test_the_psi_is_the_documented_formula(model: ChurnModel, customers: list[Row]) -> None:
     """Contract's PSI recomputed by hand from the card's proportions and the window's counts."""
     rows = customers[:1500]
     entry = model.card["training_distribution"]["Contract"]
-    counts = Counter(row["Contract"] for row in rows)
+    counts = Counter(row[at("Contract")] for row in rows)
     by_hand = 0.0
     for category, share in zip(entry["categories"], entry["proportions"], strict=True):
         actual = max(counts[category] / len(rows), PSI_EPSILON)
@@ -87,12 +100,12 @@ def test_the_psi_is_the_documented_formula(model: ChurnModel, customers: list[di
 
 
 @pytest.mark.parametrize(("window", "batch"), [(100, 30), (150, 100), (100, 250), (1, 7)])
-def test_the_window_slides_old_events_leave(
-    model: ChurnModel, customers: list[dict[str, Any]], window: int, batch: int
-) -> None:
+def test_the_window_slides_old_events_leave(model: ChurnModel, customers: list[Row], window: int, batch: int) -> None:
     """After any sequence of batches, the monitor equals a fresh one fed only the last ``window`` events."""
-    segment = [c for c in customers if c["Contract"] == "Month-to-month" and c["InternetService"] == "Fiber optic"]
-    others = [c for c in customers if c["Contract"] == "Two year"]
+    segment = [
+        c for c in customers if c[at("Contract")] == "Month-to-month" and c[at("InternetService")] == "Fiber optic"
+    ]
+    others = [c for c in customers if c[at("Contract")] == "Two year"]
     stream = segment[:200] + others[:200]
     monitor = monitor_of(model, stream, window=window, batch=batch)
     fresh = monitor_of(model, stream[-window:], window=window, batch=window)
@@ -110,7 +123,7 @@ def test_the_window_slides_old_events_leave(
 
 
 def test_a_card_without_a_training_distribution_tracks_only_the_mean_probability(
-    model: ChurnModel, customers: list[dict[str, Any]]
+    model: ChurnModel, customers: list[Row]
 ) -> None:
     old_card = {key: value for key, value in model.card.items() if key != "training_distribution"}
     monitor = DriftMonitor(old_card, window=10)
@@ -133,9 +146,9 @@ def test_a_malformed_distribution_is_refused_in_one_line(model: ChurnModel) -> N
         DriftMonitor(card)
 
 
-def test_the_training_distribution_has_a_bin_for_every_row(customers: list[dict[str, Any]]) -> None:
-    frame = features_frame(customers)
-    distribution = training_distribution(frame)
+def test_the_training_distribution_has_a_bin_for_every_row(customers: list[Row]) -> None:
+    frame = features_frame(telco_contract().schema, customers)
+    distribution = training_distribution(telco_contract().schema, frame)
     for name, entry in distribution.items():
         assert sum(entry["proportions"]) == pytest.approx(1.0), name
     total_charges = distribution["TotalCharges"]

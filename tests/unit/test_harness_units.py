@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from churnstream.consumer.scoring import RawRecord
-from churnstream.contract.events import decode_value, utc_now_iso, validate_event
+from churnstream.contract.events import utc_now_iso
 from churnstream.contract.outputs import DeadLetterInfo, Prediction
 from churnstream.errors import InvalidEvent
 from churnstream.harness import badinput
@@ -20,6 +20,7 @@ from churnstream.harness.analysis import (
 )
 from churnstream.harness.judge import judge
 from churnstream.harness.plan import RunPlan
+from tests.helpers import telco_contract
 
 CATALOGUE = badinput.catalogue("unit", utc_now_iso())
 
@@ -33,7 +34,7 @@ def test_the_catalogue_has_at_least_thirty_distinct_kinds() -> None:
 @pytest.mark.parametrize("item", CATALOGUE, ids=lambda item: item.kind)
 def test_every_catalogue_entry_is_rejected_at_its_stage(item: badinput.BadEvent) -> None:
     with pytest.raises(InvalidEvent) as caught:
-        validate_event(decode_value(item.value))
+        telco_contract().decode(item.value)
     assert caught.value.stage == item.stage
 
 
@@ -45,7 +46,7 @@ def test_pick_cycles_through_both_families() -> None:
 
 
 def _prediction(source: tuple[int, int], event_id: str) -> ObservedPrediction:
-    prediction = Prediction("c", 0.5, "Yes", 0.5, "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.001Z",
+    prediction = Prediction("customerID", "c", 0.5, "Yes", 0.5, "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.001Z",
                             event_id, "v", source[0], source[1])  # fmt: skip
     return ObservedPrediction(prediction, 2.0)
 

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import sklearn
 
-from churnstream.contract.events import parse_features
-from churnstream.contract.schema import CATEGORICAL_NAMES, FEATURES, Categorical
 from churnstream.errors import ModelIntegrityError, ModelMissing
-from churnstream.ml.features import TelcoFeatureEncoder, sklearn_reference_preprocessing
-from churnstream.ml.model import features_frame, load_model, verify_model
+from churnstream.ml.dataset import DATASET_LABEL, read_labelled
+from churnstream.ml.features import SchemaEncoder, encoder_columns, features_frame, sklearn_reference_preprocessing
+from churnstream.ml.linear import LinearModel
+from churnstream.ml.model import load_model, verify_model
 from churnstream.ml.threshold import RULE_MAX_F1, RULE_MIN_COST
-from churnstream.ml.train import TrainOptions, load_training_frame, state_digest, train
-from tests.helpers import current_card_path, current_model_path, make_rows, write_csv
+from churnstream.ml.train import TrainOptions, labelled_frame, state_digest, train
+from tests.helpers import current_card_path, current_model_path, make_rows, telco_contract, telco_features, write_csv
 
 
 @pytest.fixture
@@ -38,17 +38,20 @@ def test_the_shipped_model_meets_its_goal_and_describes_itself(model_copy: Path)
     assert card["threshold_rule"]["rule"] in (RULE_MAX_F1, RULE_MIN_COST)
     assert set(card["training_distribution"]) == set(card["features"])
     assert card["metrics"]["train_rows"] + card["metrics"]["validation_rows"] + card["metrics"]["test_rows"] == 7043
-    assert card["categories"] == {f.name: list(f.allowed) for f in FEATURES if isinstance(f, Categorical)}
-    assert set(card["categories"]) == set(CATEGORICAL_NAMES)
+    schema = telco_contract().schema
+    assert card["schema"] == schema.document and card["schema_sha256"] == schema.sha256
+    assert card["features"] == list(telco_contract().feature_names) and card["key_field"] == "customerID"
+    assert card["label"] == {"column": "Churn", "positive": "Yes", "negative": "No"}
+    assert card["model_kind"] == "trained"
     assert card["training_data"]["rows"] == 7043
     assert model.version.startswith("logreg-")
 
 
 def test_predict_proba_matches_the_pipeline_row_by_row(model_copy: Path) -> None:
     model = load_model(model_copy)
-    rows = [parse_features(row) for row in make_rows(20)]
+    rows = [telco_features(row) for row in make_rows(20)]
     batch = model.predict_proba(rows)
-    single = [model.pipeline.predict_proba(features_frame([row]))[0, 1] for row in rows]
+    single = [model.pipeline.predict_proba(features_frame(model.schema, [row]))[0, 1] for row in rows]
     np.testing.assert_allclose(batch, single, rtol=0, atol=1e-12)
     assert ((batch >= 0) & (batch <= 1)).all()
 
@@ -85,7 +88,7 @@ def test_another_scikit_learn_version_is_refused_clearly(model_copy: Path) -> No
     with pytest.raises(ModelIntegrityError) as refused:
         load_model(model_copy)
     message = str(refused.value)
-    assert f"trained with scikit-learn 0.24.2 but this environment has {sklearn.__version__}" in message
+    assert f"made with scikit-learn 0.24.2 but this environment has {sklearn.__version__}" in message
     assert "python -m churnstream.train --promote" in message  # the command that retrains it, with its options
     assert len(message.splitlines()) == 1
 
@@ -122,9 +125,9 @@ def test_training_is_deterministic_and_the_version_names_the_model_not_the_pickl
     """The same data and options give the same version, even after the process loaded another model
     (which changes which equal strings pickle shares, and so a few bytes of the pickle)."""
     data = write_csv(tmp_path / "train.csv", make_rows(400))
-    first = train(data, verify_checksum=False)
+    first = train(data, telco_contract(), DATASET_LABEL)
     load_model(current_model_path())
-    second = train(data, verify_checksum=False)
+    second = train(data, telco_contract(), DATASET_LABEL)
     assert first.card["metrics"] == second.card["metrics"]
     assert first.version == second.version
     (tmp_path / "m.pkl").write_bytes(first.model_bytes)
@@ -136,7 +139,7 @@ def test_each_option_gives_another_version(tmp_path: Path) -> None:
     data = write_csv(tmp_path / "train.csv", make_rows(400))
     variants = [TrainOptions(), TrainOptions(regularization=0.05), TrainOptions(class_weight="balanced")]
     variants.append(TrainOptions(cost_ratio=5.0))
-    trained = [train(data, options, verify_checksum=False) for options in variants]
+    trained = [train(data, telco_contract(), DATASET_LABEL, options=options) for options in variants]
     assert len({t.version for t in trained}) == len(variants)
     # a cost ratio changes the threshold, not the fitted model: the version must differ all the same
     fitted = [state_digest(joblib.load(io.BytesIO(t.model_bytes))).hexdigest() for t in (trained[0], trained[3])]
@@ -146,9 +149,10 @@ def test_each_option_gives_another_version(tmp_path: Path) -> None:
 
 
 def test_the_fast_encoder_computes_what_scikit_learns_encoders_compute(real_data_path: Path) -> None:
-    frame, _ = load_training_frame(real_data_path)
-    ours = TelcoFeatureEncoder().fit(frame)
-    reference = sklearn_reference_preprocessing().fit(frame)
+    schema = telco_contract().schema
+    frame, _ = labelled_frame(telco_contract(), real_data_path, DATASET_LABEL)
+    ours = SchemaEncoder(encoder_columns(schema)).fit(frame)
+    reference = sklearn_reference_preprocessing(schema).fit(frame)
     np.testing.assert_allclose(ours.transform(frame), reference.transform(frame), rtol=0, atol=1e-12)
     unseen = frame.head(3).copy()
     unseen["Contract"] = "Forever"  # unknown categories encode as all zeros in both
@@ -157,7 +161,38 @@ def test_the_fast_encoder_computes_what_scikit_learns_encoders_compute(real_data
 
 
 def test_the_encoder_names_missing_columns() -> None:
-    frame = features_frame([parse_features(row) for row in make_rows(5)])
-    encoder = TelcoFeatureEncoder().fit(frame)
+    frame = features_frame(telco_contract().schema, [telco_features(row) for row in make_rows(5)])
+    encoder = SchemaEncoder(encoder_columns(telco_contract().schema)).fit(frame)
     with pytest.raises(ValueError, match="missing feature column"):
         encoder.transform(frame.drop(columns=["tenure"]))
+
+
+def test_the_linear_fast_path_equals_the_pipeline_on_the_real_data(real_data_path: Path) -> None:
+    """The consumer scores the project's own model from tuples (churnstream.ml.linear): the same probabilities
+    as the pipeline's predict_proba on the typed frame, to 1e-12, unknown categories and nulls included."""
+    model = load_model(current_model_path())
+    assert model.linear is not None
+    rows = read_labelled(telco_contract(), real_data_path, DATASET_LABEL).rows
+    rows += [(*rows[0][:14], "Forever", *rows[0][15:])]  # a category the encoder has never seen
+    np.testing.assert_allclose(
+        model.linear.predict_proba(rows), model.pipeline.predict_proba(features_frame(model.schema, rows))[:, 1],
+        rtol=0, atol=1e-12,
+    )  # fmt: skip
+    assert LinearModel.of(model.pipeline.named_steps["classifier"]) is None  # not the project's own: no fast path
+
+
+def test_a_card_of_an_older_release_is_refused_with_what_to_do(model_copy: Path) -> None:
+    """A card without its event schema (format 2): the model cannot say what it reads."""
+    card_path = model_copy.parent / "model_card.json"
+    card = json.loads(card_path.read_text())
+    del card["schema"]
+    card["card_format"] = 2
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelIntegrityError, match=r"older release of this project .* run 'make model'"):
+        load_model(model_copy)
+
+
+def test_a_card_whose_schema_was_edited_is_refused(model_copy: Path) -> None:
+    _edit_card(model_copy, schema={**telco_contract().schema.document, "title": "edited"})
+    with pytest.raises(ModelIntegrityError, match="the card was edited"):
+        load_model(model_copy)

@@ -11,9 +11,10 @@ import pytest
 from churnstream.cli import model as model_cli
 from churnstream.cli import train as train_cli
 from churnstream.errors import EXIT_CONFIG, EXIT_MODEL_INTEGRITY
+from churnstream.ml.dataset import DATASET_LABEL
 from churnstream.ml.store import CARD_FILE, LEGACY_MODEL_FILE, MODEL_FILE, ModelStore
 from churnstream.ml.train import TrainOptions, train_into
-from tests.helpers import current_card_path, current_model_path, make_rows, write_csv
+from tests.helpers import current_card_path, current_model_path, make_rows, telco_contract, write_csv
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def store(tmp_path: Path) -> ModelStore:
     store = ModelStore(tmp_path / "models")
     store.add(current_model_path().read_bytes(), json.loads(current_card_path().read_text()))
     data = write_csv(tmp_path / "rows.csv", make_rows(300))
-    train_into(store, data, TrainOptions(class_weight="balanced"), verify_checksum=False)
+    train_into(store, data, telco_contract(), DATASET_LABEL, options=TrainOptions(class_weight="balanced"))
     return store
 
 

@@ -10,13 +10,19 @@ from typing import Any
 import pytest
 
 from churnstream.consumer.models import ModelWatcher
+from churnstream.contract.events import Contract
 from churnstream.errors import ConfigError, ModelIntegrityError
+from tests.helpers import telco_contract
 
 
 @dataclass
 class Model:
     version: str
     threshold: float = 0.5
+
+    @property
+    def contract(self) -> Contract:
+        return telco_contract()
 
     def predict_proba(self, rows: Any) -> list[float]:
         return [0.5] * len(rows)

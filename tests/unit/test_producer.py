@@ -25,8 +25,7 @@ from kafka.future import Future
 
 import producer
 from churnstream.cli.formatting import format_producer_summary
-from churnstream.contract.events import decode_value, validate_event
-from churnstream.contract.schema import FEATURE_NAMES
+from churnstream.contract.events import parse_object
 from churnstream.errors import EXIT_USAGE, CheckpointConflict, DataError
 from churnstream.files import remove_stale_temp_files
 from churnstream.kafka.clients import FLUSH_TIMEOUT_S
@@ -45,7 +44,7 @@ from churnstream.producer.rows import (
     streaming_event_id,
 )
 from churnstream.producer.summary import RunSummary
-from tests.helpers import ROOT, SAMPLE_ROW, make_rows, write_csv
+from tests.helpers import ROOT, SAMPLE_ROW, make_rows, telco_contract, write_csv
 
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -135,7 +134,7 @@ def csv_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def data(csv_path: Path) -> PreparedData:
-    return prepare_rows(csv_path)
+    return prepare_rows(csv_path, telco_contract())
 
 
 def stream(
@@ -184,9 +183,9 @@ def test_a_bad_row_stops_the_run_naming_file_and_line(tmp_path: Path) -> None:
     rows[2]["tenure"] = "many"
     path = write_csv(tmp_path / "bad.csv", rows)
     with pytest.raises(DataError) as caught:
-        prepare_rows(path)
+        prepare_rows(path, telco_contract())
     assert str(caught.value) == (
-        f"data file {path} line 4: tenure='many' is not a plain decimal number; fix the row, "
+        f"data file {path} line 4: tenure='many' is not a plain whole number; fix the row, "
         "or pass --skip-bad-rows to leave bad rows out"
     )
 
@@ -197,53 +196,51 @@ def test_skip_bad_rows_reports_each_and_keeps_positions(tmp_path: Path, caplog: 
     rows[4]["customerID"] = ""
     path = write_csv(tmp_path / "bad.csv", rows)
     with caplog.at_level(logging.WARNING):
-        data = prepare_rows(path, skip_bad_rows=True)
+        data = prepare_rows(path, telco_contract(), skip_bad_rows=True)
     assert [(s.row_index, s.line_number) for s in data.skipped] == [(1, 3), (4, 6)]
     assert data.rows_per_pass == 6 and data.rows[1] is None and data.rows[4] is None
     assert [r.row_index for r in data.valid_rows] == [0, 2, 3, 5]
     assert "line 3: Contract='Forever' is not a known category" in caplog.text
-    assert "line 6: customerID is not a non-empty string" in caplog.text
+    assert "line 6: customerID is an empty string; a non-empty string is required" in caplog.text
 
 
 def test_limit_reads_only_the_first_rows(csv_path: Path) -> None:
-    assert prepare_rows(csv_path, limit=3).rows_per_pass == 3
+    assert prepare_rows(csv_path, telco_contract(), limit=3).rows_per_pass == 3
 
 
 def test_missing_file_wrong_header_and_no_rows_are_data_errors(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"is missing; run 'make data'"):
-        prepare_rows(tmp_path / "nope.csv")
+    with pytest.raises(DataError, match=r"is missing; check --data \(or DATA_PATH\)"):
+        prepare_rows(tmp_path / "nope.csv", telco_contract())
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("id,gender\n1,Male\n")
-    with pytest.raises(
-        DataError, match=r"wrong\.csv has a wrong header: missing column\(s\) customerID, SeniorCitizen"
-    ):
-        prepare_rows(wrong)
+    with pytest.raises(DataError, match=r"wrong\.csv lacks the column\(s\) customerID, SeniorCitizen"):
+        prepare_rows(wrong, telco_contract())
     empty = write_csv(tmp_path / "empty.csv", [])
     with pytest.raises(DataError, match="has no data rows"):
-        prepare_rows(empty)
+        prepare_rows(empty, telco_contract())
     all_bad = make_rows(2)
     for row in all_bad:
         row["gender"] = "?"
     with pytest.raises(DataError, match="has no valid rows"):
-        prepare_rows(write_csv(tmp_path / "allbad.csv", all_bad), skip_bad_rows=True)
+        prepare_rows(write_csv(tmp_path / "allbad.csv", all_bad), telco_contract(), skip_bad_rows=True)
 
 
 def test_a_file_that_is_not_utf8_is_a_data_error(tmp_path: Path) -> None:
     path = tmp_path / "latin1.csv"
     path.write_bytes(",".join(SAMPLE_ROW).encode() + b"\n\xff\xfe,broken\n")
     with pytest.raises(DataError, match="is not UTF-8 text"):
-        prepare_rows(path)
+        prepare_rows(path, telco_contract())
 
 
 def test_built_values_follow_the_event_contract(data: PreparedData) -> None:
     row = data.valid_rows[3]
     value = build_value(row, "load-0-3", "2026-11-27T08:15:45.123Z")
-    event = decode_value(value)
-    assert list(event) == ["customerID", *FEATURE_NAMES, "event_ts", "event_id"]
-    valid = validate_event(event)
-    assert (valid.customer_id, valid.event_id, valid.event_ts) == ("0003-TEST", "load-0-3", "2026-11-27T08:15:45.123Z")
+    event = parse_object(value)
+    assert list(event) == ["customerID", *telco_contract().feature_names, "event_ts", "event_id"]
+    valid = telco_contract().decode(value)
+    assert (valid.key, valid.event_id, valid.event_ts) == ("0003-TEST", "load-0-3", "2026-11-27T08:15:45.123Z")
     assert isinstance(event["MonthlyCharges"], float) and isinstance(event["TotalCharges"], float)
-    assert row.template["event_id"] == ""  # the template is never changed by a send
+    assert row.template["event_id"] == "placeholder"  # the template is never changed by a send
 
 
 # --- event ids and timestamps -----------------------------------------------------------------
@@ -725,7 +722,7 @@ def test_a_chunk_with_a_failed_event_does_not_advance_the_checkpoint(data: Prepa
 def test_skipped_rows_send_nothing_but_keep_their_positions(tmp_path: Path) -> None:
     rows = make_rows(5)
     rows[2]["gender"] = "?"
-    data = prepare_rows(write_csv(tmp_path / "r.csv", rows), skip_bad_rows=True)
+    data = prepare_rows(write_csv(tmp_path / "r.csv", rows), telco_contract(), skip_bad_rows=True)
     summary, sender, saved = batch(data, new_load(data), batch_size=2)
     assert [r.value["event_id"] for r in sender.records] == ["L-0-0", "L-0-1", "L-0-3", "L-0-4"]
     assert [c.next_row for c in saved] == [2, 4, 5]
@@ -822,6 +819,6 @@ def test_the_rows_and_the_checkpoints_hash_come_from_one_read(tmp_path: Path, mo
         return real_open(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "open", open_)
-    data = prepare_rows(path)
+    data = prepare_rows(path, telco_contract())
     assert opened == [path]
     assert data.sha256 == expected

@@ -10,10 +10,11 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_
 from sklearn.model_selection import train_test_split
 
 from churnstream.files import sha256_file
+from churnstream.ml.dataset import DATASET_LABEL
 from churnstream.ml.model import load_model
 from churnstream.ml.store import ModelStore
 from churnstream.ml.threshold import RULE_MAX_F1, RULE_MIN_COST, choose_threshold
-from churnstream.ml.train import load_training_frame
+from churnstream.ml.train import labelled_frame
 from churnstream.settings import DEFAULT_MODEL_STORE
 
 GRID = 1000  # probabilities and thresholds are k / GRID: the grid holds every candidate exactly
@@ -99,7 +100,7 @@ def test_the_current_cards_threshold_is_the_one_its_rule_picks_on_its_validation
     card = model.card
     assert card["training_data"]["sha256"] == sha256_file(real_data_path)
     split = card["split"]
-    frame, labels = load_training_frame(real_data_path)
+    frame, labels = labelled_frame(model.contract, real_data_path, DATASET_LABEL)
     x_rest, _, y_rest, _ = train_test_split(
         frame, labels, test_size=split["test_size"], stratify=labels, random_state=split["random_state"]
     )
