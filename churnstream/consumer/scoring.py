@@ -152,7 +152,7 @@ def _class_name(exc: BaseException) -> str:
 def error_class(exc: BaseException) -> str:
     """The class that explains a failure best: for an InvalidEvent, the error it was raised from.
 
-    ``decode_value`` raises ``InvalidEvent(...) from None``: the orjson error is still on
+    ``contract.events.parse_object`` raises ``InvalidEvent(...) from None``: the orjson error is still on
     ``__context__`` (suppressed for display only), and "orjson.JSONDecodeError" tells an operator
     more than "InvalidEvent" does.
     """

@@ -22,7 +22,7 @@ import orjson
 import pytest
 from kafka.admin import NewTopic
 
-from churnstream.contract.events import encode_event, row_to_event, utc_now_iso, validate_event
+from churnstream.contract.events import encode_event, utc_now_iso
 from churnstream.contract.outputs import (
     DEADLETTER_HEADERS,
     PREDICTION_NO,
@@ -37,9 +37,19 @@ from churnstream.kafka.clients import make_admin, make_producer
 from churnstream.kafka.reading import read_all as read_topic_to_end
 from churnstream.kafka.topics import ensure_topics
 from churnstream.ml.dataset import load_rows
-from churnstream.ml.model import features_frame, load_model
+from churnstream.ml.features import features_frame
+from churnstream.ml.model import load_model
 from churnstream.settings import Settings, settings_from
-from tests.helpers import current_card_path, current_model_path, free_port, make_rows, run_script, start_script
+from tests.helpers import (
+    current_card_path,
+    current_model_path,
+    free_port,
+    make_rows,
+    run_script,
+    start_script,
+    telco_contract,
+    telco_event,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +85,7 @@ def produce(
 def real_events(real_data_path: Path, prefix: str) -> list[dict[str, Any]]:
     stamp = utc_now_iso()
     return [
-        row_to_event(row, event_id=f"{prefix}-{index}", event_ts=stamp)
+        telco_event(row, event_id=f"{prefix}-{index}", event_ts=stamp)
         for index, row in enumerate(load_rows(real_data_path))
     ]
 
@@ -169,13 +179,13 @@ def test_7043_real_events_in_7043_predictions_out_equal_to_offline(
     by_id = {}
     for record in records:
         payload = decode_prediction(record.value)
-        assert record.key == payload.customer_id.encode()
+        assert record.key == payload.key.encode()
         by_id[payload.event_id] = payload
     assert set(by_id) == {event["event_id"] for event in events}
 
     model = load_model(current_model_path())
-    features = [validate_event(event).features for event in events]
-    offline = model.pipeline.predict_proba(features_frame(features))[:, 1]
+    features = [telco_contract().decode(encode_event(event)).features for event in events]
+    offline = model.pipeline.predict_proba(features_frame(model.schema, features))[:, 1]
     online = [by_id[event["event_id"]].churn_probability for event in events]
     differences = [abs(a - b) for a, b in zip(online, offline.tolist(), strict=True)]
     # Equal up to the last bit or two: the consumer scores in batches of up to 2,000 and the
@@ -196,7 +206,7 @@ def test_a_mixed_batch_gives_each_record_one_outcome_and_dead_letters_keep_the_b
 ) -> None:
     settings = settings_from(pipeline_env)
     create_raw_topic(settings)
-    good = [row_to_event(row, event_id=f"good-{i}", event_ts=utc_now_iso()) for i, row in enumerate(make_rows(30))]
+    good = [telco_event(row, event_id=f"good-{i}", event_ts=utc_now_iso()) for i, row in enumerate(make_rows(30))]
     unknown_category = {**good[0], "event_id": "bad-category", "Contract": "Three year"}
     senior_two = {**good[1], "event_id": "bad-senior", "SeniorCitizen": 2}
     missing_field = {k: v for k, v in good[2].items() if k != "tenure"} | {"event_id": "bad-missing"}

@@ -35,7 +35,7 @@ from kafka import KafkaAdminClient
 
 from churnstream import localkafka as broker
 from churnstream.consumer.options import DEFAULT_MAX_BATCH
-from churnstream.contract.events import decode_value, utc_now_iso
+from churnstream.contract.events import parse_object, utc_now_iso
 from churnstream.contract.outputs import DeadLetterInfo, Stage
 from churnstream.errors import (
     EXIT_BROKER,
@@ -336,7 +336,7 @@ def test_2_producer_sigkilled_mid_load_then_resume(pipeline_env: dict[str, str],
     resumed = run_script("producer.py", ["--mode", "batch", "--resume", "-q", "--no-progress"], pipeline_env, 300)
     assert resumed.returncode == 0, resumed.stderr
 
-    ids = Counter(decode_value(record.value)["event_id"] for record in read_topic(settings, settings.topic_raw))
+    ids = Counter(parse_object(record.value)["event_id"] for record in read_topic(settings, settings.topic_raw))
     expected = {f"{at_kill.load_id}-{p}-{i}" for p in range(BATCH_REPEAT) for i in range(ROWS)}
     missing = expected - set(ids)
     resent = sum(count - 1 for count in ids.values())

@@ -7,7 +7,7 @@ import time
 import pytest
 from kafka import KafkaAdminClient
 
-from churnstream.contract.events import decode_value, encode_event, row_to_event, utc_now_iso, validate_event
+from churnstream.contract.events import encode_event, utc_now_iso
 from churnstream.errors import BrokerUnavailable
 from churnstream.kafka.clients import make_admin, make_consumer, make_producer
 from churnstream.kafka.topics import (
@@ -17,7 +17,7 @@ from churnstream.kafka.topics import (
     topic_max_message_bytes,
 )
 from churnstream.settings import Settings, settings_from
-from tests.helpers import free_port, make_rows
+from tests.helpers import free_port, make_rows, telco_contract, telco_event
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def test_events_round_trip_through_the_real_broker(pipeline_settings: Settings) 
     finally:
         admin.close()
 
-    events = [row_to_event(row, event_id=f"rt-{i}", event_ts=utc_now_iso()) for i, row in enumerate(make_rows(50))]
+    events = [telco_event(row, event_id=f"rt-{i}", event_ts=utc_now_iso()) for i, row in enumerate(make_rows(50))]
     producer = make_producer(settings)
     try:
         for event in events:
@@ -55,8 +55,8 @@ def test_events_round_trip_through_the_real_broker(pipeline_settings: Settings) 
         while len(received) < len(events) and time.monotonic() < deadline:
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
-                    valid = validate_event(decode_value(record.value))
-                    assert record.key == valid.customer_id.encode()
+                    valid = telco_contract().decode(record.value)
+                    assert record.key == valid.key.encode()
                     received[valid.event_id] = valid
     finally:
         consumer.close()

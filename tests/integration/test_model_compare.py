@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
-from churnstream.contract.events import parse_features, utc_now_iso
+from churnstream.contract.events import utc_now_iso
 from churnstream.contract.outputs import encode_prediction
 from churnstream.kafka.clients import make_admin, make_producer
 from churnstream.kafka.topics import ensure_topics
-from churnstream.ml.dataset import load_rows
+from churnstream.ml.dataset import DATASET_LABEL, load_rows
 from churnstream.ml.model import ChurnModel, load_model
 from churnstream.ml.store import ModelStore
 from churnstream.ml.train import TrainOptions, train_into
 from churnstream.settings import Settings
-from tests.helpers import run_module
+from tests.helpers import run_module, telco_contract, telco_features
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -33,6 +33,7 @@ def _publish(
     try:
         for index, (row, probability) in enumerate(zip(rows, probabilities, strict=True)):
             value = encode_prediction(
+                "customerID",
                 row["customerID"],
                 float(probability),
                 bool(probability >= model.threshold),
@@ -60,13 +61,14 @@ def test_compare_reports_the_agreement_and_each_models_metrics(
 ) -> None:
     settings = pipeline_settings
     store = ModelStore(tmp_path / "models")
-    main_version = train_into(store, real_data_path).version
-    shadow_version = train_into(store, real_data_path, TrainOptions(class_weight="balanced", cost_ratio=3.0)).version
+    main_version = train_into(store, real_data_path, telco_contract(), DATASET_LABEL).version
+    challenger = TrainOptions(class_weight="balanced", cost_ratio=3.0)
+    shadow_version = train_into(store, real_data_path, telco_contract(), DATASET_LABEL, options=challenger).version
     assert main_version != shadow_version
     main_model, shadow_model = (load_model(*store.paths(v)) for v in (main_version, shadow_version))
 
     rows = load_rows(real_data_path)[:EVENTS]
-    features = [parse_features(row) for row in rows]
+    features = [telco_features(row) for row in rows]
     main_p, shadow_p = main_model.predict_proba(features), shadow_model.predict_proba(features)
     main_topic, shadow_topic = settings.topic_predictions, settings.topic_predictions_shadow  # unique per test
     assert shadow_topic == pipeline_env["KAFKA_TOPIC_PREDICTIONS_SHADOW"]

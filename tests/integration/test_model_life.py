@@ -17,17 +17,17 @@ from pathlib import Path
 import orjson
 import pytest
 
-from churnstream.contract.events import encode_event, row_to_event, utc_now_iso
+from churnstream.contract.events import encode_event, utc_now_iso
 from churnstream.contract.outputs import Prediction, decode_prediction
 from churnstream.kafka.clients import make_admin, make_producer
 from churnstream.kafka.reading import read_all
 from churnstream.kafka.topics import ensure_topics
-from churnstream.ml.dataset import load_rows
+from churnstream.ml.dataset import DATASET_LABEL, load_rows
 from churnstream.ml.model import load_model
 from churnstream.ml.store import ModelStore
 from churnstream.ml.train import TrainOptions, train_into
 from churnstream.settings import DEFAULT_MODEL_STORE, Settings, settings_from
-from tests.helpers import run_module, run_script, start_script
+from tests.helpers import run_module, run_script, start_script, telco_contract, telco_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -44,7 +44,8 @@ def second_version(tmp_path_factory: pytest.TempPathFactory, real_data_path: Pat
     shutil.copytree(source.root / current, root / current)
     store = ModelStore(root)
     store.promote(current)
-    challenger = train_into(store, real_data_path, TrainOptions(class_weight="balanced", cost_ratio=3.0))
+    options = TrainOptions(class_weight="balanced", cost_ratio=3.0)
+    challenger = train_into(store, real_data_path, telco_contract(), DATASET_LABEL, options=options)
     return root, current, challenger.card["model_version"]
 
 
@@ -230,10 +231,8 @@ def test_an_unknown_shadow_version_stops_the_start_with_the_settings_code(
     assert len(errors) == 1 and "logreg-000000000000" in errors[0]
 
 
-def _features(value: bytes) -> dict:
-    from churnstream.contract.events import decode_value, validate_event  # noqa: PLC0415
-
-    return validate_event(decode_value(value)).features
+def _features(value: bytes) -> tuple:
+    return telco_contract().decode(value).features
 
 
 def _send_malformed(settings: Settings, count: int) -> None:
@@ -268,7 +267,7 @@ def test_drift_shows_where_live_customers_differ_from_the_training_data(
     producer = make_producer(settings)
     try:
         for index, row in enumerate(rows):
-            event = row_to_event(row, event_id=f"drift-{index}", event_ts=utc_now_iso())
+            event = telco_event(row, event_id=f"drift-{index}", event_ts=utc_now_iso())
             producer.send(settings.topic_raw, key=row["customerID"].encode(), value=encode_event(event))
         producer.flush(timeout=60)
     finally:

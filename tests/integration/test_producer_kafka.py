@@ -17,14 +17,22 @@ from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import NewTopic
 
 from benchmarks import bench_producer
-from churnstream.contract.events import decode_value, validate_event
-from churnstream.contract.schema import FEATURE_NAMES
+from churnstream.contract.events import encode_event, parse_object
 from churnstream.errors import EXIT_BROKER, EXIT_CHECKPOINT, EXIT_DATA
 from churnstream.files import sha256_file
 from churnstream.kafka.clients import make_consumer
 from churnstream.producer.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from churnstream.settings import settings_from
-from tests.helpers import checkpoint_path, free_port, make_rows, run_script, start_script, wait_for_progress, write_csv
+from tests.helpers import (
+    checkpoint_path,
+    free_port,
+    make_rows,
+    run_script,
+    start_script,
+    telco_contract,
+    wait_for_progress,
+    write_csv,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +59,7 @@ def read_topic(env: dict[str, str], timeout_s: float = 60) -> list[tuple[bytes, 
         while any(consumer.position(tp) < end[tp] for tp in partitions):
             assert time.monotonic() < deadline, "timed out reading the topic back"
             for batch in consumer.poll(timeout_ms=500, max_records=5000).values():
-                records.extend((r.key, decode_value(r.value)) for r in batch)
+                records.extend((r.key, parse_object(r.value)) for r in batch)
         return records
     finally:
         consumer.close()
@@ -85,7 +93,7 @@ def test_streaming_sends_the_requested_count_at_the_requested_rate(
     assert set(ids) == {f"{summary['run_id']}-{i}" for i in range(600)}
     for key, event in records:
         assert key == event["customerID"].encode()
-        validate_event(event)
+        telco_contract().decode(encode_event(event))
 
 
 def test_batch_sends_each_of_the_7043_rows_once_with_keys_and_types(
@@ -115,7 +123,7 @@ def test_batch_sends_each_of_the_7043_rows_once_with_keys_and_types(
     blanks = 0
     for key, event in records:
         assert key == event["customerID"].encode()
-        assert list(event) == ["customerID", *FEATURE_NAMES, "event_ts", "event_id"]  # no Churn
+        assert list(event) == ["customerID", *telco_contract().feature_names, "event_ts", "event_id"]  # no Churn
         assert event["SeniorCitizen"] in (0, 1) and type(event["SeniorCitizen"]) is int
         assert type(event["tenure"]) is int and type(event["MonthlyCharges"]) is float
         assert event["TotalCharges"] is None or type(event["TotalCharges"]) is float
@@ -248,7 +256,7 @@ def test_missing_csv_is_one_line_and_exit_4(pipeline_env: dict[str, str], tmp_pa
     result = run_script("producer.py", ["--mode", "batch", "--data", str(missing)], env=pipeline_env)
     assert result.returncode == EXIT_DATA
     assert error_lines(result) == [
-        f"Error: data file {missing} is missing; run 'make data' (or: python -m churnstream.data) to fetch it"
+        f"Error: data file {missing} is missing; check --data (or DATA_PATH)"
     ]
 
 
@@ -261,7 +269,7 @@ def test_wrong_header_is_one_line_and_exit_4(pipeline_env: dict[str, str], tmp_p
     assert result.returncode == EXIT_DATA
     lines = error_lines(result)
     assert len(lines) == 1
-    assert lines[0].startswith(f"Error: data file {wrong} has a wrong header: missing column(s) SeniorCitizen, ")
+    assert lines[0].startswith(f"Error: data file {wrong} lacks the column(s) SeniorCitizen, ")
 
 
 def test_a_bad_row_stops_the_run_unless_skip_bad_rows(pipeline_env: dict[str, str], tmp_path: Path) -> None:
