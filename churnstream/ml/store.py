@@ -131,6 +131,34 @@ class ModelStore:
             return None
         return (stat.st_mtime_ns, stat.st_ino)
 
+    def require_current(self) -> str:
+        """The current version; ModelMissing (one line, with the command that makes one) when there is none."""
+        current = self.current()
+        if current is None:
+            raise ModelMissing(
+                f"the model store {self.root} has no current version ({ENV_MODEL_STORE}; no {CURRENT_FILE} file); "
+                f"{STORE_HINT}"
+            )
+        return current
+
+    def files_marker(self, version: str) -> tuple[object, ...]:
+        """What ``stat`` says of the version's folder, model file and card (inode, size, mtime, ctime, mode,
+        owner), or the error's name. A consumer that refused the version loads it again only when this
+        changes (files replaced, repaired, made readable): three ``stat`` calls, no read. Never raises."""
+        if not valid_version_name(version):
+            return ("not a version name",)
+        folder = self.root / version
+        marks: list[object] = []
+        for path in (folder, folder / MODEL_FILE, folder / CARD_FILE):
+            try:
+                stat = path.stat()
+            except OSError as exc:
+                marks.append(type(exc).__name__)
+            else:
+                fields = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_mode)
+                marks.append((*fields, stat.st_uid, stat.st_gid))
+        return tuple(marks)
+
     def history(self) -> list[str]:
         """The promotions, oldest first (the last one is normally the current version)."""
         try:
@@ -138,6 +166,17 @@ class ModelStore:
         except FileNotFoundError:
             return []
         return [line.strip() for line in text.splitlines() if valid_version_name(line.strip())]
+
+    def fallbacks(self, current: str) -> list[str]:
+        """The versions to serve when ``current`` cannot be loaded: the earlier promotions of the history,
+        newest first, each once (a rollback pops what it leaves, so these are the versions that led here)."""
+        seen = {current}
+        order: list[str] = []
+        for version in reversed(self.history()):
+            if version not in seen:
+                seen.add(version)
+                order.append(version)
+        return order
 
     def previous(self) -> str | None:
         """The version ``rollback()`` would make current, or None when there is none."""
@@ -376,12 +415,7 @@ def resolve_model(settings: Settings) -> ModelRef:
             version = model_path.parent.name  # load_model will refuse it and say why
         return ModelRef(version=version, model_path=model_path, card_path=card_path, pinned=True)
     store = ModelStore(settings.model_store)
-    current = store.current()
-    if current is None:
-        raise ModelMissing(
-            f"the model store {store.root} has no current version ({ENV_MODEL_STORE}; no {CURRENT_FILE} file); "
-            f"{STORE_HINT}"
-        )
+    current = store.require_current()
     try:
         return store.ref(current)
     except ConfigError as exc:

@@ -240,3 +240,34 @@ def test_a_pinned_legacy_path_that_is_gone_says_where_models_live_now(tmp_path: 
     settings = settings_from({"MODEL_STORE": str(tmp_path), "MODEL_PATH": str(tmp_path / LEGACY_MODEL_FILE)})
     with pytest.raises(ModelMissing, match="leave MODEL_PATH empty to follow its current version"):
         resolve_model(settings)
+
+
+def test_fallbacks_are_the_earlier_promotions_newest_first_each_once(store: ModelStore) -> None:
+    for version in ("v1", "v2", "v3"):
+        add(store, version)
+    for version in ("v1", "v2", "v3", "v2", "v3"):
+        store.promote(version)
+    assert store.fallbacks("v3") == ["v2", "v1"]
+    store.rollback()
+    assert (store.current(), store.fallbacks("v2")) == ("v2", ["v3", "v1"])
+    assert ModelStore(store.root / "nothing").fallbacks("v1") == []
+
+
+def test_the_files_marker_changes_when_a_versions_files_are_replaced_repaired_or_removed(store: ModelStore) -> None:
+    add(store, "v1")
+    model_path, card_path = store.paths("v1")
+    seen = [store.files_marker("v1")]
+    assert store.files_marker("v1") == seen[-1]  # stable while nothing changes
+    card_path.chmod(0o600)  # a permission repaired: its mode and ctime say so
+    seen.append(store.files_marker("v1"))
+    temp = model_path.with_name("replacement")
+    temp.write_bytes(model_path.read_bytes())
+    temp.replace(model_path)  # the same bytes, a new file
+    seen.append(store.files_marker("v1"))
+    card_path.unlink()
+    seen.append(store.files_marker("v1"))
+    shutil.rmtree(store.root / "v1")
+    seen.append(store.files_marker("v1"))
+    assert len(set(seen)) == len(seen)
+    assert seen[-1] == ("FileNotFoundError",) * 3
+    assert store.files_marker("../v1") == ("not a version name",)
