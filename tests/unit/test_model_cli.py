@@ -152,3 +152,13 @@ def test_rollback_makes_current_the_version_it_checked_while_another_writer_prom
         writer.join(timeout=10)
     assert (code, out, checked) == (0, "current: v1 (was v2)\n", ["v1"])
     assert store.current() == "v3"  # the other writer then went on
+
+
+def test_a_current_version_whose_folder_is_gone_counts_as_missing_for_make_model(store: ModelStore) -> None:
+    """Before: ConfigError (exit 3) from 'make model' instead of training a new current version."""
+    old, new = store.versions()
+    store.promote(new)
+    shutil.rmtree(store.root / new)
+    assert train_cli.usable_current(store) is None
+    store.promote(old)
+    assert train_cli.usable_current(store) is not None
