@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from churnstream.consumer.scoring import Scorer
-from churnstream.errors import ModelIntegrityError, ModelMissing, PipelineError
+from churnstream.errors import ConfigError, ModelIntegrityError, ModelMissing, PipelineError
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,8 @@ def follow_store(
     history that loads (a fallback, said in one warning line and ``on_fallback``, retried by ``check``).
 
     ModelMissing when the store has no current version; when no version loads, the current version's
-    error (ModelMissing 5, else ModelIntegrityError 6) naming the versions tried.
+    error (ModelMissing 5 for files or a folder that are gone, else ModelIntegrityError 6) naming the
+    versions tried.
     """
     marker = store.current_marker()  # before current: a promotion from here on is seen by the first check
     current = store.require_current()
@@ -182,7 +183,8 @@ def follow_store(
     if serving is None:
         tried = ", ".join(version for version, _ in refusals)
         message = f"no version of the model store loads (tried {tried}); the current one: {refusals[0][1]}"
-        raise (ModelMissing if isinstance(current_failed, ModelMissing) else ModelIntegrityError)(message)
+        missing = isinstance(current_failed, ModelMissing | ConfigError)  # ConfigError: its folder is gone
+        raise (ModelMissing if missing else ModelIntegrityError)(message)
     watcher = ModelWatcher(store, serving, load, on_swap=on_swap, on_refused=on_refused, on_fallback=on_fallback,
                            marker=marker)  # fmt: skip
     for version, why in refusals:

@@ -284,17 +284,25 @@ def test_a_promotion_made_while_falling_back_at_start_is_seen_at_the_first_check
 
 
 @pytest.mark.parametrize(
-    ("failure", "code"),
-    [(ModelMissing("model file v2/model.pkl is missing"), 5), (PermissionError(13, "Permission denied"), 6)],
+    ("current", "failure", "code"),
+    [
+        ("v2", ModelMissing("model file v2/model.pkl is missing"), 5),
+        ("ghost", None, 5),  # the folder current names is gone
+        ("v2", PermissionError(13, "Permission denied"), 6),
+    ],
 )
-def test_at_start_no_version_that_loads_is_the_current_versions_error(failure: Exception, code: int) -> None:
-    store, loads = Store("v2", ["v1", "v2"]), []
-    store.broken = {"v2": failure, "v1": ModelIntegrityError("canaries off")}
+def test_at_start_no_version_that_loads_is_the_current_versions_error(
+    current: str, failure: Exception | None, code: int
+) -> None:
+    store, loads = Store(current, ["v1", current]), []
+    store.broken = {"v1": ModelIntegrityError("canaries off")}
+    if failure is not None:
+        store.broken[current] = failure
     with pytest.raises((ModelMissing, ModelIntegrityError)) as refused:
         follow_store(store, loader(store, loads))
     assert refused.value.exit_code == code
     message = str(refused.value)
-    assert message.startswith("no version of the model store loads (tried v2, v1); the current one: ")
+    assert message.startswith(f"no version of the model store loads (tried {current}, v1); the current one: ")
     assert len(message.splitlines()) == 1
 
 
