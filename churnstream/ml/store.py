@@ -431,6 +431,8 @@ def resolve_model(settings: Settings) -> ModelRef:
 
     ModelMissing (one line, with the command that fixes it) when the store has no current version
     or its current version's folder is gone. The files are not checked here: load_model does that.
+    The consumer resolves only a pinned model with it: it follows the store with
+    churnstream.consumer.models.follow_store, which falls back to an earlier version.
     """
     if settings.model_path is not None:
         model_path = settings.model_path
