@@ -106,7 +106,8 @@ def _card_columns(card: dict[str, Any]) -> tuple[str, ...]:
 
 
 def verify_version(store: ModelStore, version: str) -> None:
-    """Load a version as a consumer would (hash, card, canaries) before making it current."""
+    """Load a version as a consumer would (hash, card, canaries) before making it current (the store
+    calls it under its lock: what becomes current is what was checked)."""
     from churnstream.ml.model import load_model  # noqa: PLC0415 - scikit-learn's import is slow
 
     load_model(*store.paths(version))
@@ -189,15 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             print(format_versions(store))
         elif args.command == "promote":
-            verify_version(store, args.version)
-            previous = store.promote(args.version)
+            previous = store.promote(args.version, check=lambda version: verify_version(store, version))
             print(f"current: {args.version} (was {previous or 'none'})")
         elif args.command == "rollback":
-            target = store.previous()
-            if target is not None:
-                verify_version(store, target)
             current = store.current()
-            print(f"current: {store.rollback()} (was {current or 'none'})")
+            target = store.rollback(check=lambda version: verify_version(store, version))
+            print(f"current: {target} (was {current or 'none'})")
         elif args.command == "migrate":
             version = store.migrate_legacy()
             print(f"migrated the single-file model into {store.root / version}" if version else "nothing to migrate")

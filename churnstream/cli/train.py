@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from churnstream.cli.common import add_logging_options, make_parser, positive_number, run, setup_logging
-from churnstream.errors import ModelIntegrityError, ModelMissing
+from churnstream.errors import ConfigError, ModelIntegrityError, ModelMissing
 from churnstream.ml.dataset import DATASET_LABEL
 from churnstream.ml.store import ModelStore
 from churnstream.settings import ENV_MODEL_STORE, load_settings
@@ -96,7 +96,7 @@ def usable_current(store: ModelStore) -> dict[str, Any] | None:
         return None
     try:
         card = load_model(*store.paths(version)).card
-    except (ModelMissing, ModelIntegrityError) as exc:
+    except (ConfigError, ModelMissing, ModelIntegrityError) as exc:  # ConfigError: its folder is gone
         logger.info("training, because the current version does not load: %s", exc)
         return None
     if card.get("card_format", 1) < CARD_FORMAT:

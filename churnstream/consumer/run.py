@@ -20,7 +20,7 @@ from kafka.admin import KafkaAdminClient
 from churnstream.consumer.drift import DriftWatch
 from churnstream.consumer.identity import SLOT_DIR, ConsumerIdentity, claim_identity
 from churnstream.consumer.loop import StopConditions, consume_loop
-from churnstream.consumer.models import ModelWatcher
+from churnstream.consumer.models import ModelWatcher, follow_store
 from churnstream.consumer.observe import LoopObserver
 from churnstream.consumer.options import (
     CLOSE_TIMEOUT_S,
@@ -96,38 +96,45 @@ class _BrokerCheck:
                 self._admin = None
 
 
-def load_model_and_admin(settings: Settings, model: Scorer | None) -> tuple[Scorer, KafkaAdminClient, bool]:
-    """The model (ModelMissing 5, ModelIntegrityError 6), then the broker (BrokerUnavailable 2).
+def load_model_and_admin(
+    settings: Settings, model: Scorer | None, observed: Observed
+) -> tuple[Scorer, KafkaAdminClient, ModelWatcher | None]:
+    """The model, then the broker (BrokerUnavailable 2).
 
-    The third value says whether the model follows the store (False: pinned by MODEL_PATH, or given).
+    The model: given (benchmarks, tests); pinned by MODEL_PATH (never swapped, no fallback: ModelMissing 5,
+    ModelIntegrityError 6 when it fails); else the store's, followed by the returned watcher (None
+    otherwise), which falls back to an earlier version when the current one does not load (5/6 only
+    when no version loads).
     """
     check = _BrokerCheck(settings)
-    follows_store = False
+    watcher = None
     if model is None:
         try:
-            from churnstream.ml.model import load_model  # noqa: PLC0415 - see _BrokerCheck: overlaps the import
-            from churnstream.ml.store import resolve_model  # noqa: PLC0415
+            if settings.model_path is not None:
+                from churnstream.ml.model import load_model  # noqa: PLC0415 - see _BrokerCheck: overlaps the import
+                from churnstream.ml.store import resolve_model  # noqa: PLC0415
 
-            ref = resolve_model(settings)
-            model = load_model(ref.model_path, ref.card_path)
-            follows_store = not ref.pinned
+                model = load_model(*resolve_model(settings).paths)
+            else:
+                watcher = _watch_store(settings, observed)
+                model = watcher.model
         except BaseException:
             check.abandon()
             raise
-    return model, check.result(), follows_store
+    return model, check.result(), watcher
 
 
-def _watch_store(settings: Settings, model: Scorer, observed: Observed) -> ModelWatcher:
-    """Between batches, the store's current version: promoted, verified, swapped in (consumer.models)."""
-    from churnstream.ml.model import load_model  # noqa: PLC0415 - imported already by now: no cost
+def _watch_store(settings: Settings, observed: Observed) -> ModelWatcher:
+    """The store's current version (or a fallback), then between batches its promotions (consumer.models)."""
+    from churnstream.ml.model import load_model  # noqa: PLC0415 - see _BrokerCheck: overlaps the import
     from churnstream.ml.store import ModelStore  # noqa: PLC0415
 
-    return ModelWatcher(
+    return follow_store(
         ModelStore(settings.model_store),
-        model,
         load_model,
         on_swap=observed.model_swapped,
         on_refused=lambda version, reason: observed.model_refused(),
+        on_fallback=observed.model_fallback,
     )
 
 
@@ -233,6 +240,10 @@ class Observed:
         if self.metrics is not None:
             self.metrics.model_refused()
 
+    def model_fallback(self, refused_current: str | None) -> None:
+        if self.metrics is not None:
+            self.metrics.model_fallback_active(refused_current is not None)
+
 
 def _observe(settings: Settings, options: ConsumerOptions, stack: ExitStack) -> Observed:
     """Binds the metrics port first of all, so a taken port fails the start before anything else."""
@@ -302,10 +313,9 @@ def run_consumer(
     stop = stop or StopFlag()
     with ExitStack() as stack:
         observed = _observe(settings, options, stack)
-        model, admin, follows_store = load_model_and_admin(settings, model)
+        model, admin, watcher = load_model_and_admin(settings, model, observed)
         observed.model_loaded(model.version)
         observed.drift = _drift(model, observed)
-        watcher = _watch_store(settings, model, observed) if follows_store else None
         tune_garbage_collector()
         stack.callback(admin.close)
         if shadow is None and options.shadow_model is not None:

@@ -103,23 +103,64 @@ def canary_problem(
 
 
 def read_card(card_path: Path) -> dict[str, Any]:
-    if not card_path.is_file():
-        raise ModelMissing(f"model card {card_path} is missing; {MODEL_HINT}")
+    """The card, its keys present and of the types the checks and the consumer use: ModelMissing when
+    absent, ModelIntegrityError for anything else (unreadable, not JSON, a key missing or mistyped)."""
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelMissing(f"model card {card_path} is missing; {MODEL_HINT}") from None
     except (OSError, ValueError) as exc:
         raise ModelIntegrityError(f"model card {card_path} is unreadable ({exc}); {MODEL_HINT}") from None
+    if not isinstance(card, dict):
+        raise ModelIntegrityError(f"model card {card_path} is not a JSON object; {MODEL_HINT}")
     required = ("model_version", "model_sha256", "sklearn_version", "threshold", "features", "canaries")
     absent = [key for key in required if key not in card]
     if absent:
         raise ModelIntegrityError(f"model card {card_path} lacks {', '.join(absent)}; {MODEL_HINT}")
     threshold = card["threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold < 1:
+    if not _is_number(threshold) or not 0 < threshold < 1:
         raise ModelIntegrityError(
             f"model card {card_path} has threshold {threshold!r}; a number between 0 and 1 (exclusive) is "
             f"required; {MODEL_HINT}"
         )
+    problem = card_type_problem(card)
+    if problem is not None:
+        raise ModelIntegrityError(f"model card {card_path}: {problem}; {MODEL_HINT}")
     return card
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def card_type_problem(card: dict[str, Any]) -> str | None:
+    """None when the keys the checks read have their types, else which one does not: a malformed card is
+    refused in one line, never a TypeError in the middle of a check (or of a hot reload)."""
+    for key in ("model_version", "model_sha256", "sklearn_version"):
+        if not _is_text(card[key]):
+            return f"{key} is {card[key]!r}, not a non-empty string"
+    features = card["features"]
+    if not isinstance(features, list) or not all(_is_text(name) for name in features):
+        return f"features is {_short(features)}, not a list of names"
+    canaries = card["canaries"]
+    if not isinstance(canaries, list):
+        return f"canaries is {_short(canaries)}, not a list"
+    for index, canary in enumerate(canaries):
+        if not isinstance(canary, dict) or not isinstance(canary.get("features"), dict):
+            return f"canary row {index} is {_short(canary)}, not an object with its features as an object"
+        probability = canary.get("probability")
+        if not _is_number(probability) or not 0 <= probability <= 1:
+            return f"canary row {index} has probability {probability!r}, not a number between 0 and 1"
+    return None
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def retrain_command(card: dict[str, Any]) -> str:
@@ -189,11 +230,18 @@ def verify_model(model_path: Path, card_path: Path) -> tuple[dict[str, Any], Eve
 
 
 def load_model(model_path: Path, card_path: Path | None = None) -> ChurnModel:
+    """The verified model: ModelMissing (a file or the card absent) or ModelIntegrityError (anything else
+    that stops it loading and scoring its canaries), never another exception."""
     card_path = card_path or model_path.parent / CARD_FILE
-    card, schema = verify_model(model_path, card_path)
+    try:
+        card, schema = verify_model(model_path, card_path)
+    except OSError as exc:  # a file that exists but cannot be read (permissions, I/O)
+        raise ModelIntegrityError(
+            f"model {model_path} cannot be read ({type(exc).__name__}: {exc}); {MODEL_HINT}"
+        ) from None
     try:
         pipeline = joblib.load(model_path)
-    except (ImportError, AttributeError, EOFError, ValueError) as exc:  # what an unloadable pickle raises
+    except Exception as exc:  # an unloadable pickle raises anything (KeyError, UnpicklingError, ...): refused
         raise ModelIntegrityError(
             f"model file {model_path} cannot be loaded ({type(exc).__name__}: {exc}); {MODEL_HINT}"
         ) from None

@@ -8,10 +8,12 @@ Layout (``MODEL_STORE``, default ``models/``)::
     models/history                      one version per line, each promotion appended (for rollback)
 
 A version folder is written whole or not at all (a hidden temp folder renamed into place) and never
-changed afterwards; ``current`` is replaced atomically (temp file + ``os.replace``), so a consumer
-that reads it between batches sees the old name or the new one, never half of one. Writers
-(promote, rollback, add, migrate) hold an flock on ``<store>/.lock``, so two of them never
-interleave their writes; readers take no lock.
+changed afterwards; folders are FOLDER_MODE and files FILE_MODE whatever the umask, so a consumer
+running as another user reads them and none can change them. ``current`` is replaced atomically
+(temp file + ``os.replace``), so a consumer that reads it between batches sees the old name or the
+new one, never half of one. Writers (promote, rollback, add, migrate) hold an flock on
+``<store>/.lock``, so two of them never interleave their writes (promote and rollback also run
+their check of the version under it); readers take no lock.
 
 This module reads files and JSON only: no scikit-learn import, so checking ``current_marker()``
 between batches costs one ``stat``. Loading and verifying a version is churnstream.ml.model's job.
@@ -29,7 +31,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,10 @@ CARD_FILE = "model_card.json"
 CURRENT_FILE = "current"
 HISTORY_FILE = "history"
 LOCK_FILE = ".lock"
-FILE_MODE = 0o644  # the store's files: written by the trainer, read by consumers (maybe another user)
+# The store's folders and files, whatever the writer's umask: written by the trainer, read by consumers
+# (maybe another user), writable by no one else (a model file runs code when it is loaded).
+FILE_MODE = 0o644
+FOLDER_MODE = 0o755
 # The single-file layout of 0.2 and early 0.3.0: moved into a version folder by migrate_legacy.
 LEGACY_MODEL_FILE = "sklearn_pipeline.pkl"
 LEGACY_CARD_FILE = CARD_FILE
@@ -131,6 +136,34 @@ class ModelStore:
             return None
         return (stat.st_mtime_ns, stat.st_ino)
 
+    def require_current(self) -> str:
+        """The current version; ModelMissing (one line, with the command that makes one) when there is none."""
+        current = self.current()
+        if current is None:
+            raise ModelMissing(
+                f"the model store {self.root} has no current version ({ENV_MODEL_STORE}; no {CURRENT_FILE} file); "
+                f"{STORE_HINT}"
+            )
+        return current
+
+    def files_marker(self, version: str) -> tuple[object, ...]:
+        """What ``stat`` says of the version's folder, model file and card (inode, size, mtime, ctime, mode,
+        owner), or the error's name. A consumer that refused the version loads it again only when this
+        changes (files replaced, repaired, made readable): three ``stat`` calls, no read. Never raises."""
+        if not valid_version_name(version):
+            return ("not a version name",)
+        folder = self.root / version
+        marks: list[object] = []
+        for path in (folder, folder / MODEL_FILE, folder / CARD_FILE):
+            try:
+                stat = path.stat()
+            except OSError as exc:
+                marks.append(type(exc).__name__)
+            else:
+                fields = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_mode)
+                marks.append((*fields, stat.st_uid, stat.st_gid))
+        return tuple(marks)
+
     def history(self) -> list[str]:
         """The promotions, oldest first (the last one is normally the current version)."""
         try:
@@ -139,6 +172,17 @@ class ModelStore:
             return []
         return [line.strip() for line in text.splitlines() if valid_version_name(line.strip())]
 
+    def fallbacks(self, current: str) -> list[str]:
+        """The versions to serve when ``current`` cannot be loaded: the earlier promotions of the history,
+        newest first, each once (a rollback pops what it leaves, so these are the versions that led here)."""
+        seen = {current}
+        order: list[str] = []
+        for version in reversed(self.history()):
+            if version not in seen:
+                seen.add(version)
+                order.append(version)
+        return order
+
     def previous(self) -> str | None:
         """The version ``rollback()`` would make current, or None when there is none."""
         stack = self._rollback_stack()
@@ -146,15 +190,19 @@ class ModelStore:
 
     # ------------------------------------------------------------------ writing
 
-    def promote(self, version: str) -> str | None:
+    def promote(self, version: str, check: Callable[[str], object] | None = None) -> str | None:
         """Make ``version`` current (atomically); returns the version current before (None if none).
 
-        ConfigError when the store has no such version. Promoting the current version changes nothing.
+        ConfigError when the store has no such version. Promoting the current version changes nothing
+        (it is checked all the same). ``check(version)`` (load and verify it; raise to refuse) runs
+        under the store's lock, so no other writer changes the store between the check and the promotion.
         ``current`` is written before ``history``: a crash in between leaves a history whose last
         entry is the previous version, which is what rollback then returns to.
         """
         self.paths(version)
         with self._locked():
+            if check is not None:
+                check(version)
             previous = self.current()
             if previous == version:
                 return previous
@@ -166,13 +214,15 @@ class ModelStore:
         logger.info("promoted model %s (was %s)", version, previous or "none")
         return previous
 
-    def rollback(self) -> str:
+    def rollback(self, check: Callable[[str], object] | None = None) -> str:
         """Make current the version that was current before the current one; returns it.
 
         Each rollback steps one promotion further back (the history is a stack: rolling back pops
         the current version off it). ConfigError when there is no earlier version, or when that
-        version's folder is gone. ``history`` is written before ``current``: a crash in between
-        leaves the stack ending with the target, and a second rollback returns to it.
+        version's folder is gone. ``check(target)`` runs under the store's lock, after the target
+        is chosen: the version made current is the one checked, whatever other writers do.
+        ``history`` is written before ``current``: a crash in between leaves the stack ending with
+        the target, and a second rollback returns to it.
         """
         with self._locked():
             stack = self._rollback_stack()
@@ -183,6 +233,8 @@ class ModelStore:
                 )
             target = stack[-1]
             self.paths(target)
+            if check is not None:
+                check(target)
             current = self.current()
             self._write_history(stack)
             _write_atomically(self.root / CURRENT_FILE, f"{target}\n".encode())
@@ -223,7 +275,9 @@ class ModelStore:
         there is no legacy model file.
 
         The version is the card's ``model_version`` (``legacy-<sha12>`` when the card is missing or
-        unreadable, or when a different model already has that name). The files are copied into place
+        unreadable, or when a different model already has that name: the card then says so, its
+        ``model_version`` the folder's and ``migrated_from_version`` the old name, since a consumer
+        refuses a card that names another version than its folder). The files are copied into place
         first and removed after, so a crash leaves them where they were or both in place (the next
         run then only removes the old ones). The model is not verified here: a legacy model that
         fails its checks is moved all the same, and loading it says why.
@@ -249,7 +303,7 @@ class ModelStore:
             if not (self.root / version).exists():
                 files = {MODEL_FILE: legacy_model.read_bytes()}
                 if card is not None:
-                    files[CARD_FILE] = json_bytes({**card, "model_file": MODEL_FILE})
+                    files[CARD_FILE] = json_bytes(_migrated_card(card, version))
                 self._write_version_folder(version, files)
             legacy_model.unlink()
             if card is not None:
@@ -287,14 +341,17 @@ class ModelStore:
         _write_atomically(self.root / HISTORY_FILE, "".join(f"{v}\n" for v in versions).encode())
 
     def _write_version_folder(self, version: str, files: dict[str, bytes]) -> None:
-        """A hidden temp folder, each file fsynced, renamed into place, the store folder fsynced."""
+        """A hidden temp folder (FOLDER_MODE), each file (FILE_MODE) fsynced, the temp folder fsynced (its
+        entries durable before it appears), renamed into place, the store folder fsynced."""
         for stale in self.root.glob(f".{version}.*.tmp"):  # a writer killed mid-add (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
         temp = self.root / f".{version}.{uuid.uuid4().hex[:8]}.tmp"
         temp.mkdir()
         try:
+            temp.chmod(FOLDER_MODE)  # mkdir's mode is cut by the umask: 0700 under 077, 0775 under 002
             for name, payload in files.items():
                 _write_synced(os.open(temp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), payload)
+            _fsync_folder(temp)
             temp.rename(self.root / version)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
@@ -304,7 +361,12 @@ class ModelStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """An exclusive flock on ``<store>/.lock`` (released by the kernel if the process dies)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True)
+        except FileExistsError:
+            pass  # an existing store keeps the mode its owner gave it
+        else:
+            self.root.chmod(FOLDER_MODE)  # readable by consumers whatever this process's umask
         with (self.root / LOCK_FILE).open("a") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
@@ -314,7 +376,9 @@ class ModelStore:
 
 
 def _write_synced(fd: int, payload: bytes) -> None:
+    """Write, fsync and close ``fd``, made FILE_MODE first (os.open's and mkstemp's modes obey the umask)."""
     with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), FILE_MODE)
         handle.write(payload)
         handle.flush()
         os.fsync(handle.fileno())
@@ -333,13 +397,20 @@ def _write_atomically(path: Path, payload: bytes) -> None:
     all (FILE_MODE) like the version folders: a consumer may run as another user than the trainer."""
     fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, FILE_MODE)
         _write_synced(fd, payload)
         Path(temp_name).replace(path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+def _migrated_card(card: dict[str, Any], version: str) -> dict[str, Any]:
+    """A legacy card as its version folder holds it: its model file's new name, and the folder's version."""
+    migrated = {**card, "model_file": MODEL_FILE, "model_version": version}
+    if card.get("model_version") not in (None, version):
+        migrated["migrated_from_version"] = card["model_version"]
+    return migrated
 
 
 def read_card_json(card_path: Path) -> dict[str, Any]:
@@ -360,6 +431,8 @@ def resolve_model(settings: Settings) -> ModelRef:
 
     ModelMissing (one line, with the command that fixes it) when the store has no current version
     or its current version's folder is gone. The files are not checked here: load_model does that.
+    The consumer resolves only a pinned model with it: it follows the store with
+    churnstream.consumer.models.follow_store, which falls back to an earlier version.
     """
     if settings.model_path is not None:
         model_path = settings.model_path
@@ -376,12 +449,7 @@ def resolve_model(settings: Settings) -> ModelRef:
             version = model_path.parent.name  # load_model will refuse it and say why
         return ModelRef(version=version, model_path=model_path, card_path=card_path, pinned=True)
     store = ModelStore(settings.model_store)
-    current = store.current()
-    if current is None:
-        raise ModelMissing(
-            f"the model store {store.root} has no current version ({ENV_MODEL_STORE}; no {CURRENT_FILE} file); "
-            f"{STORE_HINT}"
-        )
+    current = store.require_current()
     try:
         return store.ref(current)
     except ConfigError as exc:

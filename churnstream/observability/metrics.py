@@ -39,6 +39,7 @@ EVENTS_DEAD_LETTERED = "churn_events_dead_lettered_total"
 TRANSACTIONS = "churn_transactions_total"
 REBALANCES = "churn_rebalances_total"
 MODEL_LOAD_FAILURES = "churn_model_load_failures_total"
+MODEL_FALLBACK = "churn_model_fallback"  # 1 while the store's current version is refused and an earlier one serves
 EVENT_LATENCY = "churn_event_latency_seconds"
 STAGE_DURATION = "churn_batch_stage_duration_seconds"
 BATCH_SIZE = "churn_batch_events"
@@ -61,6 +62,7 @@ EXPORTED = (
     TRANSACTIONS,
     REBALANCES,
     MODEL_LOAD_FAILURES,
+    MODEL_FALLBACK,
     EVENT_LATENCY,
     STAGE_DURATION,
     BATCH_SIZE,
@@ -172,6 +174,9 @@ class ConsumerMetrics:
         )
         self.rebalances = Counter(_family(REBALANCES), "Partition assignments received", registry=r)
         self.model_load_failures = Counter(_family(MODEL_LOAD_FAILURES), "Models refused when loaded", registry=r)
+        self.model_fallback = Gauge(
+            MODEL_FALLBACK, "1 while the store's current version is refused and an earlier version serves", registry=r
+        )
         self.latency = BatchHistogram(EVENT_LATENCY, "From event_ts to the output's commit", LATENCY_BUCKETS_S)
         r.register(self.latency)
         self.stage = Histogram(
@@ -219,6 +224,9 @@ class ConsumerMetrics:
 
     def model_refused(self) -> None:
         self.model_load_failures.inc()
+
+    def model_fallback_active(self, active: bool) -> None:
+        self.model_fallback.set(int(active))
 
     def aborted(self) -> None:
         self.transactions.labels("aborted").inc()

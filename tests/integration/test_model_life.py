@@ -27,7 +27,7 @@ from churnstream.ml.model import load_model
 from churnstream.ml.store import ModelStore
 from churnstream.ml.train import TrainOptions, train_into
 from churnstream.settings import DEFAULT_MODEL_STORE, Settings, settings_from
-from tests.helpers import run_module, run_script, start_script, telco_contract, telco_event
+from tests.helpers import free_port, run_module, run_script, scrape, start_script, telco_contract, telco_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -180,6 +180,58 @@ def test_a_corrupt_version_is_refused_and_the_current_one_keeps_serving(
     assert "sha256" in refusals[0]
     summary = orjson.loads(summary_path.read_bytes())
     assert summary["models_refused"] == [second] and summary["model_version"] == first
+
+
+def test_a_current_version_that_does_not_load_at_start_falls_back_then_serves_once_repaired(
+    store_env: tuple[dict[str, str], ModelStore, str, str], tmp_path: Path
+) -> None:
+    """Before: the start ended with exit 1 ("unexpected error", TypeError), and so did every restart."""
+    env, store, first, second = store_env
+    store.promote(second)
+    _, card_path = store.paths(second)
+    card_text = card_path.read_text()
+    card = orjson.loads(card_text)
+    card_path.write_bytes(orjson.dumps({**card, "features": 5}))  # the issue's card: a TypeError when checked
+    settings = settings_from(env)
+    port = free_port()
+    summary_path = tmp_path / "consumer.json"
+    consumer = start_script(
+        "consumer.py", ["--summary-json", str(summary_path), "--log-interval", "0", "--metrics-port", str(port)], env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+    def scored(count: int) -> Callable[[], bool]:
+        def check() -> bool:
+            assert consumer.poll() is None, "the consumer stopped"
+            return len(outputs(settings)[0]) >= count
+
+        return check
+
+    try:
+        produced = run_script("producer.py", ["--mode", "batch", "--limit", "300", "--no-progress"], env)
+        assert produced.returncode == 0, produced.stderr
+        wait_for(scored(300), 90, "the fallback to score the first load")
+        during = scrape(port)
+        card_path.write_text(card_text)  # repaired: its files change, so it is tried again
+        produced = run_script("producer.py", ["--mode", "batch", "--limit", "300", "--restart", "--no-progress"], env)
+        assert produced.returncode == 0, produced.stderr
+        wait_for(scored(600), 90, "every outcome")
+        after = scrape(port)
+    finally:
+        consumer.terminate()
+        _, err = consumer.communicate(timeout=90)
+    assert consumer.returncode == 0, err[-3000:]
+    assert (during["churn_model_fallback"], during[f'churn_model_info{{version="{first}"}}']) == (1.0, 1.0)
+    assert during["churn_model_load_failures_total"] == 1.0
+    assert (after["churn_model_fallback"], after[f'churn_model_info{{version="{second}"}}']) == (0.0, 1.0)
+    fallbacks = [line for line in err.splitlines() if f"model {second} (the store's current version) refused" in line]
+    assert len(fallbacks) == 1 and f"serving {first} instead" in fallbacks[0], err[-3000:]
+    assert "features is 5, not a list of names" in fallbacks[0]
+    predictions, _ = outputs(settings)
+    in_order = [p.model_version for p in sorted(predictions, key=lambda p: p.processed_ts)]
+    assert len(predictions) == 600 and in_order[:300] == [first] * 300 and in_order[-1] == second
+    summary = orjson.loads(summary_path.read_bytes())
+    assert summary["models_refused"] == [second] and summary["model_version"] == second
 
 
 def test_a_shadow_model_scores_every_event_beside_the_unchanged_main_outputs(

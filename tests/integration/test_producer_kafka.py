@@ -255,9 +255,7 @@ def test_missing_csv_is_one_line_and_exit_4(pipeline_env: dict[str, str], tmp_pa
     missing = tmp_path / "nope.csv"
     result = run_script("producer.py", ["--mode", "batch", "--data", str(missing)], env=pipeline_env)
     assert result.returncode == EXIT_DATA
-    assert error_lines(result) == [
-        f"Error: data file {missing} is missing; check --data (or DATA_PATH)"
-    ]
+    assert error_lines(result) == [f"Error: data file {missing} is missing; check --data (or DATA_PATH)"]
 
 
 def test_wrong_header_is_one_line_and_exit_4(pipeline_env: dict[str, str], tmp_path: Path) -> None:

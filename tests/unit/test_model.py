@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -118,6 +120,74 @@ def test_canary_rows_are_scored_at_load_and_must_match(model_copy: Path) -> None
         load_model(model_copy)
     _edit_card(model_copy, canaries=[])
     with pytest.raises(ModelIntegrityError, match="no canary rows"):
+        load_model(model_copy)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"features": 5}, "features is 5, not a list of names"),
+        ({"features": ["tenure", 3]}, "not a list of names"),
+        ({"canaries": {"features": {}}}, "canaries is {'features': {}}, not a list"),
+        ({"canaries": [7]}, "canary row 0 is 7, not an object"),
+        ({"canaries": [{"features": [], "probability": 0.5}]}, "canary row 0 is"),
+        ({"canaries": [{"features": {}, "probability": "0.5"}]}, "canary row 0 has probability '0.5'"),
+        ({"canaries": [{"features": {}}]}, "canary row 0 has probability None"),
+        ({"model_version": 12}, "model_version is 12, not a non-empty string"),
+        ({"model_sha256": None}, "model_sha256 is None"),
+        ({"sklearn_version": ["1.9"]}, "sklearn_version is ['1.9']"),
+    ],
+)
+def test_a_card_of_the_wrong_types_is_one_integrity_error(
+    model_copy: Path, changes: dict[str, object], message: str
+) -> None:
+    """Before: a TypeError or KeyError from the middle of a check (exit 1 at start, a crash at hot reload)."""
+    _edit_card(model_copy, **changes)
+    with pytest.raises(ModelIntegrityError, match="^model card .*: .*" + re.escape(message)) as refused:
+        load_model(model_copy)
+    assert len(str(refused.value).splitlines()) == 1
+
+
+def test_a_card_that_is_not_an_object_is_an_integrity_error(model_copy: Path) -> None:
+    (model_copy.parent / "model_card.json").write_text("[1, 2]")
+    with pytest.raises(ModelIntegrityError, match="is not a JSON object"):
+        load_model(model_copy)
+
+
+def _matching_card(model_copy: Path, payload: bytes) -> None:
+    """The model file becomes ``payload``, and its card says so: the hash check passes, unpickling does not."""
+    model_copy.write_bytes(payload)
+    _edit_card(model_copy, model_sha256=hashlib.sha256(payload).hexdigest())
+
+
+class _RaisesTypeError:
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        return (len, (5,))  # len(5) at unpickling: TypeError
+
+
+@pytest.mark.parametrize(
+    ("payload", "raised"),
+    [(b"not a pickle at all", "KeyError"), (pickle.dumps(_RaisesTypeError()), "TypeError")],
+)
+def test_a_pickle_that_fails_to_load_in_any_way_is_an_integrity_error(
+    model_copy: Path, payload: bytes, raised: str
+) -> None:
+    """Before: only ImportError, AttributeError, EOFError and ValueError were; a KeyError ended the consumer."""
+    _matching_card(model_copy, payload)
+    with pytest.raises(ModelIntegrityError, match=f"cannot be loaded \\({raised}: "):
+        load_model(model_copy)
+
+
+def test_a_model_file_that_cannot_be_read_is_an_integrity_error(
+    model_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Permissions cannot be tested by chmod as root: the read itself fails here, as it would."""
+
+    def denied(path: Path) -> str:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("churnstream.ml.model.sha256_file", denied)
+    with pytest.raises(ModelIntegrityError, match=r"cannot be read \(PermissionError: .*Permission denied"):
         load_model(model_copy)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,41 @@ def test_training_adds_a_version_and_promotes_only_when_asked(
     assert train_cli.main([*base, "--class-weight", "balanced", "--cost-ratio", "3", "--promote"]) == 0
     assert "already in the store" in capsys.readouterr().out  # the same data and options: the same version
     assert store.current() == second and len(store.versions()) == 2
+
+
+def test_rollback_makes_current_the_version_it_checked_while_another_writer_promotes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: rollback checked store.previous() outside the lock and then chose its target again; a
+    promotion in between (here v3, while v1 was being checked) made v2 current, never checked."""
+    store = ModelStore(tmp_path / "models")
+    for version in ("v1", "v2", "v3"):
+        payload = f"pickle of {version}".encode()
+        store.add(payload, {"model_version": version, "model_sha256": hashlib.sha256(payload).hexdigest()})
+    store.promote("v1")
+    store.promote("v2")
+    checked: list[str] = []
+    writer = threading.Thread(target=store.promote, args=("v3",))
+
+    def verify(store: ModelStore, version: str) -> None:
+        checked.append(version)
+        writer.start()  # another churn-model promote, while this version is being loaded
+        writer.join(timeout=1.0)  # it waits for the lock now; before, it went through at once
+
+    monkeypatch.setattr(model_cli, "verify_version", verify)
+    try:
+        code, out, _ = run_cli(["--store", str(store.root), "rollback"], capsys)
+    finally:
+        writer.join(timeout=10)
+    assert (code, out, checked) == (0, "current: v1 (was v2)\n", ["v1"])
+    assert store.current() == "v3"  # the other writer then went on
+
+
+def test_a_current_version_whose_folder_is_gone_counts_as_missing_for_make_model(store: ModelStore) -> None:
+    """Before: ConfigError (exit 3) from 'make model' instead of training a new current version."""
+    old, new = store.versions()
+    store.promote(new)
+    shutil.rmtree(store.root / new)
+    assert train_cli.usable_current(store) is None
+    store.promote(old)
+    assert train_cli.usable_current(store) is not None

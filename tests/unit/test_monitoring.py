@@ -26,6 +26,7 @@ REQUIRED_ALERTS = {
     "ChurnLagGrowing",
     "ChurnDeadLetterRate",
     "ChurnNoCommit",
+    "ChurnModelFallback",
 }
 METRIC_NAME = re.compile(r"\b(churn_[a-z_]+)")
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")

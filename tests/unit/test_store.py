@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from churnstream.errors import ConfigError, ModelIntegrityError, ModelMissing
+from churnstream.ml import store as store_module
 from churnstream.ml.model import load_model
 from churnstream.ml.store import (
     CARD_FILE,
@@ -240,3 +244,116 @@ def test_a_pinned_legacy_path_that_is_gone_says_where_models_live_now(tmp_path: 
     settings = settings_from({"MODEL_STORE": str(tmp_path), "MODEL_PATH": str(tmp_path / LEGACY_MODEL_FILE)})
     with pytest.raises(ModelMissing, match="leave MODEL_PATH empty to follow its current version"):
         resolve_model(settings)
+
+
+def test_fallbacks_are_the_earlier_promotions_newest_first_each_once(store: ModelStore) -> None:
+    for version in ("v1", "v2", "v3"):
+        add(store, version)
+    for version in ("v1", "v2", "v3", "v2", "v3"):
+        store.promote(version)
+    assert store.fallbacks("v3") == ["v2", "v1"]
+    store.rollback()
+    assert (store.current(), store.fallbacks("v2")) == ("v2", ["v3", "v1"])
+    assert ModelStore(store.root / "nothing").fallbacks("v1") == []
+
+
+def test_the_files_marker_changes_when_a_versions_files_are_replaced_repaired_or_removed(store: ModelStore) -> None:
+    add(store, "v1")
+    model_path, card_path = store.paths("v1")
+    seen = [store.files_marker("v1")]
+    assert store.files_marker("v1") == seen[-1]  # stable while nothing changes
+    card_path.chmod(0o600)  # a permission repaired: its mode and ctime say so
+    seen.append(store.files_marker("v1"))
+    temp = model_path.with_name("replacement")
+    temp.write_bytes(model_path.read_bytes())
+    temp.replace(model_path)  # the same bytes, a new file
+    seen.append(store.files_marker("v1"))
+    card_path.unlink()
+    seen.append(store.files_marker("v1"))
+    shutil.rmtree(store.root / "v1")
+    seen.append(store.files_marker("v1"))
+    assert len(set(seen)) == len(seen)
+    assert seen[-1] == ("FileNotFoundError",) * 3
+    assert store.files_marker("../v1") == ("not a version name",)
+
+
+@pytest.fixture
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The process umask set to the parameter for the test (a trainer's shell, a service's UMask=)."""
+    previous = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o002, 0o022], indirect=True)
+def test_the_stores_folders_and_files_have_their_modes_whatever_the_umask(store: ModelStore, umask: int) -> None:
+    """Before: the version folder took the umask (0700 under 077: unreadable by a consumer running as
+    another user; 0775 under 002: group-writable, and a model file runs code when loaded)."""
+    add(store, "v1")
+    store.promote("v1")
+    modes = {
+        path.relative_to(store.root.parent).as_posix(): stat.S_IMODE(path.stat().st_mode)
+        for path in [store.root, *store.root.rglob("*")]
+        if path.name != ".lock"
+    }
+    assert modes == {
+        "models": 0o755,
+        "models/v1": 0o755,
+        f"models/v1/{MODEL_FILE}": 0o644,
+        f"models/v1/{CARD_FILE}": 0o644,
+        f"models/{CURRENT_FILE}": 0o644,
+        f"models/{HISTORY_FILE}": 0o644,
+    }
+
+
+def test_the_temp_folder_is_synced_before_it_is_renamed_into_place(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the files and the store folder were synced, not the temp folder's own entries, so a power
+    cut after the rename could leave a version folder without its files. (What a test can see: which
+    folder is synced when; the durability itself needs a power cut.)"""
+    synced: list[tuple[str, bool]] = []
+    real = store_module._fsync_folder
+
+    def recording(folder: Path) -> None:
+        synced.append((folder.name, (store.root / "v1").exists()))
+        real(folder)
+
+    monkeypatch.setattr(store_module, "_fsync_folder", recording)
+    add(store, "v1")
+    temp_syncs = [placed for name, placed in synced if name.startswith(".v1.") and name.endswith(".tmp")]
+    assert temp_syncs == [False]  # once, before the rename made v1 appear
+    assert synced[-1] == ("models", True)  # then the store folder, with v1 in it
+
+
+def test_migrate_legacy_names_the_card_as_its_folder_when_the_cards_name_is_taken(store: ModelStore) -> None:
+    """Before: the folder was legacy-<sha12> and its card still named the taken version, so a consumer
+    refused it ("its card names version ...") on every start."""
+    payload, card = _legacy_layout(store.root)
+    taken = card["model_version"]
+    store.add(*fake_model(taken, "2026-12-01T00:00:00.000Z"))  # another model under the legacy card's name
+    version = store.migrate_legacy()
+    assert version == "legacy-" + hashlib.sha256(payload).hexdigest()[:12]
+    assert load_model(*store.paths(version)).version == version  # it loads as what its folder says
+    assert store.card(version)["migrated_from_version"] == taken
+
+
+def test_a_check_that_refuses_leaves_current_as_it_was(store: ModelStore) -> None:
+    for version in ("v1", "v2", "v3"):
+        add(store, version)
+    store.promote("v1")
+    store.promote("v2")
+    checked: list[str] = []
+
+    def refuse(version: str) -> None:
+        checked.append(version)
+        raise ModelIntegrityError(f"model {version} does not score its canary rows as recorded")
+
+    with pytest.raises(ModelIntegrityError, match="model v3 does not score"):
+        store.promote("v3", check=refuse)
+    with pytest.raises(ModelIntegrityError, match="model v1 does not score"):
+        store.rollback(check=refuse)
+    assert checked == ["v3", "v1"]
+    assert (store.current(), store.history()) == ("v2", ["v1", "v2"])
