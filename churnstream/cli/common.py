@@ -81,6 +81,17 @@ def positive_number(text: str) -> float:
     return value
 
 
+def probability(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1 (a threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {text!r}")
+    return value
+
+
 def port_number(text: str) -> int:
     """argparse type: a TCP port, 1-65535."""
     value = whole_number(text)

@@ -8,7 +8,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from churnstream.cli.common import add_logging_options, make_parser, positive_number, run, setup_logging
+from churnstream.cli.common import (
+    add_logging_options,
+    make_parser,
+    positive_number,
+    probability,
+    run,
+    setup_logging,
+)
 from churnstream.cli.connection import add_connection_options, load_settings_with
 from churnstream.contract.outputs import MalformedOutput, Prediction, decode_prediction
 from churnstream.errors import ModelIntegrityError, ModelMissing, TopicMissing
@@ -26,9 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(
         PROG,
         "List the model store's versions, choose the current one (consumers pick it up between batches),\n"
-        "and compare a shadow model's predictions with the main model's.",
+        "import a model trained elsewhere, and compare a shadow model's predictions with the main model's.",
         epilog="Examples:\n"
         "  churn-model list\n"
+        "  churn-model import pipeline.pkl --schema my.schema.json --data holdout.csv --label churned --promote\n"
         "  churn-model promote logreg-0123456789ab\n"
         "  churn-model rollback\n"
         "  churn-model compare --data data/WA_Fn-UseC_-Telco-Customer-Churn.csv",
@@ -40,6 +48,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("promote", help="check a version (hash, card, canaries) and make it current")
     sub.add_argument("version", metavar="VERSION", help="a version folder of the store (see list)")
     commands.add_parser("rollback", help="check and make current the version that was current before this one")
+    sub = commands.add_parser(
+        "import",
+        help="add a fitted scikit-learn-compatible estimator (a pickle) as a version, checked on labelled data",
+        description="Add a model trained elsewhere (a notebook): any fitted estimator whose predict_proba takes a "
+        "DataFrame of the schema's feature columns. It is checked and measured on --data, read through the schema: "
+        "the threshold (max F1 on a validation split, or --threshold), the test split's metrics, canary rows, all in "
+        "its card. Use data the model was not trained on, or the metrics flatter it. A pickle runs code when it is "
+        "loaded: import only files you trust. docs/howto/own-model.md walks through it.",
+    )
+    sub.add_argument("pickle", type=Path, metavar="PIPELINE.pkl", help="the fitted estimator (pickle or joblib file)")
+    sub.add_argument("--schema", type=Path, metavar="FILE", help="its event schema (default: EVENT_SCHEMA)")
+    sub.add_argument("--data", type=Path, required=True, metavar="CSV", help="labelled rows to check and measure it on")
+    sub.add_argument("--label", required=True, metavar="COLUMN", help="the CSV column that says who churned")
+    sub.add_argument(
+        "--positive", metavar="VALUE", help="the label's churn value (default: 1, Yes or true, whichever it holds)"
+    )
+    sub.add_argument(
+        "--threshold", type=probability, metavar="P", help="predict churn at p >= P (default: max F1 on validation)"
+    )
+    sub.add_argument("--name", metavar="NAME", help="the version's name before its hash (default: imported)")
+    sub.add_argument("--promote", action="store_true", help="make it current once it is in the store")
     commands.add_parser(
         "migrate", help="move the single-file layout (models/sklearn_pipeline.pkl) into the store (make model runs it)"
     )
@@ -129,6 +158,33 @@ def read_predictions(settings: Settings, topic: str, timeout_s: float) -> list[P
     return predictions
 
 
+def _import(args: argparse.Namespace, settings: Settings, store: ModelStore) -> str:
+    """churn-model import: checked and measured on the data, added to the store, promoted if asked."""
+    from churnstream.cli.train import format_training  # noqa: PLC0415
+    from churnstream.contract.events import load_contract  # noqa: PLC0415
+    from churnstream.ml.importing import import_model  # noqa: PLC0415 - scikit-learn's import is slow
+
+    contract = load_contract(args.schema or settings.schema_path)
+    imported = import_model(
+        args.pickle,
+        contract,
+        args.data,
+        args.label,
+        positive=args.positive,
+        threshold=args.threshold,
+        name=args.name,
+    )
+    existed = imported.version in store.versions()
+    store.add(imported.model_bytes, imported.card)
+    lines = [format_training(imported.card, already=existed).replace("trained:", "imported:", 1)]
+    if args.promote:
+        previous = store.promote(imported.version, check=lambda version: verify_version(store, version))
+        lines.append(f"current: {imported.version} (was {previous or 'none'})")
+    else:
+        lines.append(f"current: {store.current()} (unchanged; make it current: churn-model promote {imported.version})")
+    return "\n".join(lines)
+
+
 def _labels(csv_path: Path, store: ModelStore) -> dict[str, int]:
     """The CSV's labels by key, read as the current model was trained: its key field, label column and
     churn value (the card's ``key_field`` and ``label``)."""
@@ -196,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             current = store.current()
             target = store.rollback(check=lambda version: verify_version(store, version))
             print(f"current: {target} (was {current or 'none'})")
+        elif args.command == "import":
+            print(_import(args, settings, store))
         elif args.command == "migrate":
             version = store.migrate_legacy()
             print(f"migrated the single-file model into {store.root / version}" if version else "nothing to migrate")

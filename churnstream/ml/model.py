@@ -58,13 +58,18 @@ class ChurnModel:
     def contract(self) -> Contract:
         return compile_contract(self.schema)
 
+    @property
+    def churn_column(self) -> int:
+        """Which column of the pipeline's predict_proba is churn (an imported estimator's classes decide)."""
+        return churn_column_of(self.card)
+
     def predict_proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
         """Churn probability for each row (feature tuples in the schema's order), in one call."""
         if not rows:
             return np.empty(0, dtype=float)
         if self.linear is not None:
             return self.linear.predict_proba(rows)
-        return self.pipeline.predict_proba(features_frame(self.schema, rows))[:, 1]
+        return self.pipeline.predict_proba(features_frame(self.schema, rows))[:, self.churn_column]
 
     def canary_problem(self) -> str | None:
         """None when the card's canary rows score as recorded at training, else what went wrong.
@@ -73,6 +78,12 @@ class ChurnModel:
         model (a library gone, a corrupted object) fails its canaries too.
         """
         return canary_problem(self.pipeline, self.card, self.schema, self.linear)
+
+
+def churn_column_of(card: dict[str, Any]) -> int:
+    """Which column of predict_proba is churn: 1 for the project's models, the card's for an import (read_card
+    has checked it is 0 or 1)."""
+    return int(card.get("churn_column", 1))
 
 
 CANARY_TOLERANCE = 1e-9  # batch size changes the sum order in the matrix product: ~1e-16 seen
@@ -87,9 +98,10 @@ def canary_problem(
     if not canaries:
         return "the card has no canary rows"
     contract = compile_contract(schema)
+    column = churn_column_of(card)
     try:
         rows = [contract.features_of(canary["features"]) for canary in canaries]
-        scorers = [("the pipeline", lambda: pipeline.predict_proba(features_frame(schema, rows))[:, 1])]
+        scorers = [("the pipeline", lambda: pipeline.predict_proba(features_frame(schema, rows))[:, column])]
         if linear is not None:
             scorers.append(("its linear fast path", lambda: linear.predict_proba(rows)))
         for what, score in scorers:
@@ -155,6 +167,9 @@ def card_type_problem(card: dict[str, Any]) -> str | None:
         probability = canary.get("probability")
         if not _is_number(probability) or not 0 <= probability <= 1:
             return f"canary row {index} has probability {probability!r}, not a number between 0 and 1"
+    column = card.get("churn_column", 1)
+    if type(column) is not int or column not in (0, 1):
+        return f"churn_column is {_short(column)}, not 0 or 1"
     return None
 
 

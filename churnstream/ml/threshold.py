@@ -25,11 +25,22 @@ RULE_MIN_COST = "min_cost"
 @dataclass(frozen=True)
 class ThresholdChoice:
     threshold: float
-    rule: str  # RULE_MAX_F1 or RULE_MIN_COST
+    rule: str  # RULE_MAX_F1, RULE_MIN_COST, or "given" (churn-model import --threshold)
     precision: float
     recall: float
     f1: float
     expected_cost: float | None  # C * FN + FP per validation row, under min_cost; None under max_f1
+
+
+def threshold_figures(y_true: np.ndarray, probabilities: np.ndarray, threshold: float) -> tuple[float, float, float]:
+    """(precision, recall, F1) of the churn class when churn is predicted at ``p >= threshold``."""
+    labels = np.asarray(y_true, dtype=int)
+    flagged = np.asarray(probabilities, dtype=float) >= threshold
+    true_positives = float((flagged & (labels == 1)).sum())
+    precision = true_positives / flagged.sum() if flagged.any() else 0.0
+    recall = true_positives / labels.sum() if labels.any() else 0.0
+    f1 = 2 * true_positives / (flagged.sum() + labels.sum()) if (flagged.any() or labels.any()) else 0.0
+    return float(precision), float(recall), float(f1)
 
 
 def choose_threshold(y_true: np.ndarray, probabilities: np.ndarray, cost_ratio: float | None = None) -> ThresholdChoice:

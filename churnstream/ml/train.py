@@ -105,16 +105,19 @@ def split_indexes(
     random_state: int = RANDOM_STATE,
 ) -> Split:
     """The test rows first, then the validation rows from the rest (``validation_size`` is a share of
-    all rows), both stratified by the label, with one seed: the same data gives the same split."""
+    all rows), both stratified by the label, with one seed: the same data gives the same split. When the
+    two sizes add up to 1 (an import: the model was trained elsewhere) there are no training rows."""
     labels = np.asarray(labels)
     counts = np.bincount(labels, minlength=2)
     if counts.min() < MIN_ROWS_PER_CLASS:
         raise DataError(
             f"the data has {counts[1]} churner(s) and {counts[0]} other row(s); at least {MIN_ROWS_PER_CLASS} of "
-            "each are needed to split it into training, validation and test rows"
+            "each are needed to split it into validation and test rows"
         )
     everything = np.arange(labels.size)
     rest, test = train_test_split(everything, test_size=test_size, stratify=labels, random_state=random_state)
+    if test_size + validation_size >= 1.0:
+        return Split(train=np.empty(0, dtype=int), validation=rest, test=test)
     train, validation = train_test_split(
         rest, test_size=validation_size / (1 - test_size), stratify=labels[rest], random_state=random_state
     )
@@ -215,10 +218,12 @@ def describe(
     test_probabilities: np.ndarray,
     choice: ThresholdChoice,
     cost_ratio: float | None = None,
+    sizes: tuple[float, float] = (TEST_SIZE, VALIDATION_SIZE),
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The card of a model scored on ``data``: ``test_probabilities`` are its churn probabilities for the
-    test rows, ``choice`` the threshold chosen on the validation rows."""
+    test rows, ``choice`` the threshold chosen on the validation rows. The drift monitor's reference is
+    the training rows, or all of ``data`` when there are none (an import)."""
     labels = np.asarray(data.labels, dtype=int)
     test = split.test
     metrics = {
@@ -260,16 +265,16 @@ def describe(
         "features": list(schema.feature_names),
         "label": data.label.as_card(),
         "split": {
-            "test_size": TEST_SIZE,
-            "validation_size": VALIDATION_SIZE,
+            "test_size": sizes[0],
+            "validation_size": sizes[1],
             "stratified": True,
             "random_state": RANDOM_STATE,
             "method": "train_test_split(test_size) for test, then train_test_split(validation_size / "
-            "(1 - test_size)) of the rest for validation, both stratified by the label, same random_state, "
-            "over the data's rows in file order",
+            "(1 - test_size)) of the rest for validation (all of the rest when the sizes add up to 1), both "
+            "stratified by the label, same random_state, over the data's rows in file order",
         },
         "metrics": metrics,
-        "training_distribution": training_distribution(schema, frame.iloc[split.train]),
+        "training_distribution": training_distribution(schema, frame.iloc[split.train] if split.train.size else frame),
         "canaries": canaries,
         "training_data": {"file": data.path.name, "sha256": data.sha256, "rows": len(labels)},
         "sklearn_version": sklearn.__version__,
