@@ -92,7 +92,9 @@ def script_env(extra: Mapping[str, str]) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("KAFKA_", "MODEL_", "DATA_", "CHECKPOINT_", "CONSUMER_", "METRICS_", "PRODUCER_", "LOG_"))
+        if not k.startswith(
+            ("KAFKA_", "MODEL_", "DATA_", "EVENT_", "CHECKPOINT_", "CONSUMER_", "METRICS_", "PRODUCER_", "LOG_")
+        )
     }
     env.update({"CHURN_DOTENV": "none", "PYTHONUNBUFFERED": "1"})
     env.update(extra)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from churnstream.errors import PipelineError
@@ -21,6 +21,10 @@ from churnstream.settings import Settings
 
 READ_TIMEOUT_S = 120.0
 POLL_TIMEOUT_MS = 500
+# How long a committed read waits for transactions that are committed but whose markers the broker has not
+# written yet (commit_transaction returns before it writes them): see stable_end_offsets.
+SETTLE_S = 5.0
+SETTLE_POLL_S = 0.05
 
 
 def read_to_end(
@@ -55,7 +59,11 @@ def read_to_end(
                 return
             consumer.assign(partitions)
             consumer.seek_to_beginning(*partitions)
-            ends = consumer.end_offsets(partitions)
+            ends = (
+                stable_end_offsets(settings, consumer, partitions)
+                if committed_only
+                else consumer.end_offsets(partitions)
+            )
             deadline = time.monotonic() + timeout_s
             remaining = {tp for tp in partitions if ends[tp] > 0}
             while remaining:
@@ -69,6 +77,32 @@ def read_to_end(
                 remaining = {tp for tp in remaining if (consumer.position(tp) or 0) < ends[tp]}
     finally:
         consumer.close()
+
+
+def stable_end_offsets(
+    settings: Settings, consumer: KafkaConsumer, partitions: list[TopicPartition], settle_s: float = SETTLE_S
+) -> dict[TopicPartition, int]:
+    """The last stable offsets of ``partitions``, once they have caught up with the high watermarks seen
+    now, or after ``settle_s``, whichever comes first.
+
+    A producer's ``commit_transaction`` returns when the coordinator has logged the commit; the markers
+    that make the records readable under ``read_committed`` are written to each partition after that. A
+    reader that asks for the end right after a commit (a test after the consumer exits, the harness after
+    a run) could see the end before that commit's records and stop short of them: a batch that looked lost.
+    Records past the high watermark seen now are not waited for; an open transaction of a running writer
+    costs at most ``settle_s`` once per read.
+    """
+    ends = consumer.end_offsets(partitions)
+    watcher = make_consumer(settings, client_id="churn-reader-watermarks", isolation_level="read_uncommitted")
+    try:
+        high = watcher.end_offsets(partitions)
+    finally:
+        watcher.close()
+    deadline = time.monotonic() + settle_s
+    while any(ends[tp] < high[tp] for tp in partitions) and time.monotonic() < deadline:
+        time.sleep(SETTLE_POLL_S)  # a wait for the broker's markers, not a retry: each call succeeded
+        ends = consumer.end_offsets(partitions)
+    return ends
 
 
 def read_all(settings: Settings, topics: str | Iterable[str], **options: Any) -> list[ConsumerRecord]:
