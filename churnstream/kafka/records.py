@@ -24,6 +24,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from kafka import codec as kafka_codec
 from kafka.errors import CorruptRecordError
 from kafka.record.default_records import DefaultRecord, DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.util import decode_varint
@@ -112,6 +113,21 @@ def _read_leniently(batch: Any, buffer: bytearray, position: int) -> tuple[Defau
         timestamp = batch.first_timestamp + timestamp_delta
     offset = batch.base_offset + offset_delta
     return DefaultRecord(length, offset, timestamp, batch.timestamp_type, key, value, headers), position
+
+
+# What kafka-python needs to read each codec (its extras), for a line that says what to install.
+CODEC_PACKAGES = {"gzip": "the standard library", "snappy": "python-snappy", "lz4": "lz4", "zstd": "zstandard"}
+
+
+def readable_codecs() -> dict[str, bool]:
+    """Whether this process's kafka-python can decompress each codec a producer may use."""
+    checks = {
+        "gzip": kafka_codec.has_gzip,
+        "snappy": kafka_codec.has_snappy,
+        "lz4": kafka_codec.has_lz4,
+        "zstd": kafka_codec.has_zstd,
+    }
+    return {name: bool(check()) for name, check in checks.items()}
 
 
 def install() -> None:
