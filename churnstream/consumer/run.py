@@ -330,6 +330,7 @@ def run_consumer(
             consume_loop(
                 consumer, sink, model, stats, until, outage=outage, observer=observer, models=watcher, shadow=shadow
             )
+        observer.finished()
         serving = watcher.model if watcher is not None else model
         summary = stats.summary(
             sink.times.as_dict(),

@@ -203,6 +203,11 @@ def cap_reason(reason: str) -> str:
     return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 3] + "..."
 
 
+def clip(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` characters and a marker that it was cut, and from how many."""
+    return text if len(text) <= limit else f"{text[:limit]}...[cut from {len(text)} chars]"
+
+
 def dead_letter_room(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> int:
     """The most a dead letter of this record may take (key, value and headers, as the record format
     counts them): the record's own size plus DEADLETTER_HEADROOM_BYTES, less a batch's framing."""

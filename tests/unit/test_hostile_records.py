@@ -14,7 +14,7 @@ from kafka.consumer.fetcher import Fetcher
 from kafka.record import default_records
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
-from kafka.structs import TopicPartition
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from churnstream.consumer.scoring import RawRecord, score_batch
 from churnstream.contract.outputs import (
@@ -213,3 +213,105 @@ def test_a_client_where_the_records_workaround_does_not_take_effect_refuses_to_s
         monkeypatch.undo()
         internals.check_client.cache_clear()
         internals.check_client()
+
+
+# --------------------------------------------------------------------- finding 3: which codecs --verify-only reports
+
+
+def test_verify_only_says_which_codecs_this_consumer_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: snappy and zstd were not installed, and nothing said so until a batch stopped the group."""
+    from kafka import codec as kafka_codec  # noqa: PLC0415
+
+    from churnstream.harness.verify import codec_check  # noqa: PLC0415
+
+    check = codec_check()
+    assert (check.passed, check.detail) == (True, "reads none, gzip, snappy, lz4, zstd")
+    monkeypatch.setattr(kafka_codec, "has_zstd", lambda: False)
+    check = codec_check()
+    assert not check.passed and check.detail.startswith("reads none, gzip, snappy, lz4, not zstd: batches")
+    assert "install zstandard" in check.detail
+
+
+# --------------------------------------------------------------------- finding 5: bounded dead-letter lines
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def observed_lines(
+    monkeypatch: pytest.MonkeyPatch, batches: list[tuple[float, list[Any]]], metrics: Any = None
+) -> list[str]:
+    """The JSON log lines of a consumer that delivers each batch of dead letters at its time."""
+    import logging  # noqa: PLC0415
+
+    from churnstream.cli.logs import JsonFormatter  # noqa: PLC0415
+    from churnstream.consumer.observe import LoopObserver  # noqa: PLC0415
+    from churnstream.consumer.options import ConsumerOptions  # noqa: PLC0415
+    from churnstream.consumer.scoring import BatchResult  # noqa: PLC0415
+    from churnstream.consumer.sinks import Batch  # noqa: PLC0415
+    from churnstream.consumer.stats import RunStats  # noqa: PLC0415
+    from churnstream.observability.health import Health  # noqa: PLC0415
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(JsonFormatter().format(record))
+
+    logger = logging.getLogger("churnstream.consumer.observe")
+    handler = Collect()
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    clock = Clock()
+    observer = LoopObserver(RunStats(ConsumerOptions()), Health(liveness_s=60), metrics, log_interval_s=0, clock=clock)
+    try:
+        for at, dead_letters in batches:
+            clock.now = 100.0 + at
+            batch = Batch(BatchResult(dead_letters=dead_letters), {TP: OffsetAndMetadata(1, "", -1)}, {})
+            observer.delivered(batch, {})
+        clock.now += 0.1
+        if hasattr(observer, "finished"):
+            observer.finished()
+    finally:
+        logger.removeHandler(handler)
+    return lines
+
+
+def dead_letter_out(offset: int, event_id: str | None = None) -> Any:
+    from churnstream.consumer.scoring import DeadLetterOut  # noqa: PLC0415
+
+    return DeadLetterOut(b"k", b"v", [], "validate", "a reason", 0, offset, event_id)
+
+
+def test_a_60000_character_event_id_is_cut_on_its_dead_letter_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the whole event_id, 60 kB, on one JSON line. After: 200 characters and a marker."""
+    import orjson  # noqa: PLC0415
+
+    (line,) = observed_lines(monkeypatch, [(0.0, [dead_letter_out(5, "x" * 60_000)])])
+    assert len(line) < 1_000
+    logged = orjson.loads(line)
+    assert logged["event_id"] == "x" * 200 + "...[cut from 60000 chars]"
+    assert logged["offset"] == 5
+
+
+def test_dead_letter_lines_are_limited_per_second_and_the_rest_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: 20 lines a batch, so 5 batches in half a second wrote 100 lines. After: 20 in any
+    second, one line summing up the rest, and the rest in churn_dead_letter_log_lines_left_out_total."""
+    from churnstream.observability.health import Health  # noqa: PLC0415
+    from churnstream.observability.metrics import ConsumerMetrics  # noqa: PLC0415
+
+    metrics = ConsumerMetrics(Health(liveness_s=60), Health(liveness_s=60).lag)
+    floods = [(0.1 * i, [dead_letter_out(50 * i + j) for j in range(50)]) for i in range(5)]
+    later = [(1.5, [dead_letter_out(1000)])]
+    lines = observed_lines(monkeypatch, floods + later, metrics)
+    one_by_one = [line for line in lines if '"offset"' in line]
+    summed = [line for line in lines if "more event(s)" in line]
+    assert len(one_by_one) == 20 + 1  # 20 in the first second, and the one 1.5 s later
+    assert len(summed) == 1 and "dead-lettered 230 more event(s) in the last 1.5 s" in summed[0]
+    left_out = metrics.registry.get_sample_value("churn_dead_letter_log_lines_left_out_total")
+    assert left_out == 230
