@@ -13,12 +13,12 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Producer as LibrdkafkaProducer
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from churnstream.contract.events import encode_event, row_to_event, utc_now_iso
 from churnstream.contract.outputs import DEADLETTER_HEADROOM_BYTES, DeadLetterInfo, Stage, decode_prediction
 from churnstream.harness.analysis import ObservedDeadLetter, ObservedPrediction, conservation
+from churnstream.harness.hostile import CODECS, librdkafka_send, worst_case_header_count
 from churnstream.harness.readers import read_topic
 from churnstream.kafka.clients import make_admin, make_producer
 from churnstream.kafka.reading import read_all
@@ -28,7 +28,6 @@ from tests.helpers import make_rows, run_module, run_script
 
 pytestmark = pytest.mark.integration
 
-CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 ODD_KEY = b"\xff\xfe"
 
 
@@ -59,14 +58,6 @@ def raw_limit(settings: Settings) -> int:
         admin.close()
     assert limit is not None
     return limit
-
-
-def worst_case_header_count(limit: int) -> int:
-    """The most empty headers one record with the value ``{}`` carries under the raw topic's limit."""
-    count = (limit - 82) // 2
-    while DefaultRecordBatchBuilder.estimate_size_in_bytes(None, b"{}", [("", b"")] * count) > limit:
-        count -= 1
-    return count
 
 
 def consume(env: dict[str, str], tmp_path: Path, name: str, **extra: str) -> tuple[dict[str, Any], str]:
@@ -153,22 +144,12 @@ def test_hostile_records_among_valid_events_are_one_dead_letter_each_and_replay_
 
 def librdkafka_produce(settings: Settings, per_codec: int) -> dict[str, list[int]]:
     """``per_codec`` valid events from librdkafka per codec, each codec's in one batch on partition 0."""
-    offsets: dict[str, list[int]] = {}
-    for codec in CODECS:
-        producer = LibrdkafkaProducer(
-            {"bootstrap.servers": settings.bootstrap_servers, "compression.type": codec, "linger.ms": 200}
+    return {
+        codec: librdkafka_send(
+            settings, codec, [(e["customerID"].encode(), encode_event(e)) for e in events(codec, per_codec)]
         )
-        delivered: list[int] = []
-
-        def done(error: Any, message: Any, into: list[int] = delivered) -> None:
-            assert error is None, error
-            into.append(message.offset())
-
-        for event in events(codec, per_codec):
-            producer.produce(settings.topic_raw, encode_event(event), event["customerID"], 0, on_delivery=done)
-        assert producer.flush(30) == 0
-        offsets[codec] = delivered
-    return offsets
+        for codec in CODECS
+    }
 
 
 def test_librdkafka_batches_in_every_codec_are_scored(pipeline_env: dict[str, str], tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from churnstream.contract.outputs import (
 )
 from churnstream.harness import receipts
 from churnstream.harness.analysis import ObservedDeadLetter, conservation
+from churnstream.harness.hostile import worst_case_header_count
 from churnstream.kafka.internals import check_client
 from churnstream.replay import Selection, StoredDeadLetter
 from tests.fakes import StubModel
@@ -109,18 +110,10 @@ def test_a_record_with_a_header_key_that_is_not_utf8_is_one_dead_letter_that_kee
 # --------------------------------------------------------------------- finding 2: a dead letter that always fits
 
 
-def worst_case_headers(limit: int) -> int:
-    """The most empty headers one record with the value ``{}`` can carry under a raw topic limit."""
-    count = (limit - 82) // 2
-    while DefaultRecordBatchBuilder.estimate_size_in_bytes(None, b"{}", [("", b"")] * count) > limit:
-        count -= 1
-    return count
-
-
 def test_the_worst_case_the_raw_topic_allows_gives_a_dead_letter_that_fits() -> None:
     """Before: 524,253 headers copied with their prefix: a 6.3 MB dead letter against a 2 MB topic,
     the batch aborted for good. After: within the record plus the headroom; the rest counted."""
-    count = worst_case_headers(RAW_LIMIT)
+    count = worst_case_header_count(RAW_LIMIT)
     record = RawRecord("raw", 0, 7, None, b"{}", headers=(("", b""),) * count)
     (dead,) = score_batch([record], StubModel()).dead_letters
     size = DefaultRecordBatchBuilder.estimate_size_in_bytes(dead.key, dead.value, dead.headers)
