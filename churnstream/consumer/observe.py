@@ -1,5 +1,10 @@
 """What the loop tells the outside world: health, lag, metrics, a heartbeat line, one line per dead letter.
 
+Dead-letter lines are bounded twice: each value taken from an event is cut to LOGGED_VALUE_CHARS
+(with a marker that says so), and at most LOGGED_DEAD_LETTERS_PER_SECOND lines are written in a
+second; the ones left out are counted in a metric and summed up in one line when the second is
+over, so a flood of bad input cannot flood the log. The dead-letter topic has them all.
+
 The loop calls :class:`LoopObserver` once per turn and once per delivered or aborted batch. Its
 work per turn is a few attribute writes and one watermark read per assigned partition; per batch,
 counter increments and one histogram update for the whole batch. Metrics only when a port is set.
@@ -20,6 +25,7 @@ from churnstream.consumer.drift import DriftWatch
 from churnstream.consumer.scoring import BatchResult
 from churnstream.consumer.sinks import Batch
 from churnstream.consumer.stats import RunStats
+from churnstream.contract.outputs import clip
 from churnstream.kafka.group import fetch_position
 from churnstream.observability.health import Health
 from churnstream.observability.lag import LagTracker
@@ -27,9 +33,11 @@ from churnstream.observability.metrics import ConsumerMetrics
 
 logger = logging.getLogger(__name__)
 
-# Dead letters logged one by one per batch; a flood of bad input is summed up in one more line
+# Dead letters logged one by one, a second; a flood of bad input is summed up in one more line
 # (the dead-letter topic and the metric have them all).
-LOGGED_DEAD_LETTERS_PER_BATCH = 20
+LOGGED_DEAD_LETTERS_PER_SECOND = 20
+# Characters of a value taken from an event (its event_id, a reason that quotes it) in a log line.
+LOGGED_VALUE_CHARS = 200
 
 
 class LoopObserver:
@@ -53,6 +61,7 @@ class LoopObserver:
         self._next_log = now + log_interval_s
         self._logged_consumed = 0
         self._logged_at = now
+        self.dead_letter_log = DeadLetterLog(clock, metrics)
 
     @property
     def lag(self) -> LagTracker:
@@ -93,7 +102,12 @@ class LoopObserver:
             self.metrics.latencies(np.asarray(result.event_ms, dtype=float), time.time() * 1000.0)
         if self.drift is not None:
             self.drift.batch(result.scored_features, result.probabilities)
-        _log_dead_letters(result, batch)
+        if result.dead_letters:
+            self.dead_letter_log.log(result, batch)
+
+    def finished(self) -> None:
+        """The loop ended: sum up the dead-letter lines left out since the last such line."""
+        self.dead_letter_log.sum_up(self._clock())
 
     def aborted(self) -> None:
         if self.metrics is not None:
@@ -115,19 +129,49 @@ class LoopObserver:
         self._next_log = now + self.log_interval_s
 
 
-def _log_dead_letters(result: BatchResult, batch: Batch) -> None:
-    """One warning per dead letter, with the coordinates an operator needs to find the record."""
-    topic = next(iter(batch.offsets)).topic if batch.offsets else ""
-    for dead in result.dead_letters[:LOGGED_DEAD_LETTERS_PER_BATCH]:
-        logger.warning(
-            "dead-lettered %s[%d]@%d at %s: %s",
-            topic,
-            dead.partition,
-            dead.offset,
-            dead.stage,
-            dead.reason,
-            extra={"event_id": dead.event_id, "topic": topic, "partition": dead.partition, "offset": dead.offset},
-        )
-    unlogged = len(result.dead_letters) - LOGGED_DEAD_LETTERS_PER_BATCH
-    if unlogged > 0:
-        logger.warning("dead-lettered %d more event(s) in this batch (all are on the dead-letter topic)", unlogged)
+class DeadLetterLog:
+    """One warning per dead letter, with the coordinates an operator needs to find the record, at most
+    LOGGED_DEAD_LETTERS_PER_SECOND in a second; the rest counted, and summed up when the second is over."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, metrics: ConsumerMetrics | None = None) -> None:
+        self._clock = clock
+        self._metrics = metrics
+        self._second_from = clock()
+        self._logged = 0  # in the second from _second_from
+        self.left_out = 0  # likewise
+
+    def log(self, result: BatchResult, batch: Batch) -> None:
+        now = self._clock()
+        if now - self._second_from >= 1.0:
+            self.sum_up(now)
+        topic = next(iter(batch.offsets)).topic if batch.offsets else ""
+        dead_letters = result.dead_letters
+        logged = min(len(dead_letters), LOGGED_DEAD_LETTERS_PER_SECOND - self._logged)
+        for dead in dead_letters[:logged]:
+            event_id = None if dead.event_id is None else clip(dead.event_id, LOGGED_VALUE_CHARS)
+            logger.warning(
+                "dead-lettered %s[%d]@%d at %s: %s",
+                topic,
+                dead.partition,
+                dead.offset,
+                dead.stage,
+                clip(dead.reason, LOGGED_VALUE_CHARS),
+                extra={"event_id": event_id, "topic": topic, "partition": dead.partition, "offset": dead.offset},
+            )
+        self._logged += logged
+        left_out = len(dead_letters) - logged
+        if left_out:
+            self.left_out += left_out
+            if self._metrics is not None:
+                self._metrics.dead_letter_lines_left_out(left_out)
+
+    def sum_up(self, now: float) -> None:
+        """One line for the dead letters left out since the second began; a new second begins."""
+        if self.left_out:
+            logger.warning(
+                "dead-lettered %d more event(s) in the last %.1f s, not logged one by one (all are on the "
+                "dead-letter topic)",
+                self.left_out,
+                now - self._second_from,
+            )
+        self._second_from, self._logged, self.left_out = now, 0, 0

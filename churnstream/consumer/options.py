@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass
 
 from churnstream.contract.events import DEFAULT_MAX_VALUE_BYTES
-from churnstream.contract.outputs import Guarantee, Mode
+from churnstream.contract.outputs import DEADLETTER_HEADROOM_BYTES, Guarantee, Mode
 from churnstream.kafka.clients import FLUSH_TIMEOUT_S
-from churnstream.kafka.topics import DEADLETTER_HEADROOM_BYTES, DEADLETTER_MAX_MESSAGE_BYTES
+from churnstream.kafka.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from churnstream.observability.health import LIVENESS_MARGIN_S
 
 # Per poll, so per model call and per transaction. At streaming rates a poll holds far fewer

@@ -33,12 +33,13 @@ from churnstream.consumer.options import (
 from churnstream.consumer.scoring import Scorer
 from churnstream.consumer.sinks import make_sink
 from churnstream.consumer.stats import ConsumerSummary, RunStats, WindowSummary
+from churnstream.contract.outputs import DEADLETTER_HEADROOM_BYTES
 from churnstream.errors import ConfigError
 from churnstream.kafka.clients import make_admin, make_consumer, make_producer
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.group import RebalanceLogger, group_offsets, leave_as_static_member
 from churnstream.kafka.outage import watch_broker
-from churnstream.kafka.topics import DEADLETTER_HEADROOM_BYTES, prepare_pipeline_topics
+from churnstream.kafka.topics import prepare_pipeline_topics
 from churnstream.lifecycle import StopFlag, tune_garbage_collector
 from churnstream.observability.health import Health
 from churnstream.observability.lag import LagProbe
@@ -352,6 +353,7 @@ def run_consumer(
             consume_loop(
                 consumer, sink, model, stats, until, outage=outage, observer=observer, models=watcher, shadow=shadow
             )
+        observer.finished()
         serving = watcher.model if watcher is not None else model
         summary = stats.summary(
             sink.times.as_dict(),

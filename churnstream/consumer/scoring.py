@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from churnstream.contract.events import DEFAULT_MAX_VALUE_BYTES, Contract, ValidEvent, utc_now_iso
-from churnstream.contract.outputs import Stage, cap_reason, dead_letter_headers, encode_prediction
+from churnstream.contract.outputs import Stage, cap_reason, dead_letter_headers, dead_letter_room, encode_prediction
+from churnstream.contract.wire import UndecodableBatch, bytes_size, odd_header_keys
 from churnstream.errors import InvalidEvent, ModelBroken
 
 logger = logging.getLogger(__name__)
@@ -165,35 +166,65 @@ def error_class(exc: BaseException) -> str:
 def make_dead_letter(
     record: SourceRecord, stage: str, reason: str, error_class_name: str, model_version: str, *, event_id: Any = None
 ) -> DeadLetterOut:
-    """A dead letter for ``record``: original key and value bytes untouched, the why in headers."""
-    key = record.key
+    """A dead letter for ``record``: original key and value bytes untouched, the why in headers.
+
+    It never takes more than its record plus DEADLETTER_HEADROOM_BYTES (``dead_letter_room``), which
+    the dead-letter topic and the producer are sized for: of the record's own headers, as many are
+    copied as fit. For a batch the client could not read, it names the batch's offsets.
+    """
+    key, value, source_headers = record.key, record.value, record.headers or ()
     # kafka-python refuses to send a record with neither key nor value (other clients can write
     # one): send an empty key and say in a header that the original had none.
-    key_absent = key is None and record.value is None
+    key_absent = key is None and value is None
+    key_out = b"" if key_absent else key
+    batch = value if isinstance(value, UndecodableBatch) else None
+    offset = record.offset if batch is None else batch.first_offset
+    room = dead_letter_room(key, value, source_headers) - bytes_size(key_out) - bytes_size(value) - 5
     headers = dead_letter_headers(
         stage=stage,
         reason=reason,
         error_class=error_class_name,
         source_topic=record.topic,
         source_partition=record.partition,
-        source_offset=record.offset,
+        source_offset=offset,
         source_timestamp=record.timestamp,
         source_timestamp_type=record.timestamp_type,
-        source_headers=record.headers,
+        source_headers=source_headers,
         failed_ts=utc_now_iso(),
         model_version=model_version,
         key_absent=key_absent,
+        source_last_offset=None if batch is None else batch.last_offset,
+        room=room,
     )
     return DeadLetterOut(
-        b"" if key_absent else key,
-        record.value,
+        key_out,
+        value if batch is None else bytes(batch),  # plain bytes: kafka-python's producer takes no subclass
         headers,
         str(stage),
         cap_reason(reason),
         record.partition,
-        record.offset,
+        offset,
         event_id if isinstance(event_id, str) else None,  # an invalid event's id may be anything
     )
+
+
+def unreadable(record: SourceRecord, model_version: str) -> DeadLetterOut | None:
+    """A dead letter for a record the Kafka client could not read as the format promises (see
+    kafka.records): a batch it could not decompress, or a header key that is not UTF-8."""
+    value = record.value
+    if isinstance(value, UndecodableBatch):
+        error = value.error
+        reason = (
+            f"a {value.codec}-compressed batch of offsets {value.first_offset} to {value.last_offset} could not be "
+            f"decompressed ({type(error).__name__}: {error}); the value is the compressed records"
+        )
+        return make_dead_letter(record, Stage.DECODE, reason, _class_name(error), model_version)
+    odd = odd_header_keys(record.headers)
+    if odd:
+        shown = ", ".join(name.raw[:32].hex(" ") for name in odd[:3])
+        reason = f"{len(odd)} header key(s) are not UTF-8 (bytes {shown}); they are kept as bytes"
+        return make_dead_letter(record, Stage.DECODE, reason, "UnicodeDecodeError", model_version)
+    return None
 
 
 def _unexpected(exc: Exception) -> str:
@@ -342,6 +373,16 @@ def score_shadow(
     )
 
 
+def _unreadable_dead_letter(record: SourceRecord, version: str, dead_letters: list[DeadLetterOut]) -> bool:
+    """Appends the dead letter of a record the client could not read, else False. Called for records
+    with headers or a batch's stand-in only (score_batch checks that inline: most records have neither)."""
+    dead = unreadable(record, version)
+    if dead is None:
+        return False
+    dead_letters.append(dead)
+    return True
+
+
 def score_batch(
     records: Sequence[SourceRecord],
     model: Scorer,
@@ -366,6 +407,10 @@ def score_batch(
     valid_records: list[SourceRecord] = []
     events: list[ValidEvent] = []
     for record in records:
+        if (record.headers or record.value.__class__ is UndecodableBatch) and _unreadable_dead_letter(
+            record, version, dead_letters
+        ):
+            continue
         try:
             event = decode(record.value, max_value_bytes)
         except InvalidEvent as exc:

@@ -19,9 +19,11 @@ from typing import Any
 from churnstream.contract.events import DEFAULT_MAX_VALUE_BYTES, MAX_DEPTH, MAX_SAFE_INTEGER
 from churnstream.contract.outputs import (
     DEADLETTER_HEADERS,
+    HEADER_HEADERS_DROPPED,
     HEADER_KEY_ABSENT,
     HEADER_MODEL_VERSION,
     HEADER_REASON,
+    HEADER_SOURCE_LAST_OFFSET,
     HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_PARTITION,
     HEADER_STAGE,
@@ -86,6 +88,10 @@ def dead_letter_headers_schema() -> dict[str, Any]:
     properties[HEADER_SOURCE_OFFSET] = {"type": "string", "pattern": r"^[0-9]+$"}
     properties[HEADER_MODEL_VERSION] = {"type": "string"}
     properties[HEADER_KEY_ABSENT] = {"type": "string", "const": "true"}
+    # Only when they apply: a dead letter for a whole batch (its offsets dl.source_offset to this one),
+    # and the count of the raw record's headers that did not fit (the dl.header.* copies kept are its first ones).
+    properties[HEADER_SOURCE_LAST_OFFSET] = {"type": "string", "pattern": r"^[0-9]+$"}
+    properties[HEADER_HEADERS_DROPPED] = {"type": "string", "pattern": r"^[1-9][0-9]*$"}
     return {
         "$schema": DRAFT,
         "$id": BASE_ID + "dead-letter-headers.schema.json",

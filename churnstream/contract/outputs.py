@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from churnstream.contract.wire import BATCH_OVERHEAD_BYTES, header_key, header_key_bytes, header_size, record_size
+
 
 class Mode(StrEnum):
     """How the producer sends, and how the consumer stops."""
@@ -193,8 +195,20 @@ DEADLETTER_HEADERS = (
 # Only when they apply:
 HEADER_SOURCE_TIMESTAMP_TYPE = "dl.source_timestamp_type"  # CreateTime or LogAppendTime
 HEADER_KEY_ABSENT = "dl.key_absent"  # the raw record had neither key nor value (see dead_letter_headers)
+# A dead letter for a whole batch the client could not read (a codec it lacks): its offsets run from
+# dl.source_offset to this one, every one of them accounted for by this dead letter.
+HEADER_SOURCE_LAST_OFFSET = "dl.source_last_offset"
+# How many of the raw record's headers (its last ones) did not fit in the dead letter.
+HEADER_HEADERS_DROPPED = "dl.headers_dropped"
 ORIGINAL_HEADER_PREFIX = "dl.header."  # each header of the raw record, renamed "dl.header.<name>"
+_PREFIX_BYTES = ORIGINAL_HEADER_PREFIX.encode()
+# What a dead letter may add to the raw record it carries. The consumer sizes the dead-letter topic
+# and its own produce requests for the raw topic's limit plus this (kafka.topics.check_deadletter_room,
+# consumer.run.producer_options), so a dead letter no larger than its record plus this always fits.
+DEADLETTER_HEADROOM_BYTES = 64 * 1024
 TIMESTAMP_TYPES = {0: "CreateTime", 1: "LogAppendTime"}
+# A batch holds at most this many offsets apart (Kafka's offset delta is an int32); a reader refuses more.
+MAX_BATCH_OFFSETS = 2**31 - 1
 # A reason is for a person; an exception text can quote a whole value. Keep headers small.
 MAX_REASON_CHARS = 500
 
@@ -203,6 +217,22 @@ Headers = list[tuple[str, bytes]]
 
 def cap_reason(reason: str) -> str:
     return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 3] + "..."
+
+
+def clip(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` characters and a marker that it was cut, and from how many."""
+    return text if len(text) <= limit else f"{text[:limit]}...[cut from {len(text)} chars]"
+
+
+def dead_letter_room(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> int:
+    """The most a dead letter of this record may take (key, value and headers, as the record format
+    counts them): the record's own size plus DEADLETTER_HEADROOM_BYTES, less a batch's framing."""
+    return record_size(key, value, headers) + DEADLETTER_HEADROOM_BYTES - BATCH_OVERHEAD_BYTES
+
+
+def original_header_name(name: str) -> str:
+    """``dl.header.<name>``, built from the name's bytes, so a key that is not UTF-8 keeps them."""
+    return header_key(_PREFIX_BYTES + header_key_bytes(name))
 
 
 def dead_letter_headers(
@@ -219,12 +249,18 @@ def dead_letter_headers(
     source_timestamp_type: int | None = None,
     source_headers: Sequence[tuple[str, bytes | None]] | None = (),
     key_absent: bool = False,
+    source_last_offset: int | None = None,
+    room: int | None = None,
 ) -> Headers:
     """The ``dl.*`` headers that say where a dead letter came from and why it failed, and the raw
     record's own headers and timestamp, so the dead letter keeps everything the record had.
 
     ``key_absent``: kafka-python cannot send a record with neither key nor value, so such a dead
     letter goes out with an empty key and this marker; readers (replay) read its key as null.
+    ``source_last_offset``: the dead letter stands for a whole batch, these offsets included.
+    ``room``: the bytes all these headers may take (see :func:`dead_letter_room`). Each copied header
+    grows by its prefix, so a record of many headers would outgrow any limit: the raw record's
+    headers are kept in order while they fit, and ``dl.headers_dropped`` says how many did not.
     """
     headers = [
         (HEADER_STAGE, str(stage).encode()),
@@ -241,7 +277,22 @@ def dead_letter_headers(
         headers.append((HEADER_SOURCE_TIMESTAMP_TYPE, TIMESTAMP_TYPES[source_timestamp_type].encode()))
     if key_absent:
         headers.append((HEADER_KEY_ABSENT, b"true"))
-    headers.extend((ORIGINAL_HEADER_PREFIX + name, value or b"") for name, value in source_headers or ())
+    if source_last_offset is not None:
+        headers.append((HEADER_SOURCE_LAST_OFFSET, str(source_last_offset).encode()))
+    originals = source_headers or ()
+    # Room for the dropped count's header (its name and up to 10 digits) stays free while copying.
+    free = None if room is None else room - sum(header_size(name, v) for name, v in headers) - 32
+    kept = 0
+    for name, value in originals:
+        copied = (original_header_name(name), value or b"")
+        if free is not None:
+            free -= header_size(*copied)
+            if free < 0:
+                break
+        headers.append(copied)
+        kept += 1
+    if kept < len(originals):
+        headers.append((HEADER_HEADERS_DROPPED, str(len(originals) - kept).encode()))
     return headers
 
 
@@ -268,10 +319,18 @@ class DeadLetterInfo:
     key_absent: bool = False
     source_timestamp: int = -1
     original_headers: tuple[tuple[str, bytes], ...] = ()
+    source_last_offset: int | None = None  # a dead letter for a whole batch: its last offset
+    headers_dropped: int = 0  # the raw record's headers that did not fit
 
     @property
     def source(self) -> tuple[int, int]:
         return (self.source_partition, self.source_offset)
+
+    @property
+    def sources(self) -> list[tuple[int, int]]:
+        """Every raw record this dead letter stands for: one, or each offset of a batch."""
+        last = self.source_offset if self.source_last_offset is None else self.source_last_offset
+        return [(self.source_partition, offset) for offset in range(self.source_offset, last + 1)]
 
     @classmethod
     def from_headers(cls, headers: Sequence[tuple[str, bytes | None]] | None) -> DeadLetterInfo:
@@ -280,10 +339,15 @@ class DeadLetterInfo:
         offset = header_text(headers, HEADER_SOURCE_OFFSET)
         if partition is None or offset is None:
             raise MalformedOutput("a dead letter without dl.source_partition or dl.source_offset")
+        last = header_text(headers, HEADER_SOURCE_LAST_OFFSET)
         try:
             source_partition, source_offset = int(partition), int(offset)
+            source_last_offset = None if last is None else int(last)
+            dropped = int(header_text(headers, HEADER_HEADERS_DROPPED) or 0)
         except ValueError:
-            raise MalformedOutput(f"a dead letter whose source is {partition!r}:{offset!r}") from None
+            raise MalformedOutput(f"a dead letter whose source is {partition!r}:{offset!r}..{last!r}") from None
+        if source_last_offset is not None and not 0 <= source_last_offset - source_offset <= MAX_BATCH_OFFSETS:
+            raise MalformedOutput(f"a dead letter for offsets {source_offset} to {source_last_offset}")
         return cls(
             stage=header_text(headers, HEADER_STAGE) or "",
             reason=header_text(headers, HEADER_REASON) or "",
@@ -296,10 +360,12 @@ class DeadLetterInfo:
             key_absent=header_text(headers, HEADER_KEY_ABSENT) == "true",
             source_timestamp=int(header_text(headers, HEADER_SOURCE_TIMESTAMP) or -1),
             original_headers=tuple(
-                (name.removeprefix(ORIGINAL_HEADER_PREFIX), value or b"")
+                (header_key(header_key_bytes(name)[len(_PREFIX_BYTES) :]), value or b"")
                 for name, value in headers or ()
                 if name.startswith(ORIGINAL_HEADER_PREFIX)
             ),
+            source_last_offset=source_last_offset,
+            headers_dropped=dropped,
         )
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from churnstream.consumer.scoring import RawRecord
 from churnstream.contract.outputs import DeadLetterInfo, Prediction, keeps_original_bytes
+from churnstream.contract.wire import UndecodableBatch
 
 Source = tuple[int, int]  # (partition, offset) on the raw topic
 
@@ -45,6 +46,11 @@ class ObservedDeadLetter:
     def source(self) -> Source:
         return self.info.source
 
+    @property
+    def sources(self) -> list[Source]:
+        """The raw records it accounts for: its source, or every offset of a batch it stands for."""
+        return self.info.sources
+
 
 @dataclass
 class Conservation:
@@ -63,7 +69,18 @@ class Conservation:
         return self.lost == 0 and self.duplicated == 0 and self.unknown_sources == 0
 
 
+def raw_sources_of(record: RawRecord) -> list[Source]:
+    """A raw record's (partition, offset), or each offset of a batch this reader could not decompress either."""
+    value = record.value
+    if isinstance(value, UndecodableBatch):
+        return [(record.partition, offset) for offset in range(value.first_offset, value.last_offset + 1)]
+    return [record.source]
+
+
 def dead_letter_keeps_bytes(raw: RawRecord, dead: ObservedDeadLetter) -> bool:
+    """A batch's dead letter carries the batch's compressed records, no one record's bytes: not compared."""
+    if dead.info.source_last_offset is not None:
+        return True
     return keeps_original_bytes(raw.key, raw.value, dead.info, dead.key, dead.value)
 
 
@@ -71,9 +88,9 @@ def conservation(
     raw: Iterable[RawRecord], predictions: Sequence[ObservedPrediction], dead_letters: Sequence[ObservedDeadLetter]
 ) -> Conservation:
     """Match every raw record to its outcomes; count the missing, the extra and the altered."""
-    raw_by_source = {record.source: record for record in raw}
+    raw_by_source = {source: record for record in raw for source in raw_sources_of(record)}
     raw_sources = raw_by_source.keys()
-    outcomes = Counter(p.source for p in predictions) + Counter(d.source for d in dead_letters)
+    outcomes = Counter(p.source for p in predictions) + Counter(s for d in dead_letters for s in d.sources)
     lost = sorted(source for source in raw_sources if outcomes[source] == 0)
     duplicated = sum(count - 1 for source, count in outcomes.items() if count > 1 and source in raw_sources)
     unknown = sum(count for source, count in outcomes.items() if source not in raw_sources)

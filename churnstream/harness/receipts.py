@@ -16,10 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-MAGIC = b"churn-receipts/1\n"
+from churnstream.contract.wire import header_key
+
+# Version 2: a header count and a header name's length take 4 bytes (a dead letter can carry
+# 100,000 headers of its record, and a header name can be as long as the record).
+MAGIC = b"churn-receipts/2\n"
 # received (epoch seconds), topic index, partition, offset, key length, value length, header count
-_HEAD = struct.Struct("<dBiqiiH")
-_HEADER_HEAD = struct.Struct("<Hi")  # header name length, header value length
+_HEAD = struct.Struct("<dBiqiiI")
+_HEADER_HEAD = struct.Struct("<Ii")  # header name length, header value length
 _NONE = -1
 
 HeaderList = Sequence[tuple[str, bytes | None]]
@@ -104,7 +108,7 @@ def _unpack_headers(data: bytes, position: int, count: int) -> tuple[list[tuple[
         if value is None:
             return None
         position = value[1]
-        headers.append(((name[0] or b"").decode(), value[0]))
+        headers.append((header_key(name[0] or b""), value[0]))
     return headers, position
 
 

@@ -11,6 +11,7 @@ from kafka import KafkaAdminClient
 from churnstream.errors import PipelineError
 from churnstream.kafka.clients import make_admin
 from churnstream.kafka.diagnosis import kafka_errors_translated
+from churnstream.kafka.records import CODEC_PACKAGES, readable_codecs
 from churnstream.kafka.topics import broker_version, ensure_topics
 from churnstream.ml.dataset import DATASET_SHA256, verify_dataset
 from churnstream.ml.store import resolve_model
@@ -28,7 +29,7 @@ class Check:
 
 
 def verify(settings: Settings) -> list[Check]:
-    """Broker, topics, model and data: each checked on its own, so one failure hides no other.
+    """Broker, topics, model, data and codecs: each checked on its own, so one failure hides no other.
 
     The model and the data are checked first, and missing topics are created only when both
     pass: a start-up fault (a missing model, an altered CSV) changes nothing on the broker.
@@ -38,7 +39,23 @@ def verify(settings: Settings) -> list[Check]:
         # that is down is reported within the same 10 s as from the scripts.
         connecting = pool.submit(make_admin, settings, "churn-verify")
         local = _local_checks(settings)
-        return _broker_checks(connecting, settings, local) + local
+        return [*_broker_checks(connecting, settings, local), *local, codec_check()]
+
+
+def codec_check() -> Check:
+    """Which compression codecs this consumer can read: a batch in one it cannot read becomes a dead letter."""
+    readable = readable_codecs()
+    missing = [name for name, ok in readable.items() if not ok]
+    can = ", ".join(["none", *(name for name, ok in readable.items() if ok)])
+    if not missing:
+        return Check("compression codecs", True, f"reads {can}")
+    install = ", ".join(CODEC_PACKAGES[name] for name in missing)
+    return Check(
+        "compression codecs",
+        False,
+        f"reads {can}, not {', '.join(missing)}: batches compressed with it become dead letters (install {install}: "
+        "make venv)",
+    )
 
 
 def load_model_deferred(settings: Settings) -> ChurnModel:

@@ -15,7 +15,7 @@ from kafka import KafkaAdminClient
 from kafka import errors as kafka_errors
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
-from churnstream.contract.outputs import LEDGER_SUFFIX
+from churnstream.contract.outputs import DEADLETTER_HEADROOM_BYTES, LEDGER_SUFFIX
 from churnstream.errors import AuthenticationFailed, ConfigError, PipelineError, TopicMissing
 from churnstream.kafka.diagnosis import kafka_errors_translated, not_authorized
 from churnstream.settings import ENV_REPLICATION_FACTOR, Settings
@@ -29,8 +29,6 @@ AUTO_REPLICATION_CAP = 3
 # The raw topic accepts about 1 MB per message (the broker default); a dead letter carries that
 # value untouched plus its headers, so the dead-letter topic must accept more.
 DEADLETTER_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
-# What a dead letter adds to the raw value it carries: its headers, with room to spare.
-DEADLETTER_HEADROOM_BYTES = 64 * 1024
 
 
 def choose_replication_factor(configured: int | None, brokers: int, bootstrap_servers: str = "") -> int:

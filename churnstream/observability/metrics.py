@@ -36,6 +36,7 @@ STAGES = ("poll", "decode", "predict", "encode", "send", "flush", "commit")
 EVENTS_CONSUMED = "churn_events_consumed_total"
 EVENTS_SCORED = "churn_events_scored_total"
 EVENTS_DEAD_LETTERED = "churn_events_dead_lettered_total"
+DEAD_LETTER_LINES_LEFT_OUT = "churn_dead_letter_log_lines_left_out_total"
 TRANSACTIONS = "churn_transactions_total"
 REBALANCES = "churn_rebalances_total"
 MODEL_LOAD_FAILURES = "churn_model_load_failures_total"
@@ -59,6 +60,7 @@ EXPORTED = (
     EVENTS_CONSUMED,
     EVENTS_SCORED,
     EVENTS_DEAD_LETTERED,
+    DEAD_LETTER_LINES_LEFT_OUT,
     TRANSACTIONS,
     REBALANCES,
     MODEL_LOAD_FAILURES,
@@ -166,6 +168,11 @@ class ConsumerMetrics:
         self.dead_lettered = Counter(
             _family(EVENTS_DEAD_LETTERED), "Events sent to the dead-letter topic, by stage", ["stage"], registry=r
         )
+        self.dead_letter_lines_left_out_total = Counter(
+            _family(DEAD_LETTER_LINES_LEFT_OUT),
+            "Dead letters not logged one by one: over the log's rate limit (the dead-letter topic has them all)",
+            registry=r,
+        )
         self.transactions = Counter(
             _family(TRANSACTIONS),
             "Batches committed (a transaction, or at-least-once an offset commit) and aborted",
@@ -221,6 +228,9 @@ class ConsumerMetrics:
 
     def drift_reset(self) -> None:
         self.feature_psi.clear()
+
+    def dead_letter_lines_left_out(self, count: int) -> None:
+        self.dead_letter_lines_left_out_total.inc(count)
 
     def model_refused(self) -> None:
         self.model_load_failures.inc()

@@ -24,14 +24,20 @@ from kafka import errors as kafka_errors
 
 from churnstream.consumer.identity import transactional_id
 from churnstream.contract.events import utc_now_iso
-from churnstream.contract.outputs import DeadLetterInfo, MalformedOutput, Stage, encode_ledger_entry, replay_headers
+from churnstream.contract.outputs import (
+    DEADLETTER_HEADROOM_BYTES,
+    DeadLetterInfo,
+    MalformedOutput,
+    Stage,
+    encode_ledger_entry,
+    replay_headers,
+)
 from churnstream.errors import PipelineError, TopicMissing
 from churnstream.kafka.bounded import Bounded
 from churnstream.kafka.clients import make_admin, make_producer
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.reading import read_to_end
 from churnstream.kafka.topics import (
-    DEADLETTER_HEADROOM_BYTES,
     DEADLETTER_MAX_MESSAGE_BYTES,
     ensure_topics,
     ledger_topic,
@@ -64,6 +70,7 @@ class StoredDeadLetter:
     reason: str
     topic_id: str = ""
     original_headers: tuple[tuple[str, bytes], ...] = ()
+    batch: bool = False  # stands for a compressed batch the consumer could not decompress
 
     @property
     def ledger_key(self) -> bytes:
@@ -90,6 +97,10 @@ class Selection:
 
     def matches(self, record: StoredDeadLetter) -> bool:
         if record.stage == Stage.SHADOW:  # the event has its prediction: sent back, it would be scored twice
+            return False
+        if (
+            record.batch
+        ):  # its value is a batch's compressed records, no event: read it with a client that has the codec
             return False
         if self.stage is not None and record.stage != self.stage:
             return False
@@ -141,7 +152,15 @@ def _dead_letters(settings: Settings, topic_id: str) -> Iterator[StoredDeadLette
             continue
         key = None if info.key_absent else record.key
         yield StoredDeadLetter(
-            record.partition, record.offset, key, record.value, info.stage, info.reason, topic_id, info.original_headers
+            record.partition,
+            record.offset,
+            key,
+            record.value,
+            info.stage,
+            info.reason,
+            topic_id,
+            info.original_headers,
+            batch=info.source_last_offset is not None,
         )
 
 

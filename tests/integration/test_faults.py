@@ -35,7 +35,7 @@ from kafka import KafkaAdminClient
 
 from churnstream import localkafka as broker
 from churnstream.consumer.options import DEFAULT_MAX_BATCH
-from churnstream.contract.events import parse_object, utc_now_iso
+from churnstream.contract.events import encode_event, parse_object, utc_now_iso
 from churnstream.contract.outputs import DeadLetterInfo, Stage
 from churnstream.errors import (
     EXIT_BROKER,
@@ -47,7 +47,7 @@ from churnstream.errors import (
     EXIT_MODEL_MISSING,
     EXIT_PROTOCOL,
 )
-from churnstream.harness import badinput
+from churnstream.harness import badinput, hostile
 from churnstream.harness.analysis import Conservation, conservation
 from churnstream.harness.plan import RunTopics
 from churnstream.harness.processes import CONSUMER as CONSUMER_MODULE
@@ -55,7 +55,7 @@ from churnstream.harness.processes import PRODUCER as PRODUCER_MODULE
 from churnstream.harness.processes import ManagedProcess, script, wait_for_group
 from churnstream.harness.readers import OutcomeReader, read_topic
 from churnstream.kafka.clients import make_admin, make_producer
-from churnstream.kafka.topics import ensure_topics, prepare_pipeline_topics
+from churnstream.kafka.topics import ensure_topics, prepare_pipeline_topics, topic_max_message_bytes
 from churnstream.ml.store import MODEL_FILE, ModelStore
 from churnstream.producer.checkpoint import read_checkpoint
 from churnstream.settings import DEFAULT_DATA_PATH, DEFAULT_MODEL_STORE, Settings, settings_from
@@ -64,6 +64,7 @@ from tests.helpers import (
     checkpoint_path,
     current_model_path,
     free_port,
+    make_rows,
     read_all_records,
     run_module,
     run_script,
@@ -71,6 +72,7 @@ from tests.helpers import (
     script_env,
     start_local_cluster,
     start_script,
+    telco_event,
     wait_for_progress,
 )
 
@@ -123,7 +125,7 @@ def start_reader(settings: Settings) -> OutcomeReader:
 
 def outcome_sources(reader: OutcomeReader) -> set[tuple[int, int]]:
     """Raw records (partition, offset) that have at least one committed outcome so far."""
-    return {p.source for p in list(reader.predictions)} | {d.source for d in list(reader.dead_letters)}
+    return {p.source for p in list(reader.predictions)} | {s for d in list(reader.dead_letters) for s in d.sources}
 
 
 def reached(reader: OutcomeReader, count: int) -> Callable[[], bool]:
@@ -881,3 +883,112 @@ def test_10_a_corrupt_version_promoted_mid_stream_is_refused_then_a_good_one_tak
     assert len(refusals) == 1 and "Traceback" not in log
     assert corrupt not in versions and versions[good] > 0 and versions[relabelled] > 0
     assert summary(tmp_path, "follower")["models_refused"] == [corrupt]
+
+
+# --------------------------------------------------------------------- 11. hostile records (issue 19)
+
+
+def send_hostile_records(settings: Settings, hidden_codec: str) -> dict[str, list[tuple[int, int]]]:
+    """Into partition 0, one after another: a header key that is not UTF-8, as many headers as the raw
+    topic allows, a 60,000-character event_id, 200 records that are not JSON (a flood of dead-letter
+    lines), and librdkafka batches of 10 valid events in snappy and zstd. Returns their sources by kind."""
+    admin = make_admin(settings, client_id="fault-admin")
+    try:
+        limit = topic_max_message_bytes(admin, settings.topic_raw) or 1_048_588
+    finally:
+        admin.close()
+    stamp = utc_now_iso()
+    valid = [telco_event(row, event_id=f"hostile-{i}", event_ts=stamp) for i, row in enumerate(make_rows(21))]
+    kinds: dict[str, list[tuple[bytes | None, bytes | None, list[Any]]]] = {
+        "odd-header-key": [(b"odd", encode_event(valid[0]), [("trace", b"1"), (hostile.ODD_HEADER_KEY, b"kcat")])],
+        "worst-case-headers": [(None, b"{}", [("", b"")] * hostile.worst_case_header_count(limit))],
+        "long-event-id": [(b"long", encode_event({**valid[0], "event_id": "x" * 60_000}), [])],
+        "not-json-flood": [(b"flood", b"not json %d" % i, []) for i in range(200)],
+    }
+    sources: dict[str, list[tuple[int, int]]] = {}
+    injector = make_producer(settings, client_id="fault-hostile", max_request_size=limit)
+    try:
+        for kind, records in kinds.items():
+            futures = [injector.send(settings.topic_raw, key=k, value=v, headers=h, partition=0) for k, v, h in records]
+            sources[kind] = [(0, future.get(timeout=60).offset) for future in futures]
+            time.sleep(0.3)
+    finally:
+        injector.close()
+    for codec, events in (("snappy", valid[1:11]), ("zstd", valid[11:21])):
+        keyed = [(e["customerID"].encode(), encode_event(e)) for e in events]
+        kind = "undecodable-batch" if codec == hidden_codec else f"{codec}-batch"
+        sources[kind] = [(0, offset) for offset in hostile.librdkafka_send(settings, codec, keyed)]
+    return sources
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_11_hostile_records_in_an_exactly_once_stream_are_dead_letters_and_the_consumer_keeps_going(
+    pipeline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Under 1,000 events/s, exactly-once, the records of issue 19 arrive mid-stream: each hostile one
+    is a dead letter, the snappy batch is scored, and the zstd batch, from a consumer that is run
+    without zstd's library, is one dead letter for its ten offsets. The consumer never stops; each
+    raw record has exactly one outcome; no log line carries a whole value, and dead-letter lines stay
+    within 20 a second."""
+    settings = settings_from(pipeline_env)
+    hidden = tmp_path / "no-zstd"
+    hidden.mkdir()
+    (hidden / "zstandard.py").write_text('raise ImportError("zstandard is hidden by the test")\n')
+    create_topics(settings)
+    scoring = consumer("consumer", {**pipeline_env, "PYTHONPATH": str(hidden)}, tmp_path, "--log-format", "json")
+    processes = [scoring]
+    reader = start_reader(settings)
+    try:
+        wait_for_group(settings, settings.consumer_group, [scoring])
+        producing = streaming_producer(pipeline_env, tmp_path, rate=1000, duration_s=8, seed=SEED)
+        processes.append(producing)
+        wait_until(reached(reader, 1500), "predictions flowing", 60, [scoring])
+        sources = send_hostile_records(settings, hidden_codec="zstd")
+        assert producing.wait(60) == 0
+        every_outcome(settings, reader, 120, [scoring])
+        still_running = scoring.poll() is None
+        consumer_code = scoring.stop()
+        counts = account(settings, reader)
+    finally:
+        for process in processes:
+            process.stop(timeout=10)
+        reader.stop()
+    dead_by_source = {s: d for d in reader.dead_letters for s in d.sources}
+    predicted = {p.source for p in reader.predictions}
+    dead_lettered_kinds = [
+        kind for kind in ("odd-header-key", "worst-case-headers", "long-event-id", "not-json-flood")
+        if all(source in dead_by_source and source not in predicted for source in sources[kind])
+    ]  # fmt: skip
+    batch_letters = {id(dead_by_source[s]) for s in sources["undecodable-batch"] if s in dead_by_source}
+    lines = scoring.log_path.read_text(errors="replace").splitlines()
+    logged = [orjson.loads(line) for line in lines if line.startswith("{")]
+    one_by_one = [line for line in logged if "offset" in line]
+    per_second = Counter(line["ts"][:19] for line in one_by_one)
+    summed = sum(int(m.group(1)) for line in logged if (m := re.match(r"dead-lettered (\d+) more", line["message"])))
+    figures(
+        "scenario-11",
+        raw_records=counts.raw_records,
+        hostile_kinds_dead_lettered=len(dead_lettered_kinds),
+        snappy_batch_scored=sum(s in predicted for s in sources["snappy-batch"]),
+        undecodable_batch_dead_letters=len(batch_letters),
+        dead_lettered=counts.dead_lettered,
+        lost=counts.lost,
+        duplicated=counts.duplicated,
+        longest_log_line=max(len(line) for line in lines),
+        dead_letter_lines=len(one_by_one),
+        most_dead_letter_lines_in_a_second=max(per_second.values()),
+        summed_up=summed,
+        consumer_running_until_sigterm=still_running,
+        consumer_exit=consumer_code,
+    )
+    assert still_running and consumer_code == 0
+    assert counts.lost == 0 and counts.duplicated == 0 and counts.unknown_sources == 0
+    assert counts.dead_letter_bytes_mismatch == 0
+    assert len(dead_lettered_kinds) == 4, dead_lettered_kinds
+    assert all(s in predicted for s in sources["snappy-batch"])
+    assert len(batch_letters) == 1 and not any(s in predicted for s in sources["undecodable-batch"])
+    assert max(len(line) for line in lines) < 2_000
+    assert max(per_second.values()) <= 40  # 20 in each one-second window; two windows can share a clock second
+    assert len(one_by_one) + summed == counts.dead_lettered  # every one logged, or counted in a summing-up line

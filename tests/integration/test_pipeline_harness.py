@@ -92,8 +92,9 @@ def test_verify_only_prints_a_table_of_checks(pipeline_env: dict[str, str], tmp_
     completed = run_script("test_pipeline.py", ["--verify-only"], env=pipeline_env, timeout=60)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     lines = completed.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["PASS"] * 4
+    assert [line.split()[0] for line in lines] == ["PASS"] * 5
     assert "Kafka API 4.3" in lines[0]
+    assert "compression codecs" in lines[4] and "reads none, gzip, snappy, lz4, zstd" in lines[4]
     assert f"created {pipeline_env['KAFKA_TOPIC_RAW']}" in completed.stdout
 
 
