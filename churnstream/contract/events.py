@@ -4,7 +4,7 @@
 :class:`Contract` once; the consumer then decodes every record with it, in one of two paths:
 
 * the **fast path**: msgspec decodes and validates the bytes in one C pass into a struct compiled
-  from the schema (types, enums, ranges, lengths, patterns), and a byte-level check confirms what
+  from the schema (types, enums, ranges, lengths, patterns), and one byte count confirms what
   msgspec does not (no key given twice: see :meth:`Contract._plain_object`). Nearly every event a
   producer of ours or a well-behaved one writes takes it;
 * the **full path**: anything else (a duplicate key, an extra or nested field, a number written
@@ -26,10 +26,9 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, NamedTuple, Optional
 
 import msgspec
 import orjson
@@ -47,6 +46,7 @@ from churnstream.contract.schema import (
     ID_CHARACTERS,
     INTEGER,
     NUMBER,
+    STRING,
     EventSchema,
     Field,
     load_schema,
@@ -79,9 +79,6 @@ MAX_SAFE_INTEGER = 2**53  # a double holds every integer up to here exactly; pan
 _EVENT_TS = re.compile(EVENT_TS_PATTERN, re.ASCII)
 # A key's closing quote and its colon, with the whitespace JSON allows between them.
 _KEY_COLON = re.compile(rb'"[ \t\r\n]*:')
-# JSON text after a quote that only a key written with spaces before its colon (or a string that
-# starts with a space) has: the fast path leaves such values to the full path.
-_QUOTE_SPACE = re.compile(rb'"[ \t\r\n]')
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\],]')
 _WHOLE_TEXT = re.compile(r"-?[0-9]+", re.ASCII)
 _DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
@@ -143,10 +140,10 @@ def encode_event(event: Mapping[str, Any]) -> bytes:
 # --------------------------------------------------------------------------- the validated event
 
 
-@dataclass(frozen=True, slots=True)
-class ValidEvent:
+class ValidEvent(NamedTuple):
     """An event the contract accepted: its key (the ``x-key`` field), envelope, and the features in
-    the schema's order, typed (str, int, float, bool; None where null or absent)."""
+    the schema's order, typed (str, int, float, bool; None where null or absent). A named tuple: one
+    is built per event on the hot path, and a frozen dataclass costs twice as much to build."""
 
     key: str
     event_id: str
@@ -475,17 +472,26 @@ class Contract:
         struct_fields.sort(key=len)  # fields with a default after those without (msgspec requires it)
         order = [int(entry[0][1:]) for entry in struct_fields]
         self._positions = tuple(order.index(index) for index in range(len(names)))
+        # Unknown fields refused: the fast path takes flat objects of the schema's fields only (an event
+        # with extra fields is the full path's, which ignores them when the schema allows them).
         self._struct = msgspec.defstruct(
             "Event",
             struct_fields,
             rename={f"f{index}": name for index, name in enumerate(names)},
-            forbid_unknown_fields=not schema.allows_extra_fields,
+            forbid_unknown_fields=True,
             gc=False,
         )
         self._decoder = msgspec.json.Decoder(self._struct)
         self._optional = bool(optional)
         self._fields_in_struct = len(names)
         self._plain = self._positions == tuple(range(len(names))) and not self._optional
+        # Fields whose value is always a string when present (the key, the envelope, non-null strings),
+        # and the places of those that may or may not be (nullable or optional strings): _plain_object.
+        always = [f for f in (*features, self._key, self._event_id) if f.kind == STRING and not f.allows_null]
+        self._string_fields = len([f for f in always if f.required]) + 1  # + event_ts
+        self._maybe_strings = tuple(
+            index for index, f in enumerate(features) if f.kind == STRING and (f.allows_null or not f.required)
+        )
 
     # ------------------------------------------------------------------ the consumer's decode
 
@@ -509,12 +515,15 @@ class Contract:
             raise
 
     def _plain_object(self, value: bytes, event: Any) -> ValidEvent | None:
-        """The fast path's answer, when the bytes hold exactly the schema's fields, each key once.
+        """The fast path's answer, when the bytes hold each of the schema's fields once and nothing else.
 
-        msgspec keeps the last of two equal keys and skips unknown ones. Each key of the value ends in
-        a closing quote and a colon; when no quote is followed by whitespace, every key ends in ``":``
-        exactly, so a value with as many ``":`` as fields present has no key besides them: no
-        duplicate, no extra field, nothing nested. Anything else goes to the full path.
+        msgspec has accepted one flat JSON object of the schema's fields (unknown ones refused), each
+        value of its type; but it keeps the last of two equal keys. In such an object a quote byte is
+        a key's (two each), a string value's (two each), or an escaped one inside a string: nothing
+        else holds byte 0x22, not even UTF-8's multibyte characters. So the quotes number exactly
+        2 x (keys present + string values) only when no key is given twice (a second one adds at least
+        its own two) and no string holds an escaped quote. One ``bytes.count``, no parse; anything
+        else goes to the full path.
         """
         values = astuple(event)
         present = self._fields_in_struct
@@ -524,7 +533,10 @@ class Contract:
             values = tuple(None if item is msgspec.UNSET else item for item in values)
         elif not self._plain:
             values = tuple(values[position] for position in self._positions)
-        if value.count(b'":') != present or _QUOTE_SPACE.search(value) is not None:
+        strings = self._string_fields
+        for index in self._maybe_strings:
+            strings += values[index].__class__ is str
+        if value.count(b'"') != 2 * (present + strings):
             return None
         count = len(self.feature_names)
         key, event_id, event_ts = values[count], values[count + 1], values[count + 2]
