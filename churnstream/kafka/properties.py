@@ -81,6 +81,8 @@ OWNED = (
     "client.id",
 )
 SUPPORTED = tuple(sorted({*AS_SETTINGS, *AS_CLIENT_OPTIONS, *SPECIAL}))
+# What Java's String.trim() removes, as ConfigDef.parseType calls it: every character up to U+0020.
+_JAVA_TRIMMED = "".join(map(chr, range(0x21)))
 _JAAS = re.compile(r'(username|password)\s*=\s*"((?:[^"\\]|\\.)*)"')
 
 
@@ -92,12 +94,18 @@ class Translated:
 
 def parse_properties(text: str, source: str) -> list[tuple[str, str, str]]:
     """``key=value`` (or ``key:value``) lines of a Java properties file; ``#``/``!`` comments.
-    Returns (key, value, where) with ``where`` like ``client.properties:3`` for error messages."""
+    Returns (key, value, where) with ``where`` like ``client.properties:3`` for error messages.
+
+    Read as a Java client reads the file: ``Properties.load`` keeps a value's trailing whitespace
+    (``secret\\ `` too, escaped), then the client's ``ConfigDef`` trims every string and password
+    value at both ends (kafka-clients 4.3.1 reads ``ssl.key.password=secret`` and two spaces as ``secret``).
+    A password ending in a space survives only inside the quotes of ``sasl.jaas.config``, as in Java;
+    ``-X`` (kcat's way, librdkafka's) keeps the value as typed."""
     pairs = []
     pending = ""  # a line ending in a backslash continues on the next, as in Java
     for number, raw in enumerate(text.splitlines(), start=1):
-        line = pending + raw.strip()
-        if not line or line.startswith(("#", "!")):
+        line = pending + raw.lstrip()
+        if not line.strip() or line.startswith(("#", "!")):
             pending = ""
             continue
         if (len(line) - len(line.rstrip("\\"))) % 2 == 1:
@@ -107,7 +115,7 @@ def parse_properties(text: str, source: str) -> list[tuple[str, str, str]]:
         key, separator, value = _split(line)
         if not separator:
             raise ConfigError(f"{source}:{number}: {line[:60]!r} has no value (key=value)")
-        pairs.append((_unescape(key), _unescape(value), f"{source}:{number}"))
+        pairs.append((_unescape(key), _unescape(value).strip(_JAVA_TRIMMED), f"{source}:{number}"))
     return pairs
 
 
@@ -130,8 +138,8 @@ def _split(line: str) -> tuple[str, str, str]:
     """Java's three separators: ``=``, ``:``, or whitespace alone (``ssl.key.password secret``)."""
     match = re.match(r"([^=:\s]+)\s*([=:])\s*(.*)$", line) or re.match(r"([^=:\s]+)(\s)\s*(.*)$", line)
     if match is None:
-        return line, "", ""
-    return match.group(1), match.group(2), match.group(3).strip()
+        return line.rstrip(), "", ""
+    return match.group(1), match.group(2), match.group(3)
 
 
 def translate(pairs: Iterable[tuple[str, str, str]]) -> Translated:

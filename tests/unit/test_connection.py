@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from churnstream.cli.connection import add_connection_options, load_settings_with
 from churnstream.cli.registry import COMMANDS, Command
 from churnstream.errors import EXIT_CONFIG, EXIT_USAGE, ConfigError, TlsError
 from churnstream.kafka.clients import security_options
@@ -161,6 +163,41 @@ def test_a_line_that_is_not_key_value_is_named_with_its_line_number() -> None:
 
 def test_whitespace_separates_a_key_from_its_value_as_in_java() -> None:
     assert parse_properties("ssl.key.password  s3cret value\n", "c") == [("ssl.key.password", "s3cret value", "c:1")]
+
+
+def test_an_x_value_is_kept_as_typed_trailing_spaces_included(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kcat hands -X values to librdkafka as typed: a password may end in a space. Before: stripped."""
+    monkeypatch.setenv("CHURN_DOTENV", "none")
+    parser = argparse.ArgumentParser()
+    add_connection_options(parser)
+    args = parser.parse_args(["-X", "sasl.password=pw  ", "-X", "ssl.key.password= k ", "-X", " sasl.username =u"])
+    settings = load_settings_with(args)
+    assert settings.sasl_password is not None and settings.sasl_password.reveal() == "pw  "
+    assert settings.ssl_key_password is not None and settings.ssl_key_password.reveal() == " k "
+    assert settings.sasl_username == "u"  # the key is trimmed, and a user name is a name
+
+
+def test_a_properties_file_reads_as_a_java_client_reads_it() -> None:
+    """What kafka-clients 4.3.1 made of these lines (Properties.load, then ProducerConfig): trailing
+    whitespace kept by the file format, then trimmed by the client's ConfigDef; the JAAS line's
+    quoted password keeps its spaces. Before: an escaped trailing space ("secret\\ ") was read as a
+    line continuation, and swallowed the next line into the password."""
+    text = (
+        "ssl.key.password=secret\\ \n"
+        "ssl.ca.location=/etc/ca.pem  \n"
+        "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+        'username="u" password="pw  ";\t\n'
+    )
+    pairs = parse_properties(text, "c")
+    assert [(key, value) for key, value, _ in pairs] == [
+        ("ssl.key.password", "secret"),
+        ("ssl.ca.location", "/etc/ca.pem"),
+        (
+            "sasl.jaas.config",
+            'org.apache.kafka.common.security.plain.PlainLoginModule required username="u" password="pw  ";',
+        ),
+    ]
+    assert translate(pairs).settings["KAFKA_SASL_PASSWORD"] == "pw  "
 
 
 # -- at the edge: one line, the right exit code, before anything connects
