@@ -88,6 +88,8 @@ ALL_VARIABLES = (
     ENV_PRODUCER_METRICS_PORT,
     ENV_LOG_FORMAT,
 )
+# The variables whose values are secrets: never on a command line, in a results file or a log line.
+SECRET_VARIABLES = (ENV_SASL_PASSWORD, ENV_SSL_KEY_PASSWORD)
 LOG_FORMATS = ("text", "json")
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -197,16 +199,21 @@ class Settings:
             ENV_PRODUCER_METRICS_PORT: "" if self.producer_metrics_port is None else str(self.producer_metrics_port),
         }
 
+    def secrets(self) -> dict[str, Secret]:
+        """The secrets that are set, by variable (one of SECRET_VARIABLES)."""
+        found = {ENV_SASL_PASSWORD: self.sasl_password, ENV_SSL_KEY_PASSWORD: self.ssl_key_password}
+        return {name: secret for name, secret in found.items() if secret is not None}
+
     def environment(self, *, reveal_secrets: bool) -> dict[str, str]:
-        """The settings as environment variables for a child process. Unlike :meth:`describe`, the
-        password is only there when asked for by name: a masked one would make the child fail to log in."""
+        """The settings as environment variables for a child process (the way a secret reaches it:
+        never its command line). Unlike :meth:`describe`, the password is only there when asked for
+        by name: a masked one would make the child fail to log in."""
         values = self.describe()
-        for name, secret in ((ENV_SASL_PASSWORD, self.sasl_password), (ENV_SSL_KEY_PASSWORD, self.ssl_key_password)):
-            if secret is not None:
-                if reveal_secrets:
-                    values[name] = secret.reveal()
-                else:
-                    del values[name]
+        for name, secret in self.secrets().items():
+            if reveal_secrets:
+                values[name] = secret.reveal()
+            else:
+                del values[name]
         return {name: value for name, value in values.items() if value != ""}
 
 

@@ -18,6 +18,7 @@ from typing import NoReturn
 from churnstream import __version__
 from churnstream.cli.logs import formatter
 from churnstream.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PipelineError
+from churnstream.kafka.diagnosis import REDACTOR
 from churnstream.lifecycle import StopFlag
 from churnstream.settings import LOG_FORMATS
 from churnstream.settings import log_format as settings_log_format
@@ -204,7 +205,7 @@ def run(body: Callable[[], int]) -> int:
     try:
         return body()
     except PipelineError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {REDACTOR.redact(str(exc))}", file=sys.stderr)  # a secret the message quotes: ***
         return exc.exit_code
     except KeyboardInterrupt:
         print("Interrupted; no summary.", file=sys.stderr)

@@ -25,6 +25,7 @@ from churnstream.settings import (
     ENV_SSL_CHECK_HOSTNAME,
     ENV_SSL_KEY_PASSWORD,
     ENV_SSL_KEYFILE,
+    SECRET_VARIABLES,
     Settings,
 )
 
@@ -81,9 +82,25 @@ OWNED = (
     "client.id",
 )
 SUPPORTED = tuple(sorted({*AS_SETTINGS, *AS_CLIENT_OPTIONS, *SPECIAL}))
+# Keys whose values are secrets besides those that set a secret setting: the JAAS line holds the
+# password; the rest are refused here, but may still be typed on a command line that is shown.
+_SECRET_KEYS = ("sasl.jaas.config", "ssl.key.pem", "ssl.keystore.key", "sasl.oauthbearer.config")
 # What Java's String.trim() removes, as ConfigDef.parseType calls it: every character up to U+0020.
 _JAVA_TRIMMED = "".join(map(chr, range(0x21)))
 _JAAS = re.compile(r'(username|password)\s*=\s*"((?:[^"\\]|\\.)*)"')
+
+
+def is_secret_property(key: str) -> bool:
+    """Whether a client property's value is a secret, never to be shown: the one place that decides."""
+    key = key.strip().lower()
+    named = "password" in key or "secret" in key
+    return named or key in _SECRET_KEYS or AS_SETTINGS.get(key) in SECRET_VARIABLES
+
+
+def client_option_properties(settings: Settings) -> list[tuple[str, str]]:
+    """The kafka-python tuning options back as the Kafka properties that set them (none is a secret)."""
+    names = {option: key for key, option in AS_CLIENT_OPTIONS.items()}
+    return [(names[option], str(value)) for option, value in settings.client_options]
 
 
 @dataclass
