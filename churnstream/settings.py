@@ -8,6 +8,7 @@ log line or an error message.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -57,6 +58,9 @@ ENV_CONSUMER_INSTANCE_ID = "CONSUMER_INSTANCE_ID"
 ENV_METRICS_PORT = "METRICS_PORT"  # the consumer serves /metrics, /healthz and /readyz here; off when unset
 # The streaming producer's own port: one .env serves both on one host, so they cannot share a name.
 ENV_PRODUCER_METRICS_PORT = "PRODUCER_METRICS_PORT"
+# The interface both ports listen on; empty: every interface. One name for both: two processes can
+# listen on one address (on two ports), so an operator restricting it means both.
+ENV_METRICS_ADDRESS = "METRICS_ADDRESS"
 ENV_LOG_FORMAT = "LOG_FORMAT"  # text (default) or json
 ENV_DOTENV = "CHURN_DOTENV"  # which .env file to read; "none" to read none
 
@@ -86,6 +90,7 @@ ALL_VARIABLES = (
     ENV_CONSUMER_INSTANCE_ID,
     ENV_METRICS_PORT,
     ENV_PRODUCER_METRICS_PORT,
+    ENV_METRICS_ADDRESS,
     ENV_LOG_FORMAT,
 )
 # The variables whose values are secrets: never on a command line, in a results file or a log line.
@@ -106,6 +111,12 @@ _INSTANCE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 DEFAULT_DEADLETTER_RETENTION_MS = -1
 MIN_RETENTION_MS = 3_600_000
 _HOST_PORT_RE = re.compile(r"^\[?[A-Za-z0-9._:-]+\]?:\d{1,5}$")
+_HOST_NAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+# Every interface, as Prometheus exporters listen by default (node_exporter's ":9100", the official
+# client's start_http_server(addr="0.0.0.0")): a pod's probes and Prometheus come from outside.
+EVERY_INTERFACE = ""
 
 
 class Secret:
@@ -168,6 +179,7 @@ class Settings:
     consumer_instance_id: str | None = None
     metrics_port: int | None = None
     producer_metrics_port: int | None = None
+    metrics_address: str = EVERY_INTERFACE  # where both metrics ports listen (an IP address or host name)
 
     def describe(self) -> dict[str, str]:
         """Settings as strings, safe to print: the password is masked."""
@@ -197,6 +209,7 @@ class Settings:
             ENV_CONSUMER_INSTANCE_ID: self.consumer_instance_id or "",
             ENV_METRICS_PORT: "" if self.metrics_port is None else str(self.metrics_port),
             ENV_PRODUCER_METRICS_PORT: "" if self.producer_metrics_port is None else str(self.producer_metrics_port),
+            ENV_METRICS_ADDRESS: self.metrics_address,
         }
 
     def secrets(self) -> dict[str, Secret]:
@@ -269,6 +282,21 @@ def _instance_id(env: Mapping[str, str]) -> str | None:
     if not _INSTANCE_ID_RE.match(raw) or raw in (".", ".."):
         raise _bad(ENV_CONSUMER_INSTANCE_ID, raw, "1-200 characters of A-Z a-z 0-9 . _ - (a pod name fits)")
     return raw
+
+
+def listen_address(text: str, name: str = ENV_METRICS_ADDRESS) -> str:
+    """An address to listen on: an IP address (IPv6 with or without brackets) or a host name; empty
+    for every interface. Pure: whether it belongs to this host is known only when binding."""
+    raw = text.strip()
+    if not raw:
+        return EVERY_INTERFACE
+    value = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        if _HOST_NAME_RE.match(value):
+            return value
+    raise _bad(name, raw, "an IP address of this host (127.0.0.1, ::1) or a host name; empty: every interface")
 
 
 def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
@@ -385,6 +413,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         consumer_instance_id=_instance_id(env),
         metrics_port=_optional_int(env, ENV_METRICS_PORT, 1, 65535),
         producer_metrics_port=_optional_int(env, ENV_PRODUCER_METRICS_PORT, 1, 65535),
+        metrics_address=listen_address(env.get(ENV_METRICS_ADDRESS, "")),
     )
 
 

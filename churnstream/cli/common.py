@@ -20,7 +20,7 @@ from churnstream.cli.logs import formatter
 from churnstream.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PipelineError
 from churnstream.kafka.diagnosis import REDACTOR
 from churnstream.lifecycle import StopFlag
-from churnstream.settings import LOG_FORMATS
+from churnstream.settings import LOG_FORMATS, listen_address
 from churnstream.settings import log_format as settings_log_format
 
 logger = logging.getLogger("churnstream")
@@ -88,6 +88,24 @@ def port_number(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
     return value
+
+
+def metrics_address(text: str) -> str:
+    """argparse type: an address to serve metrics on (settings.listen_address decides what is one)."""
+    try:
+        return listen_address(text, "--metrics-address")
+    except PipelineError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--metrics-address=")) from None
+
+
+def add_metrics_address_option(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
+    group.add_argument(
+        "--metrics-address",
+        type=metrics_address,
+        metavar="ADDRESS",
+        help="the interface the metrics port listens on, e.g. 127.0.0.1 (default: METRICS_ADDRESS, else every "
+        "interface, as Prometheus exporters listen)",
+    )
 
 
 def seconds_or_zero(text: str) -> float:

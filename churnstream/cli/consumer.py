@@ -10,6 +10,7 @@ import argparse
 
 from churnstream.cli.common import (
     add_logging_options,
+    add_metrics_address_option,
     count_or_zero,
     make_parser,
     output_file,
@@ -163,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics on /metrics, and /healthz and /readyz, on this port (default: "
         "METRICS_PORT; off when neither is set)",
     )
+    add_metrics_address_option(output)
     output.add_argument("--summary-json", type=output_file, metavar="PATH", help="also write the final summary as JSON")
     model = parser.add_argument_group("model")
     model.add_argument(
@@ -195,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         fetch_max_wait_ms=args.fetch_max_wait_ms,
         log_interval_s=args.log_interval,
         metrics_port=args.metrics_port,
+        metrics_address=args.metrics_address,
         shadow_model=args.shadow_model,
         instance_id=args.instance_id,
         static_membership=args.static_membership,

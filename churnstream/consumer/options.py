@@ -70,6 +70,7 @@ class ConsumerOptions:
     fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS
     log_interval_s: float = DEFAULT_LOG_INTERVAL_S
     metrics_port: int | None = None
+    metrics_address: str | None = None  # None: METRICS_ADDRESS (empty: every interface)
     shadow_model: str | None = None  # a store version scoring every batch too, into the shadow topic
     instance_id: str | None = None
     static_membership: bool = True

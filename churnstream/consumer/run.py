@@ -226,9 +226,10 @@ def _observe(settings: Settings, options: ConsumerOptions, stack: ExitStack) -> 
     """Binds the metrics port first of all, so a taken port fails the start before anything else."""
     observed = Observed(Health(liveness_s=options.liveness_s))
     port = options.metrics_port if options.metrics_port is not None else settings.metrics_port
+    address = options.metrics_address if options.metrics_address is not None else settings.metrics_address
     if port is not None:
         observed.metrics = ConsumerMetrics(observed.health, observed.health.lag)
-        observed.server = MetricsServer(port, observed.metrics.registry, observed.health).start()
+        observed.server = MetricsServer(port, observed.metrics.registry, observed.health, address).start()
         stack.callback(observed.server.close)
     return observed
 

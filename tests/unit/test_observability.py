@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
 from kafka.structs import TopicPartition
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from churnstream.errors import ConfigError
@@ -20,7 +23,7 @@ from churnstream.observability import metrics as m
 from churnstream.observability.health import Health
 from churnstream.observability.lag import LagProbe, LagTracker
 from churnstream.observability.metrics import BatchHistogram, ConsumerMetrics, ProducerMetrics
-from churnstream.observability.server import MetricsServer
+from churnstream.observability.server import MAX_CONCURRENT_REQUESTS, MetricsServer
 
 TP0 = TopicPartition("raw", 0)
 TP1 = TopicPartition("raw", 1)
@@ -297,6 +300,52 @@ def test_the_port_serves_metrics_and_probes_and_refuses_to_start_when_taken() ->
         server.close()
 
 
+def test_a_flood_of_connections_gets_a_bounded_number_of_threads() -> None:
+    """Before: one thread per connection, without a cap (ThreadingHTTPServer): 3 x 8 idle connections
+    held 24 threads. Now at most MAX_CONCURRENT_REQUESTS; the rest are closed at once, and once the
+    flood is gone the port answers again."""
+    registry = CollectorRegistry()
+    Gauge("flood_survived", "answered after the flood", registry=registry)
+    server = MetricsServer(0, registry).start()
+    threads_before = threading.active_count()
+    flood = [
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(3 * MAX_CONCURRENT_REQUESTS)
+    ]
+    try:
+        time.sleep(0.5)  # every connection accepted, and each held idle (no request line yet)
+        assert threading.active_count() - threads_before <= MAX_CONCURRENT_REQUESTS
+        closed = 0
+        for connection in flood:
+            connection.settimeout(0.2)
+            with contextlib.suppress(TimeoutError):  # a timeout: being served, waiting for its request line
+                closed += connection.recv(1) == b""  # closed by the server at once, not left waiting
+        assert closed >= 2 * MAX_CONCURRENT_REQUESTS
+    finally:
+        for connection in flood:
+            connection.close()
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read()
+        assert b"flood_survived 0.0" in body
+    finally:
+        server.close()
+
+
+def test_the_port_listens_on_the_address_given_and_names_a_foreign_one() -> None:
+    server = MetricsServer(0, CollectorRegistry(), address="127.0.0.1").start()
+    try:
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        assert urllib.request.urlopen(f"{server.url}/metrics", timeout=5).status == 200
+        others = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+        for address in others - {"127.0.0.1"}:  # this host's other IPv4 addresses: not listened on
+            with pytest.raises(OSError):
+                socket.create_connection((address, server.port), timeout=2).close()
+    finally:
+        server.close()
+    with pytest.raises(ConfigError) as foreign:
+        MetricsServer(0, CollectorRegistry(), address="192.0.2.1")  # TEST-NET-1: no host has it
+    assert "on METRICS_ADDRESS/--metrics-address 192.0.2.1 cannot be used" in str(foreign.value)
+
+
 @pytest.mark.parametrize("script", ["churnstream.cli.consumer", "churnstream.cli.producer"])
 def test_a_metrics_port_in_use_stops_the_start_in_one_line(script: str) -> None:
     """Before the model, before the broker (none answers at the bootstrap address here): exit 3."""
@@ -314,6 +363,21 @@ def test_a_metrics_port_in_use_stops_the_start_in_one_line(script: str) -> None:
     assert result.returncode == 3, result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.strip()]
     assert line.startswith("Error: ") and f"--metrics-port {port} cannot be used" in line
+
+
+@pytest.mark.parametrize("script", ["churnstream.cli.consumer", "churnstream.cli.producer"])
+def test_both_scripts_listen_where_metrics_address_says(script: str) -> None:
+    """METRICS_ADDRESS, one variable for both: an address not of this host stops either in one line."""
+    args = ["--metrics-port", "9", "--bootstrap-server", "localhost:1"]
+    if script.endswith("producer"):
+        args += ["--mode", "streaming", "--events-per-sec", "1"]
+    env = {**os.environ, "CHURN_DOTENV": "none", "METRICS_ADDRESS": "192.0.2.1"}
+    result = subprocess.run(
+        [sys.executable, "-m", script, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert result.returncode == 3, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "--metrics-port 9 on METRICS_ADDRESS/--metrics-address 192.0.2.1 cannot be used" in line
 
 
 def test_a_transaction_marker_at_the_end_is_no_lag_once_the_consumer_is_idle() -> None:
