@@ -37,6 +37,7 @@ from churnstream.kafka.clients import make_admin, make_consumer, make_producer
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.group import RebalanceLogger, group_offsets, leave_as_static_member
 from churnstream.kafka.outage import watch_broker
+from churnstream.kafka.reading import dating_options, first_records
 from churnstream.kafka.topics import DEADLETTER_HEADROOM_BYTES, prepare_pipeline_topics
 from churnstream.lifecycle import StopFlag, tune_garbage_collector
 from churnstream.observability.health import Health
@@ -236,14 +237,22 @@ def _observe(settings: Settings, options: ConsumerOptions, stack: ExitStack) -> 
 
 def _probe_lag(settings: Settings, observed: Observed, client_id: str, stack: ExitStack) -> None:
     """With metrics served: end and committed offsets from a client of its own, so lag keeps
-    growing on the gauges (and readiness sees it) even while the loop is blocked in one batch."""
+    growing on the gauges (and readiness sees it) even while the loop is blocked in one batch; and
+    the oldest waiting record's timestamp, from a consumer of its own (no group), so the lag in
+    seconds counts the time before this consumer first looked too."""
     if observed.metrics is None:
         return
     admin = make_admin(settings, client_id=f"{client_id}-lag")
     stack.callback(admin.close)
+    dater = make_consumer(settings, client_id=f"{client_id}-lag", **dating_options())
+    stack.callback(dater.close, autocommit=False, timeout_ms=CLOSE_TIMEOUT_S * 1000)
     group = settings.consumer_group
-    probe = LagProbe(observed.health.lag, lambda partitions: group_offsets(admin, group, partitions))
-    stack.enter_context(closing(probe.start()))
+    probe = LagProbe(
+        observed.health.lag,
+        lambda partitions: group_offsets(admin, group, partitions),
+        lambda offsets: first_records(dater, offsets),
+    )
+    stack.enter_context(closing(probe.start()))  # closed first: the clients it uses close after it
 
 
 def _clients(

@@ -8,10 +8,10 @@ here) and stops at a deadline with a clear error instead of spinning through an 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from churnstream.errors import PipelineError
@@ -75,3 +75,44 @@ def read_all(settings: Settings, topics: str | Iterable[str], **options: Any) ->
     """:func:`read_to_end` into a list, in (topic, partition, offset) order: for tests and small topics."""
     records = list(read_to_end(settings, topics, **options))
     return sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
+
+
+# The lag probe's fetch of the oldest waiting records: small, and bounded in time.
+DATING_FETCH_BYTES = 64 * 1024  # per partition; the broker still returns a whole first batch (KIP-74)
+DATING_TIMEOUT_S = 2.0
+
+
+def dating_options() -> dict[str, Any]:
+    """The options of the consumer :func:`first_records` reads with (no group; read_committed, as the
+    pipeline's consumer reads; an offset gone to retention reads from the first one left)."""
+    return {
+        "enable_auto_commit": False,
+        "isolation_level": "read_committed",
+        "auto_offset_reset": "earliest",
+        "max_partition_fetch_bytes": DATING_FETCH_BYTES,
+        "fetch_max_bytes": 4 * DATING_FETCH_BYTES,
+        "fetch_max_wait_ms": 100,
+    }
+
+
+def first_records(
+    consumer: KafkaConsumer, offsets: Mapping[TopicPartition, int], timeout_s: float = DATING_TIMEOUT_S
+) -> dict[TopicPartition, tuple[int, int]]:
+    """The first record at or after each offset, as (its offset, its timestamp in ms): transaction
+    markers and aborted records are skipped, as the pipeline's consumer skips them. ``consumer`` is
+    the caller's own (:func:`dating_options`), used by one thread. A partition with nothing there
+    within ``timeout_s`` is left out."""
+    partitions = list(offsets)
+    consumer.assign(partitions)
+    consumer.resume(*partitions)
+    for tp, offset in offsets.items():
+        consumer.seek(tp, offset)
+    found: dict[TopicPartition, tuple[int, int]] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(found) < len(partitions) and (left_ms := int((deadline - time.monotonic()) * 1000)) > 0:
+        for tp, records in consumer.poll(timeout_ms=min(left_ms, POLL_TIMEOUT_MS)).items():
+            dated = [record for record in records if record.timestamp >= 0]
+            if tp not in found and dated:
+                found[tp] = (dated[0].offset, dated[0].timestamp)
+                consumer.pause(tp)  # no more fetches for it
+    return found

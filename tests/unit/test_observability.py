@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from churnstream.errors import ConfigError
 from churnstream.observability import metrics as m
 from churnstream.observability.health import Health
-from churnstream.observability.lag import LagProbe, LagTracker
+from churnstream.observability.lag import MAX_SAMPLES, LagProbe, LagTracker
 from churnstream.observability.metrics import BatchHistogram, ConsumerMetrics, ProducerMetrics
 from churnstream.observability.server import MAX_CONCURRENT_REQUESTS, MetricsServer
 
@@ -130,6 +131,61 @@ def test_the_probe_keeps_the_lag_growing_while_the_loop_is_blocked() -> None:
     lag.revoked([TP0])
     probe.once()  # nothing assigned: no request
     assert lag.readings(clock.now) == []
+
+
+def test_one_partition_stuck_among_six_keeps_aging_and_makes_the_consumer_not_ready() -> None:
+    """The issue's case: the loop turns 20 times a second, 5 records a turn arrive on each of six
+    partitions, five are processed and one is stuck for 120 s. Before: 600 samples covered the last
+    30 s only, so the stuck partition's 12,000 records read 29.9 s old and /readyz stayed 200."""
+    clock = Clock()
+    health = Health(liveness_s=60.0, clock=clock)
+    health.model_loaded = True
+    partitions = [TopicPartition("raw", p) for p in range(6)]
+    stuck = partitions[3]
+    health.lag.assigned(partitions, now=clock.now)
+    for tp in partitions:
+        health.lag.observe(tp, highwater=0, position=0, now=clock.now)
+    for turn in range(1, 120 * 20 + 1):
+        clock.now += 0.05
+        health.beat(joined=True)
+        for tp in partitions:
+            health.lag.observe(tp, highwater=5 * turn, position=None, now=clock.now)
+            if tp != stuck:
+                health.lag.committed(tp, 5 * turn, now=clock.now)
+    readings = {reading.tp: reading for reading in health.lag.readings(clock.now)}
+    assert readings[stuck].records == 12_000
+    assert readings[stuck].seconds == pytest.approx(120.0, abs=0.1)
+    assert all(readings[tp].records == 0 == readings[tp].seconds for tp in partitions if tp != stuck)
+    assert health.ready() == (False, "records waiting and no progress for over 30 s on raw[3]")
+    assert len(health.lag.partitions[stuck].samples) <= MAX_SAMPLES  # bounded all the same
+
+
+def test_the_probe_dates_records_that_waited_before_the_consumer_looked() -> None:
+    """Assigned a partition an hour behind (a restart): the table knows only since it looked; the
+    oldest waiting record's own timestamp says an hour, read once per processed offset."""
+    clock = Clock()
+    wall = 1_700_000_000.0
+    lag = LagTracker()
+    lag.assigned([TP0], now=clock.now)
+    broker = FakeBroker()
+    broker.ends[TP0], broker.committed[TP0] = 500, 100
+    asked: list[dict[TopicPartition, int]] = []
+
+    def date(offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, tuple[int, int]]:
+        asked.append(dict(offsets))
+        return {tp: (offset + 2, int((wall - 3600) * 1000)) for tp, offset in offsets.items()}  # past 2 markers
+
+    probe = LagProbe(lag, broker, date, clock=clock, wall_clock=lambda: wall)
+    probe.once()
+    assert lag.readings(clock.now)[0].seconds == pytest.approx(3600.0)
+    clock.now += 5
+    wall += 5
+    probe.once()
+    assert asked == [{TP0: 100}]  # dated once: the processed offset has not moved
+    assert lag.readings(clock.now)[0].seconds == pytest.approx(3605.0)
+    lag.committed(TP0, 300, now=clock.now)
+    probe.once()
+    assert asked[-1] == {TP0: 300}
 
 
 # -- health
