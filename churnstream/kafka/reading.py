@@ -2,13 +2,15 @@
 
 The harness reads the raw topic to account for every record, replay reads the dead letters and its
 ledger, the tests read outputs. :func:`read_to_end` streams the records (nothing is held in memory
-here) and stops at a deadline with a clear error instead of spinning through an outage.
+here), can report how far it has come, and stops with a clear error when it makes no progress for
+a while (a broker gone mid-read) instead of spinning through an outage; a topic of any length is
+read to its end as long as it keeps moving.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -19,8 +21,12 @@ from churnstream.kafka.clients import make_consumer
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.settings import Settings
 
-READ_TIMEOUT_S = 120.0
+READ_STALL_S = 120.0  # no record read and no position moved for this long: the broker is gone
+READ_TIMEOUT_S = 120.0  # a total bound, for a caller that wants one (churn-model compare's --timeout-s)
 POLL_TIMEOUT_MS = 500
+
+# (offsets read so far, offsets to read in all), summed over the partitions, after each poll.
+ReadProgress = Callable[[int, int], None]
 
 
 def read_to_end(
@@ -29,14 +35,17 @@ def read_to_end(
     *,
     client_id: str = "churn-reader",
     committed_only: bool = True,
-    timeout_s: float = READ_TIMEOUT_S,
+    stall_s: float = READ_STALL_S,
+    timeout_s: float | None = None,
+    on_progress: ReadProgress | None = None,
     **consumer_options: Any,
 ) -> Iterator[ConsumerRecord]:
     """Every record of ``topics`` up to the end offsets seen now, partition by partition as polled.
 
     ``committed_only`` reads with ``read_committed`` (what a downstream reader sees); the end
-    offsets are then the last stable offsets. Raises PipelineError when the end is not reached
-    within ``timeout_s`` (a broker gone mid-read), instead of waiting for good.
+    offsets are then the last stable offsets. Raises PipelineError when no partition moves for
+    ``stall_s`` (a broker gone mid-read), or, when a ``timeout_s`` is given, when the end is not
+    reached within it. ``on_progress`` hears how far the read has come after every poll.
     """
     names = [topics] if isinstance(topics, str) else list(topics)
     consumer = make_consumer(
@@ -55,18 +64,33 @@ def read_to_end(
                 return
             consumer.assign(partitions)
             consumer.seek_to_beginning(*partitions)
+            starts = consumer.beginning_offsets(partitions)
             ends = consumer.end_offsets(partitions)
-            deadline = time.monotonic() + timeout_s
-            remaining = {tp for tp in partitions if ends[tp] > 0}
+            total = sum(max(ends[tp] - starts[tp], 0) for tp in partitions)
+            started = moved = time.monotonic()
+            done = 0
+            remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
             while remaining:
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now - moved > stall_s:
+                    raise PipelineError(
+                        f"reading {', '.join(names)} made no progress for {stall_s:.0f} s, at {done} of {total} "
+                        f"records (is the broker at {settings.bootstrap_servers} still there?)"
+                    )
+                if timeout_s is not None and now - started > timeout_s:
                     raise PipelineError(
                         f"could not read {', '.join(names)} to its end within {timeout_s:.0f} s "
                         f"(is the broker at {settings.bootstrap_servers} still there?)"
                     )
                 for batch in consumer.poll(timeout_ms=POLL_TIMEOUT_MS).values():
                     yield from batch
-                remaining = {tp for tp in remaining if (consumer.position(tp) or 0) < ends[tp]}
+                positions = {tp: min(consumer.position(tp) or 0, ends[tp]) for tp in partitions}
+                now_done = sum(max(positions[tp] - starts[tp], 0) for tp in partitions)
+                if now_done > done:
+                    done, moved = now_done, time.monotonic()
+                if on_progress is not None:
+                    on_progress(done, total)
+                remaining = {tp for tp in remaining if positions[tp] < ends[tp]}
     finally:
         consumer.close()
 
