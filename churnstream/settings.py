@@ -11,9 +11,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from dotenv import dotenv_values
 
@@ -55,6 +56,8 @@ ENV_DATA_PATH = "DATA_PATH"
 ENV_CHECKPOINT_DIR = "CHECKPOINT_DIR"
 ENV_DEADLETTER_RETENTION_MS = "KAFKA_DEADLETTER_RETENTION_MS"
 ENV_CONSUMER_INSTANCE_ID = "CONSUMER_INSTANCE_ID"
+# How long a consumer started before its input topic exists waits for it (services in any order).
+ENV_CONSUMER_WAIT_FOR_TOPIC_S = "CONSUMER_WAIT_FOR_TOPIC_S"
 ENV_METRICS_PORT = "METRICS_PORT"  # the consumer serves /metrics, /healthz and /readyz here; off when unset
 # The streaming producer's own port: one .env serves both on one host, so they cannot share a name.
 ENV_PRODUCER_METRICS_PORT = "PRODUCER_METRICS_PORT"
@@ -88,6 +91,7 @@ ALL_VARIABLES = (
     ENV_CHECKPOINT_DIR,
     ENV_DEADLETTER_RETENTION_MS,
     ENV_CONSUMER_INSTANCE_ID,
+    ENV_CONSUMER_WAIT_FOR_TOPIC_S,
     ENV_METRICS_PORT,
     ENV_PRODUCER_METRICS_PORT,
     ENV_METRICS_ADDRESS,
@@ -109,6 +113,10 @@ _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _INSTANCE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 # -1: keep dead letters until someone deletes them ("nothing lost" must not expire after a week).
 DEFAULT_DEADLETTER_RETENTION_MS = -1
+# A minute: a producer or a provisioning job started at the same time creates the topic well within
+# it; a name mistyped still ends in one line (exit 7) soon enough. 0: do not wait.
+DEFAULT_WAIT_FOR_TOPIC_S = 60.0
+MAX_WAIT_FOR_TOPIC_S = 86_400.0
 MIN_RETENTION_MS = 3_600_000
 _HOST_PORT_RE = re.compile(r"^\[?[A-Za-z0-9._:-]+\]?:\d{1,5}$")
 _HOST_NAME_RE = re.compile(
@@ -177,6 +185,8 @@ class Settings:
     deadletter_retention_ms: int = DEFAULT_DEADLETTER_RETENTION_MS
     # The consumer's stable id when the operator assigns one (a pod name); else <host>-<slot>.
     consumer_instance_id: str | None = None
+    # How long the consumer waits for its input topic to be created before exit 7 (0: not at all).
+    consumer_wait_for_topic_s: float = DEFAULT_WAIT_FOR_TOPIC_S
     metrics_port: int | None = None
     producer_metrics_port: int | None = None
     metrics_address: str = EVERY_INTERFACE  # where both metrics ports listen (an IP address or host name)
@@ -207,6 +217,7 @@ class Settings:
             ENV_CHECKPOINT_DIR: str(self.checkpoint_dir),
             ENV_DEADLETTER_RETENTION_MS: str(self.deadletter_retention_ms),
             ENV_CONSUMER_INSTANCE_ID: self.consumer_instance_id or "",
+            ENV_CONSUMER_WAIT_FOR_TOPIC_S: f"{self.consumer_wait_for_topic_s:g}",
             ENV_METRICS_PORT: "" if self.metrics_port is None else str(self.metrics_port),
             ENV_PRODUCER_METRICS_PORT: "" if self.producer_metrics_port is None else str(self.producer_metrics_port),
             ENV_METRICS_ADDRESS: self.metrics_address,
@@ -234,17 +245,39 @@ def _bad(name: str, value: str, allowed: str) -> ConfigError:
     return ConfigError(f"{name}={value!r} is not valid: {allowed}")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+_N = TypeVar("_N", int, float)
+
+
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: _N,
+    *,
+    parse: Callable[[str], _N],
+    valid: Callable[[_N], bool],
+    allowed: str,
+) -> _N:
+    """A number parsed and checked, or ``default`` when the variable is unset or blank."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise _bad(name, raw, f"expected a whole number from {low} to {high}") from None
-    if not low <= value <= high:
-        raise _bad(name, raw, f"expected a whole number from {low} to {high}")
+        raise _bad(name, raw, allowed) from None
+    if not valid(value):
+        raise _bad(name, raw, allowed)
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    allowed = f"expected a whole number from {low} to {high}"
+    return _number(env, name, default, parse=int, valid=lambda v: low <= v <= high, allowed=allowed)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, high: float) -> float:
+    allowed = f"expected a number of seconds from 0 to {high:g}"
+    return _number(env, name, default, parse=float, valid=lambda v: 0 <= v <= high, allowed=allowed)
 
 
 def _optional_int(env: Mapping[str, str], name: str, low: int, high: int) -> int | None:
@@ -262,17 +295,15 @@ def _topic(env: Mapping[str, str], name: str, default: str) -> str:
 
 
 def _retention(env: Mapping[str, str]) -> int:
-    raw = env.get(ENV_DEADLETTER_RETENTION_MS, "").strip()
-    if not raw:
-        return DEFAULT_DEADLETTER_RETENTION_MS
     allowed = f"-1 (no time limit) or at least {MIN_RETENTION_MS} (one hour, in milliseconds)"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _bad(ENV_DEADLETTER_RETENTION_MS, raw, allowed) from None
-    if value != -1 and value < MIN_RETENTION_MS:
-        raise _bad(ENV_DEADLETTER_RETENTION_MS, raw, allowed)
-    return value
+    return _number(
+        env,
+        ENV_DEADLETTER_RETENTION_MS,
+        DEFAULT_DEADLETTER_RETENTION_MS,
+        parse=int,
+        valid=lambda v: v == -1 or v >= MIN_RETENTION_MS,
+        allowed=allowed,
+    )
 
 
 def _instance_id(env: Mapping[str, str]) -> str | None:
@@ -411,6 +442,9 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         checkpoint_dir=_path(env, ENV_CHECKPOINT_DIR, DEFAULT_CHECKPOINT_DIR),
         deadletter_retention_ms=_retention(env),
         consumer_instance_id=_instance_id(env),
+        consumer_wait_for_topic_s=_seconds(
+            env, ENV_CONSUMER_WAIT_FOR_TOPIC_S, DEFAULT_WAIT_FOR_TOPIC_S, MAX_WAIT_FOR_TOPIC_S
+        ),
         metrics_port=_optional_int(env, ENV_METRICS_PORT, 1, 65535),
         producer_metrics_port=_optional_int(env, ENV_PRODUCER_METRICS_PORT, 1, 65535),
         metrics_address=listen_address(env.get(ENV_METRICS_ADDRESS, "")),

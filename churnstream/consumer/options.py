@@ -77,6 +77,7 @@ class ConsumerOptions:
     session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS
     transaction_timeout_ms: int = DEFAULT_TRANSACTION_TIMEOUT_MS
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    wait_for_topic_s: float | None = None  # None: CONSUMER_WAIT_FOR_TOPIC_S
 
     def __post_init__(self) -> None:
         # Accept the plain strings too (the CLI and the tests pass values), but store the enums.

@@ -38,7 +38,7 @@ from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.group import RebalanceLogger, group_offsets, leave_as_static_member
 from churnstream.kafka.outage import watch_broker
 from churnstream.kafka.reading import dating_options, first_records
-from churnstream.kafka.topics import DEADLETTER_HEADROOM_BYTES, prepare_pipeline_topics
+from churnstream.kafka.topics import DEADLETTER_HEADROOM_BYTES, prepare_pipeline_topics, wait_for_topics
 from churnstream.lifecycle import StopFlag, tune_garbage_collector
 from churnstream.observability.health import Health
 from churnstream.observability.lag import LagProbe
@@ -235,6 +235,20 @@ def _observe(settings: Settings, options: ConsumerOptions, stack: ExitStack) -> 
     return observed
 
 
+def _wait_for_input(
+    admin: KafkaAdminClient, settings: Settings, options: ConsumerOptions, health: Health, stop: StopFlag
+) -> None:
+    """Started before its input topic exists, wait for it a bounded time (not ready meanwhile);
+    TopicMissing (exit 7) past the bound. A signal while waiting is a stop before work began (130)."""
+    wait_s = options.wait_for_topic_s if options.wait_for_topic_s is not None else settings.consumer_wait_for_topic_s
+    health.waiting_for = settings.topic_raw
+    try:
+        if not wait_for_topics(admin, settings, [settings.topic_raw], wait_s, stop):
+            raise KeyboardInterrupt  # run() says "Interrupted", exit 130, as a stop before work began
+    finally:
+        health.waiting_for = None
+
+
 def _probe_lag(settings: Settings, observed: Observed, client_id: str, stack: ExitStack) -> None:
     """With metrics served: end and committed offsets from a client of its own, so lag keeps
     growing on the gauges (and readiness sees it) even while the loop is blocked in one batch; and
@@ -308,6 +322,7 @@ def run_consumer(
         stack.callback(admin.close)
         if shadow is None and options.shadow_model is not None:
             shadow = load_shadow(settings, options.shadow_model)
+        _wait_for_input(admin, settings, options, observed.health, stop)
         raw_limit = prepare_pipeline_topics(admin, settings, shadow=shadow is not None)
         identity = claim_identity(
             settings.consumer_group, options.instance_id or settings.consumer_instance_id, slot_dir

@@ -53,6 +53,8 @@ def test_relative_paths_are_relative_to_the_project(tmp_path: Path) -> None:
         ("KAFKA_TOPIC_PREDICTIONS_SHADOW", "bad topic!", "a topic name is 1-249 characters"),
         ("KAFKA_SASL_MECHANISM", "GSSAPI", "expected one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
         ("METRICS_ADDRESS", "127.0.0.1:9400", "an IP address of this host (127.0.0.1, ::1) or a host name"),
+        ("CONSUMER_WAIT_FOR_TOPIC_S", "-1", "expected a number of seconds from 0 to 86400"),
+        ("CONSUMER_WAIT_FOR_TOPIC_S", "a minute", "expected a number of seconds from 0 to 86400"),
     ],
 )
 def test_a_bad_value_names_the_variable_the_value_and_what_is_allowed(variable: str, value: str, allowed: str) -> None:
