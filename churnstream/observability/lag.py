@@ -15,7 +15,9 @@ observations are kept as long as a record they date is waiting (thinned, never d
 :data:`MAX_SAMPLES`), so the age keeps growing while a partition is stuck; it cannot saturate.
 What the table cannot know, the age of records that were waiting before this consumer first
 looked (a restart, a rebalance), the probe reads off the oldest waiting record itself: its
-timestamp, fetched once per processed offset, off the loop, with a small bounded fetch.
+timestamp, fetched off the loop with a small bounded fetch, once per processed offset, and only
+where the table already says a record has waited a probe interval (a consumer keeping up costs
+no fetch at all).
 """
 
 from __future__ import annotations
@@ -158,13 +160,17 @@ class LagTracker:
                 lag.committed = offset
                 lag.forget_processed()
 
-    def undated(self) -> dict[TopicPartition, int]:
-        """Partitions with records waiting whose oldest the probe has not dated: {partition: its offset}."""
+    def undated(self, now: float, older_than_s: float) -> dict[TopicPartition, int]:
+        """Partitions whose oldest waiting record the probe has not dated, and that has waited at
+        least ``older_than_s`` by the table (a consumer keeping up has none): {partition: its offset}."""
         with self._lock:
             return {
                 tp: lag.processed_to
                 for tp, lag in self.partitions.items()
-                if lag.records > 0 and lag.processed_to is not None and lag.processed_to != lag.dated
+                if lag.records > 0
+                and lag.processed_to is not None
+                and lag.processed_to != lag.dated
+                and lag.seconds(now) >= older_than_s
             }
 
     def dated(self, tp: TopicPartition, offset: int, record_offset: int, appended: float) -> None:
@@ -250,7 +256,7 @@ class LagProbe:
         self._date_oldest()
 
     def _date_oldest(self) -> None:
-        undated = self.tracker.undated()
+        undated = self.tracker.undated(self._clock(), older_than_s=self.interval_s)
         if self._date_records is None or not undated:
             return
         try:

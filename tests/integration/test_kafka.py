@@ -124,7 +124,10 @@ def test_the_lag_probe_dates_a_backlog_older_than_the_consumer(pipeline_settings
         lag.assigned([tp], now=time.monotonic())
         group = settings.consumer_group  # no offsets yet: it would start from the first
         probe = LagProbe(
-            lag, lambda tps: group_offsets(admin, group, tps), lambda offsets: first_records(dater, offsets)
+            lag,
+            lambda tps: group_offsets(admin, group, tps),
+            lambda offsets: first_records(dater, offsets),
+            interval_s=0.0,  # dates at once (else from when the table says a record waited one interval)
         )
         probe.once()
         [reading] = lag.readings(time.monotonic())

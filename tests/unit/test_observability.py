@@ -162,7 +162,8 @@ def test_one_partition_stuck_among_six_keeps_aging_and_makes_the_consumer_not_re
 
 def test_the_probe_dates_records_that_waited_before_the_consumer_looked() -> None:
     """Assigned a partition an hour behind (a restart): the table knows only since it looked; the
-    oldest waiting record's own timestamp says an hour, read once per processed offset."""
+    oldest waiting record's own timestamp says an hour. Read once the table says a record has waited
+    a probe interval, and once per processed offset."""
     clock = Clock()
     wall = 1_700_000_000.0
     lag = LagTracker()
@@ -177,13 +178,18 @@ def test_the_probe_dates_records_that_waited_before_the_consumer_looked() -> Non
 
     probe = LagProbe(lag, broker, date, clock=clock, wall_clock=lambda: wall)
     probe.once()
+    assert asked == [] and lag.readings(clock.now)[0].seconds == 0.0  # just seen: no fetch yet
+    clock.now += 5
+    wall += 5
+    probe.once()
+    assert asked == [{TP0: 100}]
     assert lag.readings(clock.now)[0].seconds == pytest.approx(3600.0)
     clock.now += 5
     wall += 5
     probe.once()
     assert asked == [{TP0: 100}]  # dated once: the processed offset has not moved
     assert lag.readings(clock.now)[0].seconds == pytest.approx(3605.0)
-    lag.committed(TP0, 300, now=clock.now)
+    lag.committed(TP0, 300, now=clock.now)  # waiting since the table's first look, 10 s ago
     probe.once()
     assert asked[-1] == {TP0: 300}
 
