@@ -19,8 +19,8 @@ from churnstream.settings import ENV_BOOTSTRAP_SERVERS, Settings, load_settings
 
 
 def _property(text: str) -> tuple[str, str]:
-    """The value exactly as typed, spaces included, as kcat and Kafka's tools keep it (a password
-    may end in a space); only the key is trimmed."""
+    """The value exactly as typed, spaces included, as kcat hands it to librdkafka (a password may
+    end in a space); only the key is trimmed."""
     key, separator, value = text.partition("=")
     if not separator or not key.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is not key=value")

@@ -66,10 +66,11 @@ def read_to_end(
             consumer.seek_to_beginning(*partitions)
             starts = consumer.beginning_offsets(partitions)
             ends = consumer.end_offsets(partitions)
-            total = sum(max(ends[tp] - starts[tp], 0) for tp in partitions)
+            remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
+            read_to = {tp: starts[tp] for tp in remaining}  # how far each partition has been read
+            total = sum(ends[tp] - starts[tp] for tp in remaining)
             started = moved = time.monotonic()
             done = 0
-            remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
             while remaining:
                 now = time.monotonic()
                 if now - moved > stall_s:
@@ -84,13 +85,14 @@ def read_to_end(
                     )
                 for batch in consumer.poll(timeout_ms=POLL_TIMEOUT_MS).values():
                     yield from batch
-                positions = {tp: min(consumer.position(tp) or 0, ends[tp]) for tp in partitions}
-                now_done = sum(max(positions[tp] - starts[tp], 0) for tp in partitions)
+                for tp in remaining:
+                    read_to[tp] = max(read_to[tp], min(consumer.position(tp) or 0, ends[tp]))
+                now_done = sum(read_to[tp] - starts[tp] for tp in read_to)
                 if now_done > done:
                     done, moved = now_done, time.monotonic()
                 if on_progress is not None:
                     on_progress(done, total)
-                remaining = {tp for tp in remaining if positions[tp] < ends[tp]}
+                remaining = {tp for tp in remaining if read_to[tp] < ends[tp]}
     finally:
         consumer.close()
 
