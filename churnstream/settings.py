@@ -8,11 +8,13 @@ log line or an error message.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from dotenv import dotenv_values
 
@@ -55,9 +57,14 @@ ENV_EVENT_SCHEMA = "EVENT_SCHEMA"  # the event contract the producer writes and 
 ENV_CHECKPOINT_DIR = "CHECKPOINT_DIR"
 ENV_DEADLETTER_RETENTION_MS = "KAFKA_DEADLETTER_RETENTION_MS"
 ENV_CONSUMER_INSTANCE_ID = "CONSUMER_INSTANCE_ID"
+# How long a consumer started before its input topic exists waits for it (services in any order).
+ENV_CONSUMER_WAIT_FOR_TOPIC_S = "CONSUMER_WAIT_FOR_TOPIC_S"
 ENV_METRICS_PORT = "METRICS_PORT"  # the consumer serves /metrics, /healthz and /readyz here; off when unset
 # The streaming producer's own port: one .env serves both on one host, so they cannot share a name.
 ENV_PRODUCER_METRICS_PORT = "PRODUCER_METRICS_PORT"
+# The interface both ports listen on; empty: every interface. One name for both: two processes can
+# listen on one address (on two ports), so an operator restricting it means both.
+ENV_METRICS_ADDRESS = "METRICS_ADDRESS"
 ENV_LOG_FORMAT = "LOG_FORMAT"  # text (default) or json
 ENV_DOTENV = "CHURN_DOTENV"  # which .env file to read; "none" to read none
 
@@ -86,10 +93,14 @@ ALL_VARIABLES = (
     ENV_CHECKPOINT_DIR,
     ENV_DEADLETTER_RETENTION_MS,
     ENV_CONSUMER_INSTANCE_ID,
+    ENV_CONSUMER_WAIT_FOR_TOPIC_S,
     ENV_METRICS_PORT,
     ENV_PRODUCER_METRICS_PORT,
+    ENV_METRICS_ADDRESS,
     ENV_LOG_FORMAT,
 )
+# The variables whose values are secrets: never on a command line, in a results file or a log line.
+SECRET_VARIABLES = (ENV_SASL_PASSWORD, ENV_SSL_KEY_PASSWORD)
 LOG_FORMATS = ("text", "json")
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -105,8 +116,18 @@ _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _INSTANCE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 # -1: keep dead letters until someone deletes them ("nothing lost" must not expire after a week).
 DEFAULT_DEADLETTER_RETENTION_MS = -1
+# A minute: a producer or a provisioning job started at the same time creates the topic well within
+# it; a name mistyped still ends in one line (exit 7) soon enough. 0: do not wait.
+DEFAULT_WAIT_FOR_TOPIC_S = 60.0
+MAX_WAIT_FOR_TOPIC_S = 86_400.0
 MIN_RETENTION_MS = 3_600_000
 _HOST_PORT_RE = re.compile(r"^\[?[A-Za-z0-9._:-]+\]?:\d{1,5}$")
+_HOST_NAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+# Every interface, as Prometheus exporters listen by default (node_exporter's ":9100", the official
+# client's start_http_server(addr="0.0.0.0")): a pod's probes and Prometheus come from outside.
+EVERY_INTERFACE = ""
 
 
 class Secret:
@@ -169,8 +190,11 @@ class Settings:
     deadletter_retention_ms: int = DEFAULT_DEADLETTER_RETENTION_MS
     # The consumer's stable id when the operator assigns one (a pod name); else <host>-<slot>.
     consumer_instance_id: str | None = None
+    # How long the consumer waits for its input topic to be created before exit 7 (0: not at all).
+    consumer_wait_for_topic_s: float = DEFAULT_WAIT_FOR_TOPIC_S
     metrics_port: int | None = None
     producer_metrics_port: int | None = None
+    metrics_address: str = EVERY_INTERFACE  # where both metrics ports listen (an IP address or host name)
 
     def describe(self) -> dict[str, str]:
         """Settings as strings, safe to print: the password is masked."""
@@ -199,20 +223,27 @@ class Settings:
             ENV_CHECKPOINT_DIR: str(self.checkpoint_dir),
             ENV_DEADLETTER_RETENTION_MS: str(self.deadletter_retention_ms),
             ENV_CONSUMER_INSTANCE_ID: self.consumer_instance_id or "",
+            ENV_CONSUMER_WAIT_FOR_TOPIC_S: f"{self.consumer_wait_for_topic_s:g}",
             ENV_METRICS_PORT: "" if self.metrics_port is None else str(self.metrics_port),
             ENV_PRODUCER_METRICS_PORT: "" if self.producer_metrics_port is None else str(self.producer_metrics_port),
+            ENV_METRICS_ADDRESS: self.metrics_address,
         }
 
+    def secrets(self) -> dict[str, Secret]:
+        """The secrets that are set, by variable (one of SECRET_VARIABLES)."""
+        found = {ENV_SASL_PASSWORD: self.sasl_password, ENV_SSL_KEY_PASSWORD: self.ssl_key_password}
+        return {name: secret for name, secret in found.items() if secret is not None}
+
     def environment(self, *, reveal_secrets: bool) -> dict[str, str]:
-        """The settings as environment variables for a child process. Unlike :meth:`describe`, the
-        password is only there when asked for by name: a masked one would make the child fail to log in."""
+        """The settings as environment variables for a child process (the way a secret reaches it:
+        never its command line). Unlike :meth:`describe`, the password is only there when asked for
+        by name: a masked one would make the child fail to log in."""
         values = self.describe()
-        for name, secret in ((ENV_SASL_PASSWORD, self.sasl_password), (ENV_SSL_KEY_PASSWORD, self.ssl_key_password)):
-            if secret is not None:
-                if reveal_secrets:
-                    values[name] = secret.reveal()
-                else:
-                    del values[name]
+        for name, secret in self.secrets().items():
+            if reveal_secrets:
+                values[name] = secret.reveal()
+            else:
+                del values[name]
         return {name: value for name, value in values.items() if value != ""}
 
 
@@ -220,17 +251,39 @@ def _bad(name: str, value: str, allowed: str) -> ConfigError:
     return ConfigError(f"{name}={value!r} is not valid: {allowed}")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+_N = TypeVar("_N", int, float)
+
+
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: _N,
+    *,
+    parse: Callable[[str], _N],
+    valid: Callable[[_N], bool],
+    allowed: str,
+) -> _N:
+    """A number parsed and checked, or ``default`` when the variable is unset or blank."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise _bad(name, raw, f"expected a whole number from {low} to {high}") from None
-    if not low <= value <= high:
-        raise _bad(name, raw, f"expected a whole number from {low} to {high}")
+        raise _bad(name, raw, allowed) from None
+    if not valid(value):
+        raise _bad(name, raw, allowed)
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    allowed = f"expected a whole number from {low} to {high}"
+    return _number(env, name, default, parse=int, valid=lambda v: low <= v <= high, allowed=allowed)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, high: float) -> float:
+    allowed = f"expected a number of seconds from 0 to {high:g}"
+    return _number(env, name, default, parse=float, valid=lambda v: 0 <= v <= high, allowed=allowed)
 
 
 def _optional_int(env: Mapping[str, str], name: str, low: int, high: int) -> int | None:
@@ -248,17 +301,15 @@ def _topic(env: Mapping[str, str], name: str, default: str) -> str:
 
 
 def _retention(env: Mapping[str, str]) -> int:
-    raw = env.get(ENV_DEADLETTER_RETENTION_MS, "").strip()
-    if not raw:
-        return DEFAULT_DEADLETTER_RETENTION_MS
     allowed = f"-1 (no time limit) or at least {MIN_RETENTION_MS} (one hour, in milliseconds)"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _bad(ENV_DEADLETTER_RETENTION_MS, raw, allowed) from None
-    if value != -1 and value < MIN_RETENTION_MS:
-        raise _bad(ENV_DEADLETTER_RETENTION_MS, raw, allowed)
-    return value
+    return _number(
+        env,
+        ENV_DEADLETTER_RETENTION_MS,
+        DEFAULT_DEADLETTER_RETENTION_MS,
+        parse=int,
+        valid=lambda v: v == -1 or v >= MIN_RETENTION_MS,
+        allowed=allowed,
+    )
 
 
 def _instance_id(env: Mapping[str, str]) -> str | None:
@@ -268,6 +319,21 @@ def _instance_id(env: Mapping[str, str]) -> str | None:
     if not _INSTANCE_ID_RE.match(raw) or raw in (".", ".."):
         raise _bad(ENV_CONSUMER_INSTANCE_ID, raw, "1-200 characters of A-Z a-z 0-9 . _ - (a pod name fits)")
     return raw
+
+
+def listen_address(text: str, name: str = ENV_METRICS_ADDRESS) -> str:
+    """An address to listen on: an IP address (IPv6 with or without brackets) or a host name; empty
+    for every interface. Pure: whether it belongs to this host is known only when binding."""
+    raw = text.strip()
+    if not raw:
+        return EVERY_INTERFACE
+    value = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        if _HOST_NAME_RE.match(value):
+            return value
+    raise _bad(name, raw, "an IP address of this host (127.0.0.1, ::1) or a host name; empty: every interface")
 
 
 def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
@@ -383,8 +449,12 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         checkpoint_dir=_path(env, ENV_CHECKPOINT_DIR, DEFAULT_CHECKPOINT_DIR),
         deadletter_retention_ms=_retention(env),
         consumer_instance_id=_instance_id(env),
+        consumer_wait_for_topic_s=_seconds(
+            env, ENV_CONSUMER_WAIT_FOR_TOPIC_S, DEFAULT_WAIT_FOR_TOPIC_S, MAX_WAIT_FOR_TOPIC_S
+        ),
         metrics_port=_optional_int(env, ENV_METRICS_PORT, 1, 65535),
         producer_metrics_port=_optional_int(env, ENV_PRODUCER_METRICS_PORT, 1, 65535),
+        metrics_address=listen_address(env.get(ENV_METRICS_ADDRESS, "")),
     )
 
 

@@ -159,6 +159,9 @@ class FakeProducer:
                 future.success(None)
         self._pending = []
 
+    def init_transactions(self) -> None:
+        self.calls.append("init")
+
     def begin_transaction(self) -> None:
         self.calls.append("begin")
 
@@ -176,6 +179,9 @@ class FakeProducer:
 
     def abort_transaction(self) -> None:
         self.calls.append("abort")
+
+    def close(self, timeout: float | None = None) -> None:
+        self.calls.append("close")
 
 
 # --------------------------------------------------------------------- models that misbehave on cue

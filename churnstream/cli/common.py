@@ -19,7 +19,7 @@ from churnstream import __version__
 from churnstream.cli.logs import formatter
 from churnstream.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PipelineError
 from churnstream.lifecycle import StopFlag
-from churnstream.settings import LOG_FORMATS
+from churnstream.settings import LOG_FORMATS, listen_address
 from churnstream.settings import log_format as settings_log_format
 
 logger = logging.getLogger("churnstream")
@@ -98,6 +98,24 @@ def port_number(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
     return value
+
+
+def metrics_address(text: str) -> str:
+    """argparse type: an address to serve metrics on (settings.listen_address decides what is one)."""
+    try:
+        return listen_address(text, "--metrics-address")
+    except PipelineError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--metrics-address=")) from None
+
+
+def add_metrics_address_option(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
+    group.add_argument(
+        "--metrics-address",
+        type=metrics_address,
+        metavar="ADDRESS",
+        help="the interface the metrics port listens on, e.g. 127.0.0.1 (default: METRICS_ADDRESS, else every "
+        "interface, as Prometheus exporters listen)",
+    )
 
 
 def seconds_or_zero(text: str) -> float:
@@ -215,7 +233,11 @@ def run(body: Callable[[], int]) -> int:
     try:
         return body()
     except PipelineError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        # A secret the message quotes shows as ***. Imported here: kafka-python takes 0.1 s to
+        # import, which the commands that never connect (data, training) need not pay.
+        from churnstream.kafka.diagnosis import REDACTOR  # noqa: PLC0415
+
+        print(f"Error: {REDACTOR.redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("Interrupted; no summary.", file=sys.stderr)

@@ -9,17 +9,22 @@ file that cannot be read is a usage error (exit 64).
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
-from churnstream.kafka.properties import parse_properties, translate
+from churnstream.kafka.diagnosis import REDACTOR
+from churnstream.kafka.properties import client_option_properties, is_secret_property, parse_properties, translate
 from churnstream.settings import ENV_BOOTSTRAP_SERVERS, Settings, load_settings
 
 
 def _property(text: str) -> tuple[str, str]:
+    """The value exactly as typed, spaces included, as kcat hands it to librdkafka (a password may
+    end in a space); only the key is trimmed."""
     key, separator, value = text.partition("=")
     if not separator or not key.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is not key=value")
-    return key.strip(), value.strip()
+    return key.strip(), value
 
 
 def _properties_file(text: str) -> Path:
@@ -54,20 +59,30 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def connection_args(args: argparse.Namespace) -> list[str]:
-    """The same options, as arguments for a child process (the harness passes them on)."""
-    out: list[str] = []
-    if args.bootstrap_server:
-        out += ["--bootstrap-server", args.bootstrap_server]
-    if args.command_config:
-        out += ["--command-config", str(Path(args.command_config).absolute())]
-    for key, value in args.client_property:
-        out += ["-X", f"{key}={value}"]
-    return out
+def client_option_args(settings: Settings) -> list[str]:
+    """The tuning options as ``-X`` arguments for a child process, the only part of the connection
+    that goes on its command line: the rest, secrets included, reaches it in its environment
+    (``Settings.environment``), where another user's ``ps`` cannot read it."""
+    return [arg for key, value in client_option_properties(settings) for arg in ("-X", f"{key}={value}")]
+
+
+def masked_arguments(argv: Sequence[str]) -> list[str]:
+    """A command line fit to show (a results file, a report): the value of every secret property
+    (``-X sasl.password=...``, ``-Xssl.key.password=...``, inside ``--consumer-arg=...``) is ``***``."""
+    return [_masked(arg) for arg in argv]
+
+
+def _masked(arg: str) -> str:
+    for match in re.finditer(r"([A-Za-z0-9._-]+)\s*=", arg):
+        if is_secret_property(match.group(1).removeprefix("-X")):
+            return arg[: match.end()] + "***"
+    return arg
 
 
 def load_settings_with(args: argparse.Namespace) -> Settings:
-    """The settings: environment and ``.env``, then the properties file, -X, --bootstrap-server."""
+    """The settings: environment and ``.env``, then the properties file, -X, --bootstrap-server.
+
+    From here on, the secrets are masked in every log line (and the CLI's error line)."""
     pairs: list[tuple[str, str, str]] = []
     if args.command_config:
         pairs += parse_properties(Path(args.command_config).read_text(encoding="utf-8"), str(args.command_config))
@@ -76,4 +91,7 @@ def load_settings_with(args: argparse.Namespace) -> Settings:
     overrides = dict(translated.settings)
     if args.bootstrap_server:
         overrides[ENV_BOOTSTRAP_SERVERS] = args.bootstrap_server
-    return load_settings(overrides=overrides, client_options=translated.client_options)
+    settings = load_settings(overrides=overrides, client_options=translated.client_options)
+    for secret in settings.secrets().values():
+        REDACTOR.add(secret.reveal())
+    return settings

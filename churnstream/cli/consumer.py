@@ -10,6 +10,7 @@ import argparse
 
 from churnstream.cli.common import (
     add_logging_options,
+    add_metrics_address_option,
     count_or_zero,
     make_parser,
     output_file,
@@ -42,15 +43,16 @@ from churnstream.consumer.stats import WindowSummary
 from churnstream.contract.outputs import Guarantee, Mode
 from churnstream.files import write_json_atomically
 from churnstream.lifecycle import StopFlag
+from churnstream.settings import DEFAULT_WAIT_FOR_TOPIC_S, MAX_WAIT_FOR_TOPIC_S
 
 PROG = "consumer.py"
 
 EPILOG = f"""\
 exit codes: 0 done or stopped cleanly, 1 outputs could not be delivered/committed or an unexpected
 error, 2 broker unreachable, 3 bad setting, 5 model missing, 6 model fails its integrity check,
-7 input topic missing, 8/9 authentication/TLS, 12 wrong security protocol, 13 the model broke
-(it fails its own canary rows; that batch is not committed), 64 bad arguments, 130 interrupted
-(a second Ctrl-C, or one before consuming began). All of them: KAFKA_README.md, "Exit codes".
+7 input topic missing (still, after --wait-for-topic), 8/9 authentication/TLS, 12 wrong security
+protocol, 13 the model broke (it fails its own canary rows; that batch is not committed), 64 bad
+arguments, 130 interrupted (a second Ctrl-C, or one before consuming began). All of them: KAFKA_README.md, "Exit codes".
 
 guarantees: {Guarantee.EXACTLY_ONCE} (default) commits each batch's outputs and input offsets in one Kafka
 transaction (read outputs with isolation.level=read_committed); {Guarantee.AT_LEAST_ONCE} commits offsets
@@ -66,6 +68,13 @@ def _transaction_timeout(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"expected {MIN_TRANSACTION_TIMEOUT_MS} to {MAX_TRANSACTION_TIMEOUT_MS} ms, got {text!r}"
         )
+    return value
+
+
+def _wait_for_topic(text: str) -> float:
+    value = seconds_or_zero(text)
+    if value > MAX_WAIT_FOR_TOPIC_S:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_WAIT_FOR_TOPIC_S:g} seconds, got {text!r}")
     return value
 
 
@@ -126,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
         "name); default: CONSUMER_INSTANCE_ID, else <host>-<slot>, the lowest slot free on this host",
     )
     tuning.add_argument(
+        "--wait-for-topic",
+        type=_wait_for_topic,
+        metavar="S",
+        help="started before its input topic exists, wait up to S seconds for it to be created (services "
+        f"started in any order), then exit 7; 0 exits at once (default: CONSUMER_WAIT_FOR_TOPIC_S, else "
+        f"{DEFAULT_WAIT_FOR_TOPIC_S:g})",
+    )
+    tuning.add_argument(
         "--no-static-membership",
         dest="static_membership",
         action="store_false",
@@ -163,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics on /metrics, and /healthz and /readyz, on this port (default: "
         "METRICS_PORT; off when neither is set)",
     )
+    add_metrics_address_option(output)
     output.add_argument("--summary-json", type=output_file, metavar="PATH", help="also write the final summary as JSON")
     model = parser.add_argument_group("model")
     model.add_argument(
@@ -195,11 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         fetch_max_wait_ms=args.fetch_max_wait_ms,
         log_interval_s=args.log_interval,
         metrics_port=args.metrics_port,
+        metrics_address=args.metrics_address,
         shadow_model=args.shadow_model,
         instance_id=args.instance_id,
         static_membership=args.static_membership,
         session_timeout_ms=args.session_timeout_ms,
         transaction_timeout_ms=args.transaction_timeout_ms,
+        wait_for_topic_s=args.wait_for_topic,
     )
 
     def show_window(window: WindowSummary) -> None:

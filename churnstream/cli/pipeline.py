@@ -38,7 +38,12 @@ from churnstream.cli.common import (
     values,
     whole_number,
 )
-from churnstream.cli.connection import add_connection_options, connection_args, load_settings_with
+from churnstream.cli.connection import (
+    add_connection_options,
+    client_option_args,
+    load_settings_with,
+    masked_arguments,
+)
 from churnstream.cli.formatting import format_checks
 from churnstream.contract.outputs import Guarantee, Mode
 from churnstream.errors import EXIT_FAILURE, EXIT_OK
@@ -48,7 +53,7 @@ from churnstream.harness.plan import RunPlan, Subject
 from churnstream.harness.scenario import run_scenario
 from churnstream.harness.suite import SUITES, broker_note, summarise
 from churnstream.harness.verify import verify
-from churnstream.settings import PROJECT_ROOT
+from churnstream.settings import PROJECT_ROOT, Settings
 
 PROG = "test_pipeline.py"
 logger = logging.getLogger(__name__)
@@ -72,6 +77,10 @@ RUN_FLAGS = (
     "keep_topics",
     "run_name",
 )
+
+
+# Options a consumer takes that carry the connection, and maybe a secret: not for --consumer-arg.
+CONNECTION_FLAGS = ("-X", "--command-config", "--bootstrap-server")
 
 
 def flag_names(names: list[str]) -> str:
@@ -175,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def plans_from(args: argparse.Namespace) -> list[RunPlan]:
+def plans_from(args: argparse.Namespace, settings: Settings) -> list[RunPlan]:
     common = {
         "consumers": args.consumers,
         "inject_bad": args.inject_bad,
@@ -185,7 +194,7 @@ def plans_from(args: argparse.Namespace) -> list[RunPlan]:
         "keep_topics": args.keep_topics,
         "run_name": args.run_name,
         "consumer_args": tuple(args.consumer_arg),
-        "connection_args": tuple(connection_args(args)),
+        "connection_args": tuple(client_option_args(settings)),
     }
     return [
         RunPlan(
@@ -218,7 +227,7 @@ def write_outputs(results: dict[str, Any], args: argparse.Namespace) -> None:
     write_bytes_atomically(args.report, render_markdown(results, plot_path.name, link).encode())
 
 
-def run_runs(args: argparse.Namespace, settings: Any, runs_dir: Any) -> dict[str, Any]:
+def run_runs(args: argparse.Namespace, settings: Settings, runs_dir: Any) -> dict[str, Any]:
     """The runs the flags describe (one, unless --suite), their results and their verdict."""
     from churnstream.harness.report import run_verdict, scenario_lines  # noqa: PLC0415
 
@@ -229,11 +238,11 @@ def run_runs(args: argparse.Namespace, settings: Any, runs_dir: Any) -> dict[str
         from churnstream.harness.benchmark import run_suite  # noqa: PLC0415
 
         spec = SUITES[args.suite]
-        suite = run_suite(settings, spec, plans_from(args)[0], runs_dir, on_run=show)
+        suite = run_suite(settings, spec, plans_from(args, settings)[0], runs_dir, on_run=show)
         ours = [s for s in suite["scenarios"] if s["subject"] == Subject.CONSUMER]
         return {**summarise(ours), **suite, "suite_spec": asdict(spec)}
     scenarios = []
-    for plan in plans_from(args):
+    for plan in plans_from(args, settings):
         result = run_scenario(settings, plan, runs_dir)
         scenarios.append(result)
         show(result)
@@ -254,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--inject-bad: the bare loop has no dead-letter path (a malformed event would stop it)")
     if args.subject != Subject.CONSUMER and args.consumer_arg:
         parser.error(f"--consumer-arg: only our consumer takes it, not --subject {args.subject}")
+    if any(arg.startswith(CONNECTION_FLAGS) for arg in args.consumer_arg):
+        parser.error(
+            "--consumer-arg: give the connection (-X, --command-config, --bootstrap-server) to test_pipeline.py "
+            "itself, which passes it to every process of the run in their environment, never their command lines"
+        )
     setup_logging(args.verbose, args.quiet, args.log_format)
 
     def body() -> int:
@@ -263,10 +277,11 @@ def main(argv: list[str] | None = None) -> int:
             print(format_checks(checks))
             return EXIT_OK if all(c.passed for c in checks) else EXIT_FAILURE
         started = provenance(settings, args.consumer_arg)  # before the runs: the load they start under
+        typed = sys.argv[1:] if argv is None else argv
         results = run_runs(args, settings, args.runs_dir or args.results_json.parent / "runs")
         results = {
             **results,
-            "command": "python test_pipeline.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+            "command": "python test_pipeline.py " + shlex.join(masked_arguments(typed)),  # secrets: ***
             "finished_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             "provenance": started,
             "environment": environment(settings),

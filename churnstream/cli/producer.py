@@ -12,6 +12,7 @@ from pathlib import Path
 
 from churnstream.cli.common import (
     add_logging_options,
+    add_metrics_address_option,
     make_parser,
     output_file,
     port_number,
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics on /metrics on this port (default: PRODUCER_METRICS_PORT; off when neither "
         "is set)",
     )
+    add_metrics_address_option(parser)
     add_connection_options(parser)
     add_logging_options(parser)
     return parser
@@ -166,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                         schema_path=args.schema,
                         skip_bad_rows=args.skip_bad_rows,
                         metrics_port=args.metrics_port,
+                        metrics_address=args.metrics_address,
                     ),
                     stop,
                 )
@@ -184,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                         skip_bad_rows=args.skip_bad_rows,
                         progress=ProgressBar() if not args.no_progress and sys.stderr.isatty() else None,
                         metrics_port=args.metrics_port,
+                        metrics_address=args.metrics_address,
                     ),
                     stop,
                 )

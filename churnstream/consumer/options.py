@@ -70,12 +70,14 @@ class ConsumerOptions:
     fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS
     log_interval_s: float = DEFAULT_LOG_INTERVAL_S
     metrics_port: int | None = None
+    metrics_address: str | None = None  # None: METRICS_ADDRESS (empty: every interface)
     shadow_model: str | None = None  # a store version scoring every batch too, into the shadow topic
     instance_id: str | None = None
     static_membership: bool = True
     session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS
     transaction_timeout_ms: int = DEFAULT_TRANSACTION_TIMEOUT_MS
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    wait_for_topic_s: float | None = None  # None: CONSUMER_WAIT_FOR_TOPIC_S
 
     def __post_init__(self) -> None:
         # Accept the plain strings too (the CLI and the tests pass values), but store the enums.

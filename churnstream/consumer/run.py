@@ -39,7 +39,8 @@ from churnstream.kafka.clients import make_admin, make_consumer, make_producer
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.group import RebalanceLogger, group_offsets, leave_as_static_member
 from churnstream.kafka.outage import watch_broker
-from churnstream.kafka.topics import prepare_pipeline_topics
+from churnstream.kafka.reading import dating_options, first_records
+from churnstream.kafka.topics import prepare_pipeline_topics, wait_for_topics
 from churnstream.lifecycle import StopFlag, tune_garbage_collector
 from churnstream.observability.health import Health
 from churnstream.observability.lag import LagProbe
@@ -250,23 +251,46 @@ def _observe(settings: Settings, options: ConsumerOptions, stack: ExitStack) -> 
     """Binds the metrics port first of all, so a taken port fails the start before anything else."""
     observed = Observed(Health(liveness_s=options.liveness_s))
     port = options.metrics_port if options.metrics_port is not None else settings.metrics_port
+    address = options.metrics_address if options.metrics_address is not None else settings.metrics_address
     if port is not None:
         observed.metrics = ConsumerMetrics(observed.health, observed.health.lag)
-        observed.server = MetricsServer(port, observed.metrics.registry, observed.health).start()
+        observed.server = MetricsServer(port, observed.metrics.registry, observed.health, address).start()
         stack.callback(observed.server.close)
     return observed
 
 
+def _wait_for_input(
+    admin: KafkaAdminClient, settings: Settings, options: ConsumerOptions, health: Health, stop: StopFlag
+) -> None:
+    """Started before its input topic exists, wait for it a bounded time (not ready meanwhile);
+    TopicMissing (exit 7) past the bound. A signal while waiting is a stop before work began (130)."""
+    wait_s = options.wait_for_topic_s if options.wait_for_topic_s is not None else settings.consumer_wait_for_topic_s
+    health.waiting_for = settings.topic_raw
+    try:
+        if not wait_for_topics(admin, settings, [settings.topic_raw], wait_s, stop):
+            raise KeyboardInterrupt  # run() says "Interrupted", exit 130, as a stop before work began
+    finally:
+        health.waiting_for = None
+
+
 def _probe_lag(settings: Settings, observed: Observed, client_id: str, stack: ExitStack) -> None:
     """With metrics served: end and committed offsets from a client of its own, so lag keeps
-    growing on the gauges (and readiness sees it) even while the loop is blocked in one batch."""
+    growing on the gauges (and readiness sees it) even while the loop is blocked in one batch; and
+    the oldest waiting record's timestamp, from a consumer of its own (no group), so the lag in
+    seconds counts the time before this consumer first looked too."""
     if observed.metrics is None:
         return
     admin = make_admin(settings, client_id=f"{client_id}-lag")
     stack.callback(admin.close)
+    dater = make_consumer(settings, client_id=f"{client_id}-lag", **dating_options())
+    stack.callback(dater.close, autocommit=False, timeout_ms=CLOSE_TIMEOUT_S * 1000)
     group = settings.consumer_group
-    probe = LagProbe(observed.health.lag, lambda partitions: group_offsets(admin, group, partitions))
-    stack.enter_context(closing(probe.start()))
+    probe = LagProbe(
+        observed.health.lag,
+        lambda partitions: group_offsets(admin, group, partitions),
+        lambda offsets: first_records(dater, offsets),
+    )
+    stack.enter_context(closing(probe.start()))  # closed first: the clients it uses close after it
 
 
 def _clients(
@@ -322,6 +346,7 @@ def run_consumer(
         if shadow is None and options.shadow_model is not None:
             shadow = load_shadow(settings, options.shadow_model)
             same_contract(model, shadow)
+        _wait_for_input(admin, settings, options, observed.health, stop)
         raw_limit = prepare_pipeline_topics(admin, settings, shadow=shadow is not None)
         identity = claim_identity(
             settings.consumer_group, options.instance_id or settings.consumer_instance_id, slot_dir

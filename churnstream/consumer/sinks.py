@@ -32,6 +32,7 @@ from churnstream.consumer.scoring import BatchResult
 from churnstream.contract.outputs import Guarantee
 from churnstream.errors import PipelineError
 from churnstream.kafka.bounded import Bounded, CallStalled
+from churnstream.kafka.clients import first_failure
 from churnstream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -98,16 +99,6 @@ def _send_outputs(producer: KafkaProducer, settings: Settings, result: BatchResu
     return futures
 
 
-def _first_failure(futures: list[Any]) -> BaseException | None:
-    """kafka-python only fails a transaction by itself for some batch errors: check every output."""
-    for future in futures:
-        if not future.is_done:
-            return kafka_errors.KafkaTimeoutError("an output was not acknowledged after flush()")
-        if future.exception is not None:
-            return future.exception
-    return None
-
-
 class _Sink:
     """What both sinks hold: the output producer, the input consumer, the settings, their timings."""
 
@@ -154,7 +145,7 @@ class TransactionalSink(_Sink):
             )
             producer.flush(timeout=options.flush_timeout_s)  # past it, KafkaTimeoutError: the batch is aborted
             flushed = time.perf_counter()
-            failure = _first_failure(futures)
+            failure = first_failure(futures)
             if failure is not None:
                 raise failure
             self._bounded(producer.commit_transaction, call_s, "commit_transaction")
@@ -212,10 +203,10 @@ class AtLeastOnceSink(_Sink):
         started = time.perf_counter()
         futures = _send_outputs(self._producer, self._settings, batch.result)
         sent = time.perf_counter()
-        with contextlib.suppress(kafka_errors.KafkaTimeoutError):  # _first_failure reports what is pending
+        with contextlib.suppress(kafka_errors.KafkaTimeoutError):  # first_failure reports what is pending
             self._producer.flush(timeout=self._options.flush_timeout_s)
         flushed = time.perf_counter()
-        failure = _first_failure(futures)
+        failure = first_failure(futures)
         if failure is not None:
             raise OutputFailed(
                 f"an output could not be delivered ({type(failure).__name__}: {failure}); the batch's "

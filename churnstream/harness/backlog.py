@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -22,13 +21,21 @@ from typing import Any
 from churnstream.contract.outputs import Guarantee, Mode
 from churnstream.harness.analysis import spread
 from churnstream.harness.plan import RunTopics, Subject
-from churnstream.harness.processes import BARE_LOOP, CONSUMER, PRODUCER, SEED_CONSUMER, ManagedProcess, script
+from churnstream.harness.processes import (
+    BARE_LOOP,
+    CONSUMER,
+    PRODUCER,
+    SEED_CONSUMER,
+    ManagedProcess,
+    child_environment,
+    script,
+)
 from churnstream.harness.results import read_json
 from churnstream.harness.suite import SuiteSpec
 from churnstream.kafka.clients import make_admin
 from churnstream.kafka.topics import delete_topics, ensure_topics
 from churnstream.ml.dataset import DATASET_ROWS
-from churnstream.settings import Settings
+from churnstream.settings import ENV_TOPIC_RAW, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +60,7 @@ class Backlog:
         self.failures: list[str] = []
 
     def _env(self, topics: RunTopics) -> dict[str, str]:
-        return {**os.environ, **topics.environment(), "KAFKA_TOPIC_RAW": self.topic, "PYTHONUNBUFFERED": "1"}
+        return {**child_environment(self.settings), **topics.environment(), ENV_TOPIC_RAW: self.topic}
 
     def _topics(self, name: str) -> RunTopics:
         topics = RunTopics.for_run(self.settings, f"{name}-{uuid.uuid4().hex[:8]}")

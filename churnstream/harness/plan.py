@@ -48,7 +48,9 @@ class RunPlan:
     p99_goal_ms: float | None = None
     batch_goal_s: float | None = None
     consumer_args: tuple[str, ...] = ()
-    connection_args: tuple[str, ...] = ()  # --bootstrap-server/--command-config/-X, passed on to both scripts
+    # -X tuning options, passed on to both scripts; the rest of the connection (secrets included)
+    # reaches every process of the run in its environment (processes.child_environment).
+    connection_args: tuple[str, ...] = ()
     label: str = ""
     run_name: str | None = None  # fixed topic names "<topic>-<name>", wiped at the start and kept (the demo)
     subject: Subject = Subject.CONSUMER

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -14,7 +15,15 @@ from typing import IO
 from churnstream.errors import PipelineError
 from churnstream.kafka.clients import make_admin
 from churnstream.kafka.diagnosis import kafka_errors_translated
-from churnstream.settings import PROJECT_ROOT, Settings
+from churnstream.settings import (
+    ALL_VARIABLES,
+    ENV_CONSUMER_INSTANCE_ID,
+    ENV_DOTENV,
+    ENV_LOG_FORMAT,
+    PROJECT_ROOT,
+    Settings,
+    log_format,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +33,21 @@ PRODUCER = "churnstream.cli.producer"
 # The benchmarks' baselines, run from a checkout (the folder is not part of the installed package).
 BARE_LOOP = "benchmarks.bare_loop"
 SEED_CONSUMER = "benchmarks.seed_consumer"
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process load exactly these settings, and no ``.env``.
+
+    How a child gets its connection, secrets included: a process's environment is readable by its
+    own user only (``/proc/<pid>/environ``), its command line by everyone (``ps``). The variables
+    these settings leave empty are removed, so the parent's environment cannot set them behind
+    the settings' back; the log format, read beside the settings, goes along. Without
+    CONSUMER_INSTANCE_ID: each consumer a run starts takes a slot of its own.
+    """
+    inherited = {k: v for k, v in os.environ.items() if k not in ALL_VARIABLES}
+    ours = settings.environment(reveal_secrets=True)
+    ours.pop(ENV_CONSUMER_INSTANCE_ID, None)
+    return {**inherited, **ours, ENV_LOG_FORMAT: log_format(), ENV_DOTENV: "none", "PYTHONUNBUFFERED": "1"}
 
 
 def script(module: str, *args: str) -> list[str]:

@@ -8,7 +8,6 @@ handle on it: it starts the process, follows its file, and decodes what it recei
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from churnstream.errors import PipelineError
 from churnstream.harness.analysis import ObservedDeadLetter, ObservedPrediction
 from churnstream.harness.latency_reader import DEFAULT_FETCH_MAX_WAIT_MS, DEFAULT_MAX_POLL_RECORDS, ready_path
 from churnstream.harness.plan import RunTopics
-from churnstream.harness.processes import ManagedProcess, script
+from churnstream.harness.processes import ManagedProcess, child_environment, script
 from churnstream.harness.receipts import Receipt, ReceiptFile
 from churnstream.kafka.reading import read_to_end
 from churnstream.settings import Settings
@@ -116,11 +115,6 @@ class LatencyReader:
         self.refresh()
         if code != 0 and self.error is None:
             self.error = f"the latency reader exited with code {code}: {self.process.tail(5)}"
-
-
-def child_environment(settings: Settings) -> dict[str, str]:
-    """The environment that makes a child process load exactly these settings (and no .env)."""
-    return {**os.environ, **settings.environment(reveal_secrets=True), "CHURN_DOTENV": "none", "PYTHONUNBUFFERED": "1"}
 
 
 class OutcomeReader:

@@ -11,7 +11,6 @@ raw record has exactly one outcome.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -28,13 +27,21 @@ from churnstream.errors import PipelineError
 from churnstream.harness import badinput
 from churnstream.harness.judge import judge
 from churnstream.harness.plan import RunPlan, RunTopics, Subject
-from churnstream.harness.processes import BARE_LOOP, CONSUMER, PRODUCER, ManagedProcess, script, wait_for_group
+from churnstream.harness.processes import (
+    BARE_LOOP,
+    CONSUMER,
+    PRODUCER,
+    ManagedProcess,
+    child_environment,
+    script,
+    wait_for_group,
+)
 from churnstream.harness.readers import LatencyReader, decode_outcomes, read_topic
 from churnstream.harness.results import build_results, load_average
 from churnstream.kafka.clients import make_admin, make_producer
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.topics import delete_topics, ensure_topics
-from churnstream.settings import ENV_CONSUMER_INSTANCE_ID, Settings
+from churnstream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +123,6 @@ def _prepare(settings: Settings, plan: RunPlan, runs_dir: Path) -> RunContext:
     run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     topics = RunTopics.named(settings, plan.run_name) if plan.run_name else RunTopics.for_run(settings, run_id)
-    # Each consumer takes its own slot: an id from the environment would give all of them one id.
-    inherited = {k: v for k, v in os.environ.items() if k != ENV_CONSUMER_INSTANCE_ID}
-    env = {**inherited, **topics.environment(), "PYTHONUNBUFFERED": "1"}
     run_settings = replace(
         settings,
         topic_raw=topics.raw,
@@ -126,6 +130,7 @@ def _prepare(settings: Settings, plan: RunPlan, runs_dir: Path) -> RunContext:
         topic_deadletter=topics.deadletter,
         consumer_group=topics.group,
     )
+    env = child_environment(run_settings)  # the connection and its secrets: never on a command line
     admin = make_admin(run_settings, client_id="churn-harness-admin")
     try:
         if plan.run_name:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import errors as kafka_errors
+from kafka.future import Future
 from kafka.net.compat import KafkaNetClient
 
 from churnstream.errors import ConfigError, TlsError
@@ -149,6 +151,18 @@ def make_producer(settings: Settings, client_id: str = "churn-producer", **overr
     }
     with bootstrap_diagnosed(settings):
         return KafkaProducer(**options)
+
+
+def first_failure(futures: Iterable[Future]) -> BaseException | None:
+    """After flush(): the first send that failed, or is still pending. Check every one before a commit:
+    kafka-python fails a transaction by itself for some errors only, and commits it without a record
+    whose send failed otherwise (a retriable error that outlived the delivery timeout)."""
+    for future in futures:
+        if not future.is_done:
+            return kafka_errors.KafkaTimeoutError("a send was not acknowledged after flush()")
+        if future.exception is not None:
+            return future.exception
+    return None
 
 
 def make_consumer(

@@ -116,8 +116,8 @@ def _denied_action(exc: kafka_errors.AuthorizationError, settings: Settings) -> 
 def translate(exc: Exception, settings: Settings) -> PipelineError:
     """A kafka-python exception -> one of ours, with a message a user can act on."""
     text = str(exc)
-    if settings.sasl_password is not None:
-        text = text.replace(settings.sasl_password.reveal(), "***")
+    for secret in settings.secrets().values():
+        text = text.replace(secret.reveal(), "***")
     if isinstance(exc, kafka_errors.KafkaConfigurationError):
         return ConfigError(f"Kafka client configuration rejected: {text}")
     if isinstance(exc, kafka_errors.AuthorizationError):

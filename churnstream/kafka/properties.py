@@ -25,6 +25,7 @@ from churnstream.settings import (
     ENV_SSL_CHECK_HOSTNAME,
     ENV_SSL_KEY_PASSWORD,
     ENV_SSL_KEYFILE,
+    SECRET_VARIABLES,
     Settings,
 )
 
@@ -81,7 +82,25 @@ OWNED = (
     "client.id",
 )
 SUPPORTED = tuple(sorted({*AS_SETTINGS, *AS_CLIENT_OPTIONS, *SPECIAL}))
+# Keys whose values are secrets besides those that set a secret setting: the JAAS line holds the
+# password; the rest are refused here, but may still be typed on a command line that is shown.
+_SECRET_KEYS = ("sasl.jaas.config", "ssl.key.pem", "ssl.keystore.key", "sasl.oauthbearer.config")
+# What Java's String.trim() removes, as ConfigDef.parseType calls it: every character up to U+0020.
+_JAVA_TRIMMED = "".join(map(chr, range(0x21)))
 _JAAS = re.compile(r'(username|password)\s*=\s*"((?:[^"\\]|\\.)*)"')
+
+
+def is_secret_property(key: str) -> bool:
+    """Whether a client property's value is a secret, never to be shown: the one place that decides."""
+    key = key.strip().lower()
+    named = "password" in key or "secret" in key
+    return named or key in _SECRET_KEYS or AS_SETTINGS.get(key) in SECRET_VARIABLES
+
+
+def client_option_properties(settings: Settings) -> list[tuple[str, str]]:
+    """The kafka-python tuning options back as the Kafka properties that set them (none is a secret)."""
+    names = {option: key for key, option in AS_CLIENT_OPTIONS.items()}
+    return [(names[option], str(value)) for option, value in settings.client_options]
 
 
 @dataclass
@@ -92,12 +111,18 @@ class Translated:
 
 def parse_properties(text: str, source: str) -> list[tuple[str, str, str]]:
     """``key=value`` (or ``key:value``) lines of a Java properties file; ``#``/``!`` comments.
-    Returns (key, value, where) with ``where`` like ``client.properties:3`` for error messages."""
+    Returns (key, value, where) with ``where`` like ``client.properties:3`` for error messages.
+
+    Read as a Java client reads the file: ``Properties.load`` keeps a value's trailing whitespace
+    (``secret\\ `` too, escaped), then the client's ``ConfigDef`` trims every string and password
+    value at both ends (kafka-clients 4.3.1 reads ``ssl.key.password=secret`` and two spaces as ``secret``).
+    A password ending in a space survives only inside the quotes of ``sasl.jaas.config``, as in Java;
+    ``-X`` (kcat's way, librdkafka's) keeps the value as typed."""
     pairs = []
     pending = ""  # a line ending in a backslash continues on the next, as in Java
     for number, raw in enumerate(text.splitlines(), start=1):
-        line = pending + raw.strip()
-        if not line or line.startswith(("#", "!")):
+        line = pending + raw.lstrip()
+        if not line.strip() or line.startswith(("#", "!")):
             pending = ""
             continue
         if (len(line) - len(line.rstrip("\\"))) % 2 == 1:
@@ -107,7 +132,7 @@ def parse_properties(text: str, source: str) -> list[tuple[str, str, str]]:
         key, separator, value = _split(line)
         if not separator:
             raise ConfigError(f"{source}:{number}: {line[:60]!r} has no value (key=value)")
-        pairs.append((_unescape(key), _unescape(value), f"{source}:{number}"))
+        pairs.append((_unescape(key), _unescape(value).strip(_JAVA_TRIMMED), f"{source}:{number}"))
     return pairs
 
 
@@ -130,8 +155,8 @@ def _split(line: str) -> tuple[str, str, str]:
     """Java's three separators: ``=``, ``:``, or whitespace alone (``ssl.key.password secret``)."""
     match = re.match(r"([^=:\s]+)\s*([=:])\s*(.*)$", line) or re.match(r"([^=:\s]+)(\s)\s*(.*)$", line)
     if match is None:
-        return line, "", ""
-    return match.group(1), match.group(2), match.group(3).strip()
+        return line.rstrip(), "", ""
+    return match.group(1), match.group(2), match.group(3)
 
 
 def translate(pairs: Iterable[tuple[str, str, str]]) -> Translated:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 
 from kafka import KafkaAdminClient
@@ -18,6 +19,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from churnstream.contract.outputs import DEADLETTER_HEADROOM_BYTES, LEDGER_SUFFIX
 from churnstream.errors import AuthenticationFailed, ConfigError, PipelineError, TopicMissing
 from churnstream.kafka.diagnosis import kafka_errors_translated, not_authorized
+from churnstream.lifecycle import StopFlag
 from churnstream.settings import ENV_REPLICATION_FACTOR, Settings
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ AUTO_REPLICATION_CAP = 3
 # The raw topic accepts about 1 MB per message (the broker default); a dead letter carries that
 # value untouched plus its headers, so the dead-letter topic must accept more.
 DEADLETTER_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+TOPIC_POLL_S = 2.0  # how often a consumer waiting for its input topic looks for it
 
 
 def choose_replication_factor(configured: int | None, brokers: int, bootstrap_servers: str = "") -> int:
@@ -157,7 +160,8 @@ def _topics_refused(
     return not_authorized(settings, f"create topic(s) {', '.join(missing)}, which do not exist", error)
 
 
-def require_topics(admin: KafkaAdminClient, settings: Settings, names: Iterable[str]) -> None:
+def _missing(admin: KafkaAdminClient, settings: Settings, names: Iterable[str]) -> list[str]:
+    """Of ``names``, those that do not exist; a topic the broker hides from us (ACLs) is refused at once."""
     with kafka_errors_translated(settings):
         existing = set(admin.list_topics())
     missing = [name for name in names if name not in existing]
@@ -165,10 +169,40 @@ def require_topics(admin: KafkaAdminClient, settings: Settings, names: Iterable[
         hidden = _hidden_topics(admin, settings, missing)
         if hidden:  # not "missing": the broker will not say, and more rights are the fix
             raise not_authorized(settings, f"access topic(s) {', '.join(hidden)}", "TopicAuthorizationFailed")
+    return missing
+
+
+def require_topics(admin: KafkaAdminClient, settings: Settings, names: Iterable[str]) -> None:
+    missing = _missing(admin, settings, names)
+    if missing:
         raise TopicMissing(
             f"topic(s) {', '.join(missing)} do not exist on {settings.bootstrap_servers}; "
             "create them with 'python test_pipeline.py --verify-only' or run producer.py first"
         )
+
+
+def wait_for_topics(
+    admin: KafkaAdminClient, settings: Settings, names: list[str], wait_s: float, stop: StopFlag
+) -> bool:
+    """Wait up to ``wait_s`` for topics another service creates (the producer, a provisioning job), so
+    services can start in any order: one line says so, then the topics are looked for every
+    TOPIC_POLL_S. TopicMissing (exit 7) when they are not there by then; False when ``stop`` is set
+    meanwhile (a signal: stop waiting now, not at the bound)."""
+    missing = _missing(admin, settings, names)
+    if missing and wait_s > 0:
+        logger.info(
+            "topic(s) %s do not exist yet on %s; waiting up to %.0f s for them to be created",
+            ", ".join(missing),
+            settings.bootstrap_servers,
+            wait_s,
+        )
+        deadline = time.monotonic() + wait_s
+        while missing and (left := deadline - time.monotonic()) > 0:
+            if stop.wait(min(TOPIC_POLL_S, left)):
+                return False
+            missing = _missing(admin, settings, missing)
+    require_topics(admin, settings, names)
+    return True
 
 
 def broker_version(admin: KafkaAdminClient) -> str:

@@ -3,7 +3,8 @@
 - live (``/healthz``): the loop has turned within ``liveness_s``. Every wait inside it is bounded
   (consumer.options), so a loop silent past the longest bound plus a margin is stuck for good:
   restart it.
-- ready (``/readyz``): joined the group, partitions assigned, model loaded, and not stalled: the
+- ready (``/readyz``): the input topic exists (a consumer may wait for it to be created), joined
+  the group, partitions assigned, model loaded, and not stalled: the
   loop turned within ``stall_s``, and no assigned partition has records waiting with no committed
   progress for ``stall_s``. Not ready is a signal to look, not to restart.
 
@@ -35,6 +36,7 @@ class Health:
     last_beat: float | None = None
     joined: bool = False
     model_loaded: bool = False
+    waiting_for: str | None = None  # the input topic, while the consumer waits for it to be created
 
     def beat(self, joined: bool) -> None:
         self.last_beat = self.clock()
@@ -52,6 +54,8 @@ class Health:
         now = self.clock()
         if not self.model_loaded:
             return False, "the model is not loaded"
+        if self.waiting_for is not None:
+            return False, f"waiting for topic {self.waiting_for} to be created"
         if self.last_beat is None or not self.joined:
             return False, "not a member of the group yet"
         if not self.lag.assignment():

@@ -1,26 +1,34 @@
 """The metrics port: ``/metrics`` for Prometheus, ``/healthz`` and ``/readyz`` for a supervisor.
 
-A small threading HTTP server on a daemon thread, bound before the consumer joins its group, so a
-port that is taken fails the start in one line (exit 3) before any event is consumed.
+A small HTTP server on a daemon thread, bound before the consumer joins its group, so a port that
+is taken (or an address that is not this host's) fails the start in one line (exit 3) before any
+event is consumed. It listens on every interface unless told otherwise (``--metrics-address``,
+METRICS_ADDRESS), as Prometheus exporters do. Each request gets a thread, but never more than
+:data:`MAX_CONCURRENT_REQUESTS` at once: past that a connection is closed at once, so a flood of
+connections cannot make threads without end.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
+import socketserver
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from churnstream.errors import ConfigError
 from churnstream.observability.health import HEALTH_PATH, METRICS_PATH, READY_PATH, Health
-from churnstream.settings import ENV_METRICS_PORT
+from churnstream.settings import ENV_METRICS_ADDRESS, ENV_METRICS_PORT, EVERY_INTERFACE
 
 logger = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 10.0
-BIND_ADDRESS = ""  # every interface: a pod's probes and Prometheus come from outside
+# Prometheus (one or two), the kubelet's two probes and a person with curl need a few at a time.
+MAX_CONCURRENT_REQUESTS = 8
 # The ports monitoring/prometheus.yml scrapes and deploy/ uses (the code has no default: metrics are
 # off unless a port is given).
 CONSUMER_METRICS_PORT = 9400
@@ -28,26 +36,40 @@ PRODUCER_METRICS_PORT = 9401
 
 
 class MetricsServer:
-    def __init__(self, port: int, registry: CollectorRegistry, health: Health | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        registry: CollectorRegistry,
+        health: Health | None = None,
+        address: str = EVERY_INTERFACE,
+    ) -> None:
         self.registry = registry
         self.health = health
         handler = _handler(self)
         try:
-            self._server = _QuietServer((BIND_ADDRESS, port), handler)
+            self._server = _BoundedServer((address, port), handler)
         except OSError as exc:
-            raise ConfigError(
-                f"{ENV_METRICS_PORT}/--metrics-port {port} cannot be used ({exc.strerror or exc}); choose a free port"
-            ) from None
-        self._server.daemon_threads = True
+            where = f"{ENV_METRICS_PORT}/--metrics-port {port}"
+            if address != EVERY_INTERFACE:
+                where += f" on {ENV_METRICS_ADDRESS}/--metrics-address {address}"
+            hint = "choose a free port" + (", and an address of this host" if address != EVERY_INTERFACE else "")
+            raise ConfigError(f"{where} cannot be used ({exc.strerror or exc}); {hint}") from None
         self.port = self._server.server_address[1]
+        self.address = address
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Where it answers, e.g. ``http://127.0.0.1:9400`` (``*`` for every interface)."""
+        host = self.address or "*"
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def start(self) -> MetricsServer:
         self._thread.start()
         if self.health is None:
-            logger.info("metrics on :%d%s", self.port, METRICS_PATH)
+            logger.info("metrics on %s%s", self.url, METRICS_PATH)
         else:
-            logger.info("metrics on :%d%s, health on %s and %s", self.port, METRICS_PATH, HEALTH_PATH, READY_PATH)
+            logger.info("metrics on %s%s, health on %s and %s", self.url, METRICS_PATH, HEALTH_PATH, READY_PATH)
         return self
 
     def close(self) -> None:
@@ -55,10 +77,52 @@ class MetricsServer:
         self._server.server_close()
 
 
-class _QuietServer(ThreadingHTTPServer):
-    """A client gone before its answer (a probe's timeout) is a debug line, not a traceback on stderr."""
+def _family(address: str) -> socket.AddressFamily:
+    """IPv6 for an IPv6 address (or a name that resolves to one first), else IPv4."""
+    if address == EVERY_INTERFACE:
+        return socket.AF_INET
+    try:
+        return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+    except ValueError:  # a host name
+        found = socket.getaddrinfo(address, None, type=socket.SOCK_STREAM)
+        return socket.AddressFamily(found[0][0]) if found else socket.AF_INET
+
+
+class _BoundedServer(HTTPServer):
+    """As ThreadingHTTPServer, a thread per request, but at most MAX_CONCURRENT_REQUESTS at once."""
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self.address_family = _family(address[0])
+        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
+        super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)  # not HTTPServer's: it asks DNS for the host's full name
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:
+        if not self._slots.acquire(blocking=False):
+            logger.debug(
+                "metrics connection from %s closed: %d requests in progress", client_address, MAX_CONCURRENT_REQUESTS
+            )
+            self.shutdown_request(request)
+            return
+        thread = threading.Thread(
+            target=self._serve, args=(request, client_address), name="metrics-request", daemon=True
+        )
+        thread.start()
+
+    def _serve(self, request: socket.socket, client_address: object) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # a client gone mid-answer: handle_error says it at debug
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
 
     def handle_error(self, request: object, client_address: object) -> None:
+        """A client gone before its answer (a probe's timeout) is a debug line, not a traceback on stderr."""
         logger.debug("metrics request from %s failed", client_address, exc_info=True)
 
 

@@ -61,6 +61,7 @@ class StreamingOptions:
     schema_path: Path | None = None  # None: EVENT_SCHEMA
     skip_bad_rows: bool = False
     metrics_port: int | None = None  # None: PRODUCER_METRICS_PORT, else no metrics
+    metrics_address: str | None = None  # None: METRICS_ADDRESS (empty: every interface)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class BatchOptions:
     skip_bad_rows: bool = False
     progress: Progress | None = None  # a bar, drawn by the CLI
     metrics_port: int | None = None  # None: PRODUCER_METRICS_PORT, else no metrics
+    metrics_address: str | None = None  # None: METRICS_ADDRESS (empty: every interface)
 
 
 def connect(settings: Settings, topic: str, client_id: str, **producer_options: Any) -> KafkaProducer:
@@ -100,7 +102,7 @@ def connect(settings: Settings, topic: str, client_id: str, **producer_options: 
 
 
 @contextlib.contextmanager
-def serve_metrics(settings: Settings, port: int | None) -> Iterator[ProducerMetrics | None]:
+def serve_metrics(settings: Settings, port: int | None, address: str | None = None) -> Iterator[ProducerMetrics | None]:
     """The producer's /metrics while the run lasts, when a port is given (bound first: a taken port
     fails the start before anything is sent)."""
     port = port if port is not None else settings.producer_metrics_port
@@ -108,7 +110,8 @@ def serve_metrics(settings: Settings, port: int | None) -> Iterator[ProducerMetr
         yield None
         return
     metrics = ProducerMetrics()
-    server = MetricsServer(port, metrics.registry).start()
+    server = MetricsServer(port, metrics.registry, address=address if address is not None else settings.metrics_address)
+    server.start()
     try:
         yield metrics
     finally:
@@ -128,7 +131,7 @@ def produce_streaming(settings: Settings, options: StreamingOptions, stop: StopF
     data = prepare_rows(data_path, contract, skip_bad_rows=options.skip_bad_rows)
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
     topic = settings.topic_raw
-    with serve_metrics(settings, options.metrics_port) as metrics:
+    with serve_metrics(settings, options.metrics_port, options.metrics_address) as metrics:
         producer = connect(settings, topic, "churn-producer-streaming", **STREAMING_PRODUCER_OPTIONS)
         tune_garbage_collector()  # the prepared rows and the client live for the whole run
         try:
@@ -199,7 +202,7 @@ def produce_batch(settings: Settings, options: BatchOptions, stop: StopFlag) -> 
             load_id=new_load_id(),
             now_ts=EventClock()(),
         )
-        with serve_metrics(settings, options.metrics_port) as metrics:
+        with serve_metrics(settings, options.metrics_port, options.metrics_address) as metrics:
             return _load(
                 settings,
                 options,

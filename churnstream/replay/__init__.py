@@ -10,13 +10,17 @@ deleted and created again (a new topic id) starts a ledger of its own. The guara
 replays under one consumer group (``KAFKA_CONSUMER_GROUP``), which share the transactional id that
 fences them.
 
-Both passes over the dead-letter topic stream it: only the ledger's keys are held in memory.
+It reads the dead-letter topic once, as a stream, sending as it goes: only the ledger's keys and
+one chunk are held in memory, a progress line is logged every few seconds, and only a read that
+stops moving ends it, never the topic's length.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from kafka import KafkaProducer
@@ -34,7 +38,7 @@ from churnstream.contract.outputs import (
 )
 from churnstream.errors import PipelineError, TopicMissing
 from churnstream.kafka.bounded import Bounded
-from churnstream.kafka.clients import make_admin, make_producer
+from churnstream.kafka.clients import first_failure, make_admin, make_producer
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.kafka.reading import read_to_end
 from churnstream.kafka.topics import (
@@ -56,6 +60,7 @@ DELIVERY_TIMEOUT_MS = 10_000
 REQUEST_TIMEOUT_MS = 8_000
 CALL_TIMEOUT_S = TRANSACTION_TIMEOUT_MS / 1000
 FLUSH_TIMEOUT_S = (DELIVERY_TIMEOUT_MS + 2_000) / 1000
+PROGRESS_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -140,9 +145,35 @@ def replay_transactional_id(settings: Settings) -> str:
     return transactional_id(settings.consumer_group, "~replay")
 
 
-def _dead_letters(settings: Settings, topic_id: str) -> Iterator[StoredDeadLetter]:
-    """The dead-letter topic, streamed: a key marked absent reads as null, as it was on the raw topic."""
-    for record in read_to_end(settings, settings.topic_deadletter, client_id="churn-replay-reader"):
+class _Progress:
+    """One log line every PROGRESS_INTERVAL_S while the dead-letter topic is read: how far, and what
+    was done with it so far. A topic kept forever can hold millions: the operator sees it move."""
+
+    def __init__(self, summary: ReplaySummary, clock: Callable[[], float] = time.monotonic) -> None:
+        self._summary = summary
+        self._clock = clock
+        self._next = clock() + PROGRESS_INTERVAL_S
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._clock() < self._next:
+            return
+        self._next = self._clock() + PROGRESS_INTERVAL_S
+        summary = self._summary
+        logger.info(
+            "read %d of %d dead-letter offsets (%.0f%%): %d matching, %d already replayed, %d replayed so far",
+            done,
+            total,
+            100.0 * done / max(total, 1),
+            summary.matching,
+            summary.already_replayed,
+            summary.replayed,
+        )
+
+
+def _dead_letters(settings: Settings, topic_id: str, progress: _Progress) -> Iterator[StoredDeadLetter]:
+    """The dead-letter topic, streamed once: a key marked absent reads as null, as it was on the raw topic."""
+    records = read_to_end(settings, settings.topic_deadletter, client_id="churn-replay-reader", on_progress=progress)
+    for record in records:
         try:
             info = DeadLetterInfo.from_headers(record.headers)
         except MalformedOutput:
@@ -165,7 +196,7 @@ def _dead_letters(settings: Settings, topic_id: str) -> Iterator[StoredDeadLette
 
 
 def _replayed_keys(settings: Settings, ledger: str) -> set[bytes]:
-    """The ledger: the keys of every dead letter replayed so far."""
+    """The ledger: the keys of every dead letter replayed so far (all that replay holds in memory)."""
     records = read_to_end(settings, ledger, client_id="churn-replay-reader")
     return {record.key for record in records if record.key is not None}
 
@@ -184,39 +215,15 @@ def _topic_id(settings: Settings, topic: str) -> str:
     return str(described["topic_id"])
 
 
-def _walk(
-    settings: Settings, selection: Selection, limit: int | None, replayed: set[bytes], topic_id: str
-) -> Iterator[tuple[ReplaySummary, StoredDeadLetter | None]]:
-    """Stream the dead letters, counting; yields each one to send (and the summary so far)."""
-    summary = ReplaySummary()
-    for record in _dead_letters(settings, topic_id):
-        summary.dead_letters += 1
-        if not selection.matches(record):
-            continue
-        summary.matching += 1
-        if replayed_already(record, replayed):
-            summary.already_replayed += 1
-        elif not record.sendable:
-            summary.unsendable += 1
-        elif limit is None or summary.to_replay < limit:
-            summary.to_replay += 1
-            yield summary, record
-    yield summary, None
-
-
-def _count(settings: Settings, selection: Selection, limit: int | None, topic_id: str) -> ReplaySummary:
-    summary = ReplaySummary()
-    replayed = _replayed_keys(settings, ledger_topic(settings))
-    for summary, _ in _walk(settings, selection, limit, replayed, topic_id):  # noqa: B007 - the last one counts
-        pass
-    return summary
-
-
 def _fenced(exc: BaseException) -> bool:
     """kafka-python raises the fence itself, or a KafkaError that carries it as an argument."""
     return isinstance(exc, kafka_errors.ProducerFencedError) or any(
         isinstance(arg, kafka_errors.ProducerFencedError) for arg in exc.args
     )
+
+
+class SendFailed(PipelineError):
+    """A dead letter could not be sent back: its chunk's transaction was aborted, nothing of it marked."""
 
 
 class _Sender:
@@ -229,64 +236,136 @@ class _Sender:
         self._bounded = Bounded()
 
     def send(self, chunk: list[StoredDeadLetter]) -> None:
+        """Commit only when every send of the chunk was acknowledged: kafka-python commits a transaction
+        without a record whose send failed by itself (a retriable error past the delivery timeout),
+        which would mark a dead letter replayed that never reached the raw topic."""
         producer = self._producer
         producer.begin_transaction()
-        for record in chunk:
-            headers = list(record.original_headers) + replay_headers(record.ledger_key, record.reason)
-            producer.send(self._settings.topic_raw, key=record.key, value=record.value, headers=headers)
-            producer.send(self._ledger, key=record.ledger_key, value=encode_ledger_entry(utc_now_iso(), record.stage))
-        producer.flush(timeout=FLUSH_TIMEOUT_S)
-        self._bounded(producer.commit_transaction, CALL_TIMEOUT_S, "commit_transaction")
+        futures = []
+        try:
+            for record in chunk:
+                headers = list(record.original_headers) + replay_headers(record.ledger_key, record.reason)
+                futures.append(
+                    producer.send(self._settings.topic_raw, key=record.key, value=record.value, headers=headers)
+                )
+                entry = encode_ledger_entry(utc_now_iso(), record.stage)
+                futures.append(producer.send(self._ledger, key=record.ledger_key, value=entry))
+            with contextlib.suppress(kafka_errors.KafkaTimeoutError):  # first_failure names what is pending
+                producer.flush(timeout=FLUSH_TIMEOUT_S)
+            failure = first_failure(futures)
+            if failure is not None:
+                raise SendFailed(
+                    f"a dead letter could not be sent back ({type(failure).__name__}: {failure}); its chunk of "
+                    f"{len(chunk)} was not committed and none of it is marked replayed: run the replay again"
+                )
+            self._bounded(producer.commit_transaction, CALL_TIMEOUT_S, "commit_transaction")
+        except (SendFailed, kafka_errors.KafkaError) as exc:
+            if not _fenced(exc):
+                self._abort(exc)
+            raise
+
+    def _abort(self, exc: BaseException) -> None:
+        try:
+            self._bounded(self._producer.abort_transaction, CALL_TIMEOUT_S, "abort_transaction")
+        except (kafka_errors.KafkaError, PipelineError) as abort_exc:  # the broker aborts it at its timeout
+            logger.warning(
+                "the chunk's transaction could not be aborted (%s) after %s; the broker aborts it within %d s",
+                abort_exc,
+                type(exc).__name__,
+                TRANSACTION_TIMEOUT_MS // 1000,
+            )
 
 
-def replay(settings: Settings, selection: Selection, dry_run: bool = False, limit: int | None = None) -> ReplaySummary:
-    topic_id = _topic_id(settings, settings.topic_deadletter)
-    summary = _count(settings, selection, limit, topic_id)
-    if dry_run or summary.to_replay == 0:  # nothing to send: no transactional id is taken, no other replay fenced
-        return summary
-    producer = make_producer(
-        settings,
-        client_id="churn-replay",
-        transactional_id=replay_transactional_id(settings),
-        transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
-        delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
-        request_timeout_ms=REQUEST_TIMEOUT_MS,
-        max_request_size=DEADLETTER_MAX_MESSAGE_BYTES + DEADLETTER_HEADROOM_BYTES,
-    )
-    try:
+class _Replay:
+    """One pass over the dead-letter topic, sending as it reads. The transactional id is taken (which
+    fences another replay) only at the first dead letter to send, and the ledger read again then:
+    read only before, two replays started together could both see an empty ledger."""
+
+    def __init__(self, settings: Settings, selection: Selection, limit: int | None, send: bool) -> None:
+        self.settings = settings
+        self.selection = selection
+        self.limit = limit
+        self.send = send
+        self.summary = ReplaySummary()
+        self.replayed: set[bytes] = set()
+        self.sender: _Sender | None = None
+        self._producer: KafkaProducer | None = None
+        self._chunk: list[StoredDeadLetter] = []
+
+    def run(self, topic_id: str) -> ReplaySummary:
+        self.replayed = _replayed_keys(self.settings, ledger_topic(self.settings))
+        try:
+            for record in _dead_letters(self.settings, topic_id, _Progress(self.summary)):
+                self._take(record)
+            self._flush()
+        finally:
+            if self._producer is not None:
+                self._producer.close(timeout=10)
+        return self.summary
+
+    def _due(self, record: StoredDeadLetter) -> bool:
+        """To be sent back, as far as the ledger read so far says."""
+        under_limit = self.limit is None or self.summary.to_replay < self.limit
+        return under_limit and record.sendable and not replayed_already(record, self.replayed)
+
+    def _take(self, record: StoredDeadLetter) -> None:
+        summary = self.summary
+        summary.dead_letters += 1
+        if not self.selection.matches(record):
+            return
+        summary.matching += 1
+        if self.send and self.sender is None and self._due(record):
+            self._start()  # reads the ledger again: it may have this one after all
+        if replayed_already(record, self.replayed):
+            summary.already_replayed += 1
+        elif not record.sendable:
+            summary.unsendable += 1
+        elif self._due(record):
+            summary.to_replay += 1
+            if self.send:
+                self._chunk.append(record)
+                if len(self._chunk) >= CHUNK:
+                    self._flush()
+
+    def _start(self) -> None:
+        settings = self.settings
+        self._producer = make_producer(
+            settings,
+            client_id="churn-replay",
+            transactional_id=replay_transactional_id(settings),
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+            delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            max_request_size=DEADLETTER_MAX_MESSAGE_BYTES + DEADLETTER_HEADROOM_BYTES,
+        )
         with kafka_errors_translated(settings):
-            # Before the ledger read that counts: init_transactions() fences any other replay with
-            # this id and completes or aborts its open transaction. Read only before it, two replays
-            # started together could both see an empty ledger and send the same records.
-            producer.init_transactions()
-            return _send_all(producer, settings, selection, limit, topic_id)
-    finally:
-        producer.close(timeout=10)
+            # Fences any other replay with this id and completes or aborts its open transaction;
+            # only then is the ledger complete.
+            self._producer.init_transactions()
+        self.replayed = _replayed_keys(settings, ledger_topic(settings))
+        self.sender = _Sender(self._producer, settings)
 
-
-def _send_all(
-    producer: KafkaProducer, settings: Settings, selection: Selection, limit: int | None, topic_id: str
-) -> ReplaySummary:
-    sender = _Sender(producer, settings)
-    replayed = _replayed_keys(settings, ledger_topic(settings))
-    chunk: list[StoredDeadLetter] = []
-    sent = 0
-    summary = ReplaySummary()
-    for summary, record in _walk(settings, selection, limit, replayed, topic_id):  # noqa: B007 - the last one counts
-        if record is not None:
-            chunk.append(record)
-        if chunk and (record is None or len(chunk) >= CHUNK):
+    def _flush(self) -> None:
+        if not self._chunk or self.sender is None:
+            return
+        with kafka_errors_translated(self.settings):
             try:
-                sender.send(chunk)
+                self.sender.send(self._chunk)
             except kafka_errors.KafkaError as exc:
                 if not _fenced(exc):
                     raise
                 raise PipelineError(
-                    f"another replay took over transactional id {replay_transactional_id(settings)}; this one "
-                    f"stopped after replaying {sent}. Run it again: the ledger keeps it from sending any dead "
-                    "letter twice"
+                    f"another replay took over transactional id {replay_transactional_id(self.settings)}; this "
+                    f"one stopped after replaying {self.summary.replayed}. Run it again: the ledger keeps it from "
+                    "sending any dead letter twice"
                 ) from None
-            sent += len(chunk)
-            chunk = []
-    summary.replayed = sent
-    return summary
+        self.summary.replayed += len(self._chunk)
+        self._chunk = []
+
+
+def replay(settings: Settings, selection: Selection, dry_run: bool = False, limit: int | None = None) -> ReplaySummary:
+    """Read the dead-letter topic once, sending the selected dead letters back in chunks as it goes
+    (``dry_run``: only count them). Memory holds the ledger's keys and one chunk, whatever the topic's
+    length; a read that stops moving for READ_STALL_S ends it (a read that moves never does)."""
+    topic_id = _topic_id(settings, settings.topic_deadletter)
+    return _Replay(settings, selection, limit, send=not dry_run).run(topic_id)

@@ -44,11 +44,13 @@ from tests.helpers import (
     current_card_path,
     current_model_path,
     free_port,
+    http_get,
     make_rows,
     run_script,
     start_script,
     telco_contract,
     telco_event,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -412,10 +414,41 @@ def test_an_altered_model_is_one_line_and_exit_6(pipeline_env: dict[str, str], t
     assert "sha256" in _one_error_line(result)
 
 
-def test_a_missing_input_topic_is_one_line_and_exit_7(pipeline_env: dict[str, str]) -> None:
-    result = run_script("consumer.py", ["--mode", "batch", "-q"], env=pipeline_env)
+def test_an_input_topic_that_never_comes_is_one_line_and_exit_7_after_the_wait(pipeline_env: dict[str, str]) -> None:
+    """Before: exit 7 at once. Now it waits CONSUMER_WAIT_FOR_TOPIC_S (2 s here) first, saying so once."""
+    started = time.monotonic()
+    env = {**pipeline_env, "CONSUMER_WAIT_FOR_TOPIC_S": "2"}
+    result = run_script("consumer.py", ["--mode", "batch", "--log-format", "json"], env=env)
     assert result.returncode == EXIT_TOPIC
-    assert pipeline_env["KAFKA_TOPIC_RAW"] in _one_error_line(result)
+    assert time.monotonic() - started >= 2
+    lines = result.stderr.strip().splitlines()
+    waiting = [orjson.loads(line)["message"] for line in lines[:-1] if "do not exist yet" in line]
+    raw, bootstrap = pipeline_env["KAFKA_TOPIC_RAW"], pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
+    assert waiting == [f"topic(s) {raw} do not exist yet on {bootstrap}; waiting up to 2 s for them to be created"]
+    assert lines[-1].startswith("Error: topic(s) " + pipeline_env["KAFKA_TOPIC_RAW"])
+
+
+def test_a_consumer_started_before_its_topic_waits_then_scores(pipeline_env: dict[str, str], tmp_path: Path) -> None:
+    """Services in any order: the consumer first (not ready, and saying why), then the topic and
+    its events; it scores them. Before: exit 7 at once."""
+    settings = settings_from(pipeline_env)
+    port = free_port()
+    args = ["--mode", "streaming", "--metrics-port", str(port), "--wait-for-topic", "60"]
+    process = start_consumer(pipeline_env, args, tmp_path / "consumer.log")
+    try:
+        wanted = (503, f"waiting for topic {settings.topic_raw} to be created\n")
+        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/readyz") == wanted, 60, "/readyz to say it waits")
+        assert process.poll() is None
+        create_raw_topic(settings)
+        events = [
+            row_to_event(row, event_id=f"late-{i}", event_ts=utc_now_iso()) for i, row in enumerate(make_rows(20))
+        ]
+        produce(settings, as_records(events))
+        wait_until(lambda: len(predictions(settings)) == len(events), 60, "the events to be scored")
+        assert http_get(f"http://127.0.0.1:{port}/readyz") == (200, "ok\n")
+    finally:
+        stop(process)
+    assert process.returncode == 0, (tmp_path / "consumer.log").read_text()[-2000:]
 
 
 def test_a_broker_that_is_down_is_one_line_and_exit_2_within_10_s(pipeline_env: dict[str, str]) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from churnstream.errors import EXIT_FAILURE
-from tests.helpers import run_script
+from tests.helpers import run_script, start_script
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +69,70 @@ def test_batch_with_two_consumers(pipeline_env: dict[str, str], tmp_path: Path) 
     scored = [consumer["scored"] for consumer in scenario["consumers"]]
     assert sum(scored) == 1500 and min(scored) > 0
     assert results["scored"] == 1500 and results["lost"] == 0 and results["duplicated"] == 0
+
+
+def _processes_of_run(run_folder: Path, exclude: int) -> dict[int, str]:
+    """pid -> command line of the processes now running that write into ``run_folder`` (each child of a
+    run has its summary or log there), except ``exclude``: other tests' processes may run beside."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == exclude:
+            continue
+        try:
+            found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+    return {pid: line for pid, line in found.items() if str(run_folder) in line}
+
+
+def test_a_password_given_with_x_reaches_the_children_in_their_environment_only(
+    pipeline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Before: the password was on both children's command lines (``ps`` shows them to every user), and
+    twice in the results JSON (command, plan), so in the report too. Now: in their environment, which
+    only their user can read, and masked everywhere the run writes."""
+    secrets = {"sasl.password": f"pw-{uuid.uuid4().hex}", "ssl.key.password": f"key-{uuid.uuid4().hex} "}
+    args = ["--mode", "batch", "--limit", "200", "--timeout", "30", "-X", "reconnect.backoff.max.ms=2000"]
+    args += [arg for key, value in secrets.items() for arg in ("-X", f"{key}={value}")]
+    results, report = tmp_path / "results.json", tmp_path / "TEST_RESULTS.md"
+    args += ["--results-json", str(results), "--report", str(report)]
+    with (tmp_path / "harness.out").open("w") as out, (tmp_path / "harness.err").open("w") as err:
+        harness = start_script("test_pipeline.py", args, pipeline_env, stdout=out, stderr=err)
+        seen: dict[int, str] = {}
+        environments: dict[int, bytes] = {}
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(0.05):
+                for pid, line in _processes_of_run(tmp_path, exclude=harness.pid).items():
+                    seen[pid] = line
+                    if "churnstream.cli.consumer" in line and pid not in environments:
+                        try:
+                            environments[pid] = Path(f"/proc/{pid}/environ").read_bytes()
+                        except OSError:
+                            continue
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            code = harness.wait(timeout=170)
+        finally:
+            stop.set()
+            watcher.join()
+            if harness.poll() is None:
+                harness.kill()
+    assert code == 0, (tmp_path / "harness.err").read_text()[-3000:]
+    children = "\n".join(seen.values())
+    assert "churnstream.cli.consumer" in children and "churnstream.cli.producer" in children  # the scan saw them
+    assert "reconnect.backoff.max.ms=2000" in children  # tuning still goes on the command line
+    for secret in secrets.values():
+        assert secret.strip() not in children
+        assert any(secret.encode() in environ for environ in environments.values())
+        written = [path for path in tmp_path.rglob("*") if path.is_file()]  # results, report, logs, summaries
+        assert [path for path in written if secret.strip().encode() in path.read_bytes()] == []
+    command = json.loads(results.read_text())["command"]
+    assert "-X 'sasl.password=***' -X 'ssl.key.password=***'" in command
+    assert "sasl.password=***" in report.read_text()
 
 
 def test_a_crashing_consumer_fails_the_run_and_shows_its_log(pipeline_env: dict[str, str], tmp_path: Path) -> None:

@@ -52,6 +52,9 @@ def test_relative_paths_are_relative_to_the_project(tmp_path: Path) -> None:
         ("KAFKA_TOPIC_RAW", "bad topic!", "a topic name is 1-249 characters"),
         ("KAFKA_TOPIC_PREDICTIONS_SHADOW", "bad topic!", "a topic name is 1-249 characters"),
         ("KAFKA_SASL_MECHANISM", "GSSAPI", "expected one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+        ("METRICS_ADDRESS", "127.0.0.1:9400", "an IP address of this host (127.0.0.1, ::1) or a host name"),
+        ("CONSUMER_WAIT_FOR_TOPIC_S", "-1", "expected a number of seconds from 0 to 86400"),
+        ("CONSUMER_WAIT_FOR_TOPIC_S", "a minute", "expected a number of seconds from 0 to 86400"),
     ],
 )
 def test_a_bad_value_names_the_variable_the_value_and_what_is_allowed(variable: str, value: str, allowed: str) -> None:
@@ -60,6 +63,12 @@ def test_a_bad_value_names_the_variable_the_value_and_what_is_allowed(variable: 
     message = str(caught.value)
     assert message.startswith(f"{variable}={value!r} is not valid: ")
     assert allowed in message
+
+
+def test_the_metrics_address_is_every_interface_unless_one_is_named() -> None:
+    assert settings_from({}).metrics_address == ""  # the Prometheus exporters' convention
+    assert settings_from({"METRICS_ADDRESS": " [::1] "}).metrics_address == "::1"
+    assert settings_from({"METRICS_ADDRESS": "metrics.internal"}).describe()["METRICS_ADDRESS"] == "metrics.internal"
 
 
 def test_sasl_needs_mechanism_user_and_password() -> None:

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
+from churnstream.cli.common import run
+from churnstream.cli.connection import (
+    add_connection_options,
+    client_option_args,
+    load_settings_with,
+    masked_arguments,
+)
 from churnstream.cli.registry import COMMANDS, Command
 from churnstream.errors import EXIT_CONFIG, EXIT_USAGE, ConfigError, TlsError
+from churnstream.harness.processes import child_environment
 from churnstream.kafka.clients import security_options
-from churnstream.kafka.properties import OWNED, java_properties, parse_properties, translate
+from churnstream.kafka.diagnosis import REDACTOR
+from churnstream.kafka.properties import (
+    OWNED,
+    SUPPORTED,
+    is_secret_property,
+    java_properties,
+    parse_properties,
+    translate,
+)
 from churnstream.settings import load_settings
 
 # The commands that talk to a cluster take the connection options (the others: data, training, launcher).
@@ -161,6 +179,96 @@ def test_a_line_that_is_not_key_value_is_named_with_its_line_number() -> None:
 
 def test_whitespace_separates_a_key_from_its_value_as_in_java() -> None:
     assert parse_properties("ssl.key.password  s3cret value\n", "c") == [("ssl.key.password", "s3cret value", "c:1")]
+
+
+def test_an_x_value_is_kept_as_typed_trailing_spaces_included(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kcat hands -X values to librdkafka as typed: a password may end in a space. Before: stripped."""
+    monkeypatch.setenv("CHURN_DOTENV", "none")
+    parser = argparse.ArgumentParser()
+    add_connection_options(parser)
+    args = parser.parse_args(["-X", "sasl.password=pw  ", "-X", "ssl.key.password= k ", "-X", " sasl.username =u"])
+    settings = load_settings_with(args)
+    assert settings.sasl_password is not None and settings.sasl_password.reveal() == "pw  "
+    assert settings.ssl_key_password is not None and settings.ssl_key_password.reveal() == " k "
+    assert settings.sasl_username == "u"  # the key is trimmed, and a user name is a name
+
+
+def test_a_properties_file_reads_as_a_java_client_reads_it() -> None:
+    """What kafka-clients 4.3.1 made of these lines (Properties.load, then ProducerConfig): trailing
+    whitespace kept by the file format, then trimmed by the client's ConfigDef; the JAAS line's
+    quoted password keeps its spaces. Before: an escaped trailing space ("secret\\ ") was read as a
+    line continuation, and swallowed the next line into the password."""
+    text = (
+        "ssl.key.password=secret\\ \n"
+        "ssl.ca.location=/etc/ca.pem  \n"
+        "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+        'username="u" password="pw  ";\t\n'
+    )
+    pairs = parse_properties(text, "c")
+    assert [(key, value) for key, value, _ in pairs] == [
+        ("ssl.key.password", "secret"),
+        ("ssl.ca.location", "/etc/ca.pem"),
+        (
+            "sasl.jaas.config",
+            'org.apache.kafka.common.security.plain.PlainLoginModule required username="u" password="pw  ";',
+        ),
+    ]
+    assert translate(pairs).settings["KAFKA_SASL_PASSWORD"] == "pw  "
+
+
+def test_which_properties_are_secret_is_decided_in_one_place() -> None:
+    secret = [key for key in SUPPORTED if is_secret_property(key)]
+    assert secret == ["sasl.jaas.config", "sasl.password", "ssl.key.password"]
+    # refused keys too, as a command line may still show them
+    assert all(map(is_secret_property, ["ssl.truststore.password", "sasl.oauthbearer.client.secret", "ssl.key.pem"]))
+
+
+def test_a_command_line_is_shown_with_every_secret_masked() -> None:
+    typed = ["--mode", "batch", "-X", "sasl.password=pw", "-Xssl.key.password=k", "-X", "reconnect.backoff.ms=5"]
+    typed += ['--consumer-arg=-Xsasl.jaas.config=x password="pw";', "-X", "ssl.truststore.password = t"]
+    assert masked_arguments(typed) == [
+        "--mode",
+        "batch",
+        "-X",
+        "sasl.password=***",
+        "-Xssl.key.password=***",
+        "-X",
+        "reconnect.backoff.ms=5",
+        "--consumer-arg=-Xsasl.jaas.config=***",
+        "-X",
+        "ssl.truststore.password =***",
+    ]
+
+
+def test_a_child_gets_the_connection_in_its_environment_and_only_tuning_on_its_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the harness hands each process of a run. The parent's own variables cannot override the
+    settings (here -X asks for the hostname check that KAFKA_SSL_CHECK_HOSTNAME=false turned off)."""
+    monkeypatch.setenv("CHURN_DOTENV", "none")
+    monkeypatch.setenv("KAFKA_SSL_CHECK_HOSTNAME", "false")
+    monkeypatch.setenv("CONSUMER_INSTANCE_ID", "pod-0")
+    parser = argparse.ArgumentParser()
+    add_connection_options(parser)
+    args = parser.parse_args(
+        ["-X", "sasl.password=pw ", "-X", "ssl.endpoint.identification.algorithm=https", "-X", "send.buffer.bytes=9"]
+    )
+    settings = load_settings_with(args)
+    env = child_environment(settings)
+    assert env["KAFKA_SASL_PASSWORD"] == "pw " and env["CHURN_DOTENV"] == "none"
+    assert "KAFKA_SSL_CHECK_HOSTNAME" not in env and "CONSUMER_INSTANCE_ID" not in env
+    assert client_option_args(settings) == ["-X", "send.buffer.bytes=9"]
+
+
+def test_the_error_line_masks_a_secret_it_quotes(capsys: pytest.CaptureFixture[str]) -> None:
+    secret = f"pw-{uuid.uuid4().hex}"
+    REDACTOR.add(secret)
+
+    def body() -> int:
+        raise ConfigError(f"the broker refused {secret}")
+
+    assert run(body) == EXIT_CONFIG
+    assert capsys.readouterr().err == "Error: the broker refused ***\n"
 
 
 # -- at the edge: one line, the right exit code, before anything connects

@@ -29,7 +29,11 @@ from churnstream.consumer.sinks import (
 from churnstream.consumer.stats import RunStats
 from churnstream.contract.events import encode_event
 from churnstream.contract.outputs import Guarantee, Mode, decode_prediction
+from churnstream.errors import TopicMissing
+from churnstream.kafka import topics as topics_module
+from churnstream.kafka.topics import wait_for_topics
 from churnstream.lifecycle import StopFlag
+from churnstream.observability.health import Health
 from churnstream.settings import settings_from
 from tests.fakes import FakeConsumer, FakeProducer, FakeRecord, StubModel
 from tests.helpers import make_rows, telco_event
@@ -75,7 +79,7 @@ def run_loop(consumer: FakeConsumer, sink: object, options: ConsumerOptions, mod
         return original_poll(timeout_ms, max_records)
 
     consumer.poll = poll  # type: ignore[method-assign]
-    consume_loop(consumer, sink, model, stats, until)  # type: ignore[arg-type]
+    consume_loop(consumer, sink, model, stats, until)
     return stats
 
 
@@ -332,3 +336,57 @@ def test_ids_that_ran_together_no_longer_collide() -> None:
     assert host_part(long_a) != host_part(long_b) and len(host_part(long_a)) <= 49
     assert host_part("worker-3") == "worker-3"  # a short, plain name is kept as it is
     assert host_part("wörker") != host_part("w-rker")  # a replaced character cannot make two hosts one
+
+
+# -- started before its input topic exists
+
+
+class TopicsAppearing:
+    """An admin client whose topic list gains ``topic`` at its ``appears_at``-th look (never: None)."""
+
+    def __init__(self, topic: str, appears_at: int | None) -> None:
+        self.topic = topic
+        self.appears_at = appears_at
+        self.looks = 0
+
+    def list_topics(self) -> list[str]:
+        self.looks += 1
+        return [self.topic] if self.appears_at is not None and self.looks >= self.appears_at else []
+
+    def describe_topics(self, names: list[str]) -> list[dict[str, object]]:
+        return [{"name": name, "error_code": 3} for name in names]  # UNKNOWN_TOPIC_OR_PARTITION: not hidden
+
+
+@pytest.fixture
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(topics_module, "TOPIC_POLL_S", 0.01)
+
+
+def test_a_consumer_waits_for_its_input_topic_then_goes_on(quick_polls: None) -> None:
+    settings = settings_from({"KAFKA_TOPIC_RAW": "raw"})
+    admin = TopicsAppearing("raw", appears_at=4)
+    assert wait_for_topics(admin, settings, ["raw"], wait_s=5.0, stop=StopFlag()) is True
+    assert admin.looks == 5  # 3 misses, the 4th finds it, require_topics' own look
+
+
+def test_a_topic_that_never_comes_is_exit_7_after_the_bound_and_a_signal_ends_the_wait(quick_polls: None) -> None:
+    settings = settings_from({"KAFKA_TOPIC_RAW": "raw"})
+    started = time.monotonic()
+    with pytest.raises(TopicMissing, match="raw"):
+        wait_for_topics(TopicsAppearing("raw", None), settings, ["raw"], wait_s=0.2, stop=StopFlag())
+    assert 0.2 <= time.monotonic() - started < 2.0
+    stop = StopFlag()
+    stop.set("SIGTERM")
+    assert wait_for_topics(TopicsAppearing("raw", None), settings, ["raw"], wait_s=60.0, stop=stop) is False
+    admin = TopicsAppearing("raw", None)
+    with pytest.raises(TopicMissing):
+        wait_for_topics(admin, settings, ["raw"], wait_s=0.0, stop=StopFlag())
+    assert admin.looks == 2  # 0: no wait at all, as before
+
+
+def test_readiness_says_the_consumer_waits_for_its_topic() -> None:
+    health = Health(liveness_s=60.0)
+    health.model_loaded = True
+    health.waiting_for = "telco-raw-customers"
+    assert health.ready() == (False, "waiting for topic telco-raw-customers to be created")
+    assert health.live() == (True, "starting")

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
 from kafka.structs import TopicPartition
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from churnstream.errors import ConfigError
 from churnstream.observability import metrics as m
 from churnstream.observability.health import Health
-from churnstream.observability.lag import LagProbe, LagTracker
+from churnstream.observability.lag import MAX_SAMPLES, LagProbe, LagTracker
 from churnstream.observability.metrics import BatchHistogram, ConsumerMetrics, ProducerMetrics
-from churnstream.observability.server import MetricsServer
+from churnstream.observability.server import MAX_CONCURRENT_REQUESTS, MetricsServer
 
 TP0 = TopicPartition("raw", 0)
 TP1 = TopicPartition("raw", 1)
@@ -127,6 +131,67 @@ def test_the_probe_keeps_the_lag_growing_while_the_loop_is_blocked() -> None:
     lag.revoked([TP0])
     probe.once()  # nothing assigned: no request
     assert lag.readings(clock.now) == []
+
+
+def test_one_partition_stuck_among_six_keeps_aging_and_makes_the_consumer_not_ready() -> None:
+    """The issue's case: the loop turns 20 times a second, 5 records a turn arrive on each of six
+    partitions, five are processed and one is stuck for 120 s. Before: 600 samples covered the last
+    30 s only, so the stuck partition's 12,000 records read 29.9 s old and /readyz stayed 200."""
+    clock = Clock()
+    health = Health(liveness_s=60.0, clock=clock)
+    health.model_loaded = True
+    partitions = [TopicPartition("raw", p) for p in range(6)]
+    stuck = partitions[3]
+    health.lag.assigned(partitions, now=clock.now)
+    for tp in partitions:
+        health.lag.observe(tp, highwater=0, position=0, now=clock.now)
+    for turn in range(1, 120 * 20 + 1):
+        clock.now += 0.05
+        health.beat(joined=True)
+        for tp in partitions:
+            health.lag.observe(tp, highwater=5 * turn, position=None, now=clock.now)
+            if tp != stuck:
+                health.lag.committed(tp, 5 * turn, now=clock.now)
+    readings = {reading.tp: reading for reading in health.lag.readings(clock.now)}
+    assert readings[stuck].records == 12_000
+    assert readings[stuck].seconds == pytest.approx(120.0, abs=0.1)
+    assert all(readings[tp].records == 0 == readings[tp].seconds for tp in partitions if tp != stuck)
+    assert health.ready() == (False, "records waiting and no progress for over 30 s on raw[3]")
+    assert len(health.lag.partitions[stuck].samples) <= MAX_SAMPLES  # bounded all the same
+
+
+def test_the_probe_dates_records_that_waited_before_the_consumer_looked() -> None:
+    """Assigned a partition an hour behind (a restart): the table knows only since it looked; the
+    oldest waiting record's own timestamp says an hour. Read once the table says a record has waited
+    a probe interval, and once per processed offset."""
+    clock = Clock()
+    wall = 1_700_000_000.0
+    lag = LagTracker()
+    lag.assigned([TP0], now=clock.now)
+    broker = FakeBroker()
+    broker.ends[TP0], broker.committed[TP0] = 500, 100
+    asked: list[dict[TopicPartition, int]] = []
+
+    def date(offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, tuple[int, int]]:
+        asked.append(dict(offsets))
+        return {tp: (offset + 2, int((wall - 3600) * 1000)) for tp, offset in offsets.items()}  # past 2 markers
+
+    probe = LagProbe(lag, broker, date, clock=clock, wall_clock=lambda: wall)
+    probe.once()
+    assert asked == [] and lag.readings(clock.now)[0].seconds == 0.0  # just seen: no fetch yet
+    clock.now += 5
+    wall += 5
+    probe.once()
+    assert asked == [{TP0: 100}]
+    assert lag.readings(clock.now)[0].seconds == pytest.approx(3600.0)
+    clock.now += 5
+    wall += 5
+    probe.once()
+    assert asked == [{TP0: 100}]  # dated once: the processed offset has not moved
+    assert lag.readings(clock.now)[0].seconds == pytest.approx(3605.0)
+    lag.committed(TP0, 300, now=clock.now)  # waiting since the table's first look, 10 s ago
+    probe.once()
+    assert asked[-1] == {TP0: 300}
 
 
 # -- health
@@ -297,6 +362,52 @@ def test_the_port_serves_metrics_and_probes_and_refuses_to_start_when_taken() ->
         server.close()
 
 
+def test_a_flood_of_connections_gets_a_bounded_number_of_threads() -> None:
+    """Before: one thread per connection, without a cap (ThreadingHTTPServer): 3 x 8 idle connections
+    held 24 threads. Now at most MAX_CONCURRENT_REQUESTS; the rest are closed at once, and once the
+    flood is gone the port answers again."""
+    registry = CollectorRegistry()
+    Gauge("flood_survived", "answered after the flood", registry=registry)
+    server = MetricsServer(0, registry).start()
+    threads_before = threading.active_count()
+    flood = [
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(3 * MAX_CONCURRENT_REQUESTS)
+    ]
+    try:
+        time.sleep(0.5)  # every connection accepted, and each held idle (no request line yet)
+        assert threading.active_count() - threads_before <= MAX_CONCURRENT_REQUESTS
+        closed = 0
+        for connection in flood:
+            connection.settimeout(0.2)
+            with contextlib.suppress(TimeoutError):  # a timeout: being served, waiting for its request line
+                closed += connection.recv(1) == b""  # closed by the server at once, not left waiting
+        assert closed >= 2 * MAX_CONCURRENT_REQUESTS
+    finally:
+        for connection in flood:
+            connection.close()
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read()
+        assert b"flood_survived 0.0" in body
+    finally:
+        server.close()
+
+
+def test_the_port_listens_on_the_address_given_and_names_a_foreign_one() -> None:
+    server = MetricsServer(0, CollectorRegistry(), address="127.0.0.1").start()
+    try:
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        assert urllib.request.urlopen(f"{server.url}/metrics", timeout=5).status == 200
+        others = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+        for address in others - {"127.0.0.1"}:  # this host's other IPv4 addresses: not listened on
+            with pytest.raises(OSError):
+                socket.create_connection((address, server.port), timeout=2).close()
+    finally:
+        server.close()
+    with pytest.raises(ConfigError) as foreign:
+        MetricsServer(0, CollectorRegistry(), address="192.0.2.1")  # TEST-NET-1: no host has it
+    assert "on METRICS_ADDRESS/--metrics-address 192.0.2.1 cannot be used" in str(foreign.value)
+
+
 @pytest.mark.parametrize("script", ["churnstream.cli.consumer", "churnstream.cli.producer"])
 def test_a_metrics_port_in_use_stops_the_start_in_one_line(script: str) -> None:
     """Before the model, before the broker (none answers at the bootstrap address here): exit 3."""
@@ -314,6 +425,21 @@ def test_a_metrics_port_in_use_stops_the_start_in_one_line(script: str) -> None:
     assert result.returncode == 3, result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.strip()]
     assert line.startswith("Error: ") and f"--metrics-port {port} cannot be used" in line
+
+
+@pytest.mark.parametrize("script", ["churnstream.cli.consumer", "churnstream.cli.producer"])
+def test_both_scripts_listen_where_metrics_address_says(script: str) -> None:
+    """METRICS_ADDRESS, one variable for both: an address not of this host stops either in one line."""
+    args = ["--metrics-port", "9", "--bootstrap-server", "localhost:1"]
+    if script.endswith("producer"):
+        args += ["--mode", "streaming", "--events-per-sec", "1"]
+    env = {**os.environ, "CHURN_DOTENV": "none", "METRICS_ADDRESS": "192.0.2.1"}
+    result = subprocess.run(
+        [sys.executable, "-m", script, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert result.returncode == 3, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "--metrics-port 9 on METRICS_ADDRESS/--metrics-address 192.0.2.1 cannot be used" in line
 
 
 def test_a_transaction_marker_at_the_end_is_no_lag_once_the_consumer_is_idle() -> None:

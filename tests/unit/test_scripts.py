@@ -54,6 +54,8 @@ def test_every_benchmark_has_help(bench: object, capsys: pytest.CaptureFixture[s
         (["--suite", "quick", "--subject", "floor"], "--subject: not used by --suite"),
         (["--subject", "bare-loop", "--inject-bad", "3"], "--inject-bad: the bare loop has no dead-letter path"),
         (["--subject", "floor", "--consumer-arg=--max-batch=10"], "--consumer-arg: only our consumer takes it"),
+        (["--consumer-arg=-Xsasl.password=pw"], "--consumer-arg: give the connection (-X, --command-config"),
+        (["--consumer-arg=--bootstrap-server=b:9092"], "in their environment, never their command lines"),
     ],
 )
 def test_the_harness_refuses_flags_its_subject_cannot_use(
