@@ -20,6 +20,7 @@ from churnstream.cli.connection import add_connection_options, load_settings_wit
 from churnstream.contract.outputs import MalformedOutput, Prediction, decode_prediction
 from churnstream.errors import ModelIntegrityError, ModelMissing, TopicMissing
 from churnstream.kafka.reading import READ_TIMEOUT_S
+from churnstream.ml.calibration import METHODS as CALIBRATION_METHODS
 from churnstream.ml.dataset import DATASET_LABEL
 from churnstream.ml.store import ModelStore
 from churnstream.settings import ENV_MODEL_STORE, Settings, load_settings
@@ -66,6 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument(
         "--threshold", type=probability, metavar="P", help="predict churn at p >= P (default: max F1 on validation)"
+    )
+    sub.add_argument(
+        "--calibrate",
+        choices=CALIBRATION_METHODS,
+        help="publish calibrated probabilities: a sigmoid or isotonic map fitted on the validation half "
+        "(default: the estimator's own probabilities)",
+    )
+    sub.add_argument(
+        "--reasons",
+        choices=("on", "off"),
+        default="on",
+        help="on (default): each prediction names up to three features that raise its risk, by occlusion (one "
+        "more stacked predict_proba per batch); off: reasons null, for an estimator too slow for that",
     )
     sub.add_argument("--name", metavar="NAME", help="the version's name before its hash (default: imported)")
     sub.add_argument("--promote", action="store_true", help="make it current once it is in the store")
@@ -172,10 +186,12 @@ def _import(args: argparse.Namespace, settings: Settings, store: ModelStore) -> 
         args.label,
         positive=args.positive,
         threshold=args.threshold,
+        calibrate=args.calibrate,
         name=args.name,
+        reasons=args.reasons == "on",
     )
     existed = imported.version in store.versions()
-    store.add(imported.model_bytes, imported.card)
+    store.add(imported.model_bytes, imported.card, holdout=imported.holdout)
     lines = [format_training(imported.card, already=existed).replace("trained:", "imported:", 1)]
     if args.promote:
         previous = store.promote(imported.version, check=lambda version: verify_version(store, version))

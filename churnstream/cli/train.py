@@ -15,6 +15,7 @@ from typing import Any
 
 from churnstream.cli.common import add_logging_options, make_parser, positive_number, run, setup_logging
 from churnstream.errors import ConfigError, ModelIntegrityError, ModelMissing
+from churnstream.ml.calibration import METHODS as CALIBRATION_METHODS
 from churnstream.ml.dataset import DATASET_LABEL
 from churnstream.ml.store import ModelStore
 from churnstream.settings import ENV_MODEL_STORE, load_settings
@@ -65,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--class-weight",
         choices=("balanced",),
         help="balanced: weigh churners by how rare they are (default: every row alike)",
+    )
+    model.add_argument(
+        "--calibrate",
+        choices=CALIBRATION_METHODS,
+        help="publish calibrated probabilities: a sigmoid or isotonic map fitted on the validation split; the "
+        "threshold and the risk bands are chosen after it (default: the model's own probabilities)",
     )
     model.add_argument(
         "--cost-ratio",
@@ -124,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             if card is not None:
                 print(f"model {card['model_version']} is current (test ROC-AUC {card['metrics']['roc_auc']:.4f})")
                 return 0
-        options = TrainOptions(args.regularization, args.class_weight, args.cost_ratio)
+        options = TrainOptions(args.regularization, args.class_weight, args.cost_ratio, args.calibrate)
         existed = set(store.versions())
         contract = load_contract(args.schema or settings.schema_path)
         trained = train_into(

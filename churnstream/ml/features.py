@@ -119,6 +119,11 @@ class SchemaEncoder(TransformerMixin, BaseEstimator):
                 )
             categories[name] = tuple(seen)
         self.categories_ = categories
+        # Each category's share of the training rows: the one-hot columns' training means (explain.py).
+        self.category_shares_ = {
+            name: np.array([np.mean([v == c for v in X[name].tolist()]) if len(X) else 0.0 for c in listed])
+            for name, listed in categories.items()
+        }
         self.numeric_ = tuple(name for name, kind, _ in self.columns if kind == NUMERIC)
         self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)

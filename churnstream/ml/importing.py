@@ -34,13 +34,14 @@ import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
 from churnstream.contract.events import Contract
+from churnstream.contract.schema import EventSchema
 from churnstream.errors import ConfigError, ModelIntegrityError
 from churnstream.ml.dataset import Label, read_labelled
-from churnstream.ml.features import features_frame
+from churnstream.ml.explain import OCCLUSION, baselines
+from churnstream.ml.features import encoder_columns, features_frame
 from churnstream.ml.model import MODEL_KIND_IMPORTED
 from churnstream.ml.store import valid_version_name
-from churnstream.ml.threshold import ThresholdChoice, choose_threshold, threshold_figures
-from churnstream.ml.train import TrainedModel, describe, split_indexes
+from churnstream.ml.train import TrainedModel, assess, describe, split_indexes
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,9 @@ def import_model(
     *,
     positive: str | None = None,
     threshold: float | None = None,
+    calibrate: str | None = None,
     name: str | None = None,
+    reasons: bool = True,
 ) -> TrainedModel:
     """Check the estimator on the data and write its card (see the module doc); not added to a store here."""
     estimator, payload = load_estimator(pickle_path)
@@ -136,19 +139,25 @@ def import_model(
             f"{pickle_path}: predict_proba leaves [0, 1] on {int(outside.sum())} row(s) of {data_path}, the first "
             f"{probabilities[first]!r} (row {first + 1})"
         )
-    validation_labels, validation_p = labels[split.validation], probabilities[split.validation]
-    choice = (
-        choose_threshold(validation_labels, validation_p)
-        if threshold is None
-        else given_threshold(validation_labels, validation_p, threshold)
+    if threshold is not None and not 0 < threshold < 1:
+        raise ConfigError(f"--threshold {threshold!r}: a number between 0 and 1 (exclusive) is needed")
+    assessment = assess(
+        labels,
+        split,
+        probabilities[split.validation],
+        probabilities[split.test],
+        calibrate=calibrate,
+        threshold=threshold,
     )
     family = name or DEFAULT_FAMILY
     digest = hashlib.sha256(payload)
-    digest.update(json.dumps({"threshold": choice.threshold, "schema": schema.sha256, "column": column}).encode())
+    decided = {"threshold": assessment.choice.threshold, "schema": schema.sha256, "column": column,
+               "calibration": assessment.calibration.as_card() if assessment.calibration else None}  # fmt: skip
+    digest.update(json.dumps(decided).encode())
     version = f"{family}-{digest.hexdigest()[:12]}"
     if not valid_version_name(version):
         raise ConfigError(f"--name {family!r} gives the version name {version!r}; valid names: A-Z a-z 0-9 . _ -")
-    card = describe(
+    card, holdout = describe(
         pipeline=_ChurnColumn(estimator, column),
         model_bytes=payload,
         version=version,
@@ -158,25 +167,29 @@ def import_model(
         data=data,
         split=split,
         frame=frame,
-        test_probabilities=probabilities[split.test],
-        choice=choice,
+        assessment=assessment,
+        reasons=occlusion_reasons(schema, data.rows) if reasons else NO_REASONS,
         sizes=IMPORT_SIZES,
         extra={"churn_column": column, "imported_from": pickle_path.name},
     )
-    logger.info("imported %s as %s (threshold %.4f by %s)", pickle_path, version, choice.threshold, choice.rule)
-    return TrainedModel(model_bytes=payload, card=card)
+    logger.info("imported %s as %s (threshold %.4f)", pickle_path, version, assessment.choice.threshold)
+    return TrainedModel(model_bytes=payload, card=card, holdout=holdout)
 
 
-def given_threshold(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> ThresholdChoice:
-    """``--threshold``: the user's own, with its validation figures for the card."""
-    if not 0 < threshold < 1:
-        raise ConfigError(f"--threshold {threshold!r}: a number between 0 and 1 (exclusive) is needed")
-    precision, recall, f1 = threshold_figures(labels, probabilities, threshold)
-    return ThresholdChoice(threshold=threshold, rule=RULE_GIVEN, precision=precision, recall=recall, f1=f1,
-                           expected_cost=None)  # fmt: skip
+NO_REASONS = {"method": None, "about": "imported with --reasons off: predictions carry reasons: null"}
 
 
-RULE_GIVEN = "given"
+def occlusion_reasons(schema: EventSchema, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """The card's reasons for a model of any kind: occlusion against a typical customer of the import data."""
+    kinds = [kind for _, kind, _ in encoder_columns(schema)]
+    typical = baselines(rows, kinds)
+    return {
+        "method": OCCLUSION,
+        "about": "model-agnostic: per feature, the batch scored again with the feature at its baseline (the most "
+        "frequent value, or the median of a number, in the import data); contribution = logit(p) - logit(p "
+        "at the baseline), in one stacked predict_proba call per batch (churnstream.ml.explain)",
+        "baselines": dict(zip(schema.feature_names, typical, strict=True)),
+    }
 
 
 class _ChurnColumn:

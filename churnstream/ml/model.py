@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,10 @@ from churnstream.contract.events import Contract, compile_contract
 from churnstream.contract.schema import EventSchema, schema_from_document
 from churnstream.errors import ConfigError, ModelIntegrityError, ModelMissing
 from churnstream.files import sha256_file
+from churnstream.ml.calibration import Calibration
 from churnstream.ml.drift import distribution_problem
+from churnstream.ml.evaluation import Bands
+from churnstream.ml.explain import LINEAR, OCCLUSION, LinearExplainer, OcclusionExplainer, top_reasons
 from churnstream.ml.features import features_frame
 from churnstream.ml.linear import LinearModel
 from churnstream.ml.store import CARD_FILE
@@ -39,12 +42,16 @@ MODEL_HINT = f"run 'make model' (or: {RETRAIN_COMMAND}) to train one"
 
 @dataclass(frozen=True)
 class ChurnModel:
-    """A verified model with the contract it carries: the consumer validates events against its schema."""
+    """A verified model with the contract it carries: the consumer validates events against its schema,
+    publishes its (calibrated) probabilities with their risk band and reasons."""
 
     pipeline: Any
     card: dict[str, Any]
     schema: EventSchema
     linear: LinearModel | None = None  # the project's own model: scored from tuples (churnstream.ml.linear)
+    calibration: Calibration | None = None  # the card's (churnstream.ml.calibration)
+    bands: Bands | None = None  # the card's risk bands (churnstream.ml.evaluation)
+    explainer: LinearExplainer | OcclusionExplainer | None = None  # the card's reasons (churnstream.ml.explain)
 
     @property
     def version(self) -> str:
@@ -64,12 +71,33 @@ class ChurnModel:
         return churn_column_of(self.card)
 
     def predict_proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
-        """Churn probability for each row (feature tuples in the schema's order), in one call."""
+        """Churn probability for each row (feature tuples in the schema's order), in one call; calibrated
+        when the card has a calibration."""
+        raw = self.raw_proba(rows)
+        return raw if self.calibration is None or not len(raw) else self.calibration(raw)
+
+    def raw_proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
+        """The estimator's own probability, before any calibration (what its canary rows record)."""
         if not rows:
             return np.empty(0, dtype=float)
         if self.linear is not None:
             return self.linear.predict_proba(rows)
         return self.pipeline.predict_proba(features_frame(self.schema, rows))[:, self.churn_column]
+
+    def band_names(self, probabilities: np.ndarray) -> list[str] | None:
+        """Each probability's risk band; None for a model whose card has none."""
+        return None if self.bands is None else self.bands.bands_of(probabilities)
+
+    def explain(self, rows: Sequence[Sequence[Any]], probabilities: np.ndarray) -> list[list[dict]] | None:
+        """Up to three reasons per row (churnstream.ml.explain); None for a model whose card has no method."""
+        explainer = self.explainer
+        if explainer is None or not rows:
+            return None if explainer is None else []
+        if isinstance(explainer, LinearExplainer):
+            contributions = explainer.contributions(rows)
+        else:
+            contributions = explainer.contributions(rows, probabilities)
+        return top_reasons(contributions, rows, self.schema.feature_names)
 
     def canary_problem(self) -> str | None:
         """None when the card's canary rows score as recorded at training, else what went wrong.
@@ -188,6 +216,8 @@ def retrain_command(card: dict[str, Any]) -> str:
         flags.append(f"--class-weight {options['class_weight']}")
     if options.get("cost_ratio") is not None:
         flags.append(f"--cost-ratio {options['cost_ratio']}")
+    if options.get("calibrate"):
+        flags.append(f"--calibrate {options['calibrate']}")
     return " ".join(flags)
 
 
@@ -267,4 +297,36 @@ def load_model(model_path: Path, card_path: Path | None = None) -> ChurnModel:
             f"model {model_path} does not score its canary rows as recorded ({problem}); {MODEL_HINT}"
         )
     logger.debug("loaded model %s (%s)", card["model_version"], model_path)
-    return ChurnModel(pipeline=pipeline, card=card, schema=schema, linear=linear)
+    model = ChurnModel(pipeline=pipeline, card=card, schema=schema, linear=linear)
+    try:
+        calibration = Calibration.from_card(card["calibration"]) if card.get("calibration") else None
+        bands = Bands.from_card(card["risk_bands"]) if "risk_bands" in card else None
+        explainer = _explainer(model, calibration)
+    except ValueError as exc:
+        raise ModelIntegrityError(f"model card {card_path}: {exc}; {MODEL_HINT}") from None
+    return replace(model, calibration=calibration, bands=bands, explainer=explainer)
+
+
+def _explainer(model: ChurnModel, calibration: Calibration | None) -> LinearExplainer | OcclusionExplainer | None:
+    """The card's reasons method, built for this model (ValueError when the card's entry does not fit it)."""
+    entry = model.card.get("reasons")
+    method = entry.get("method") if isinstance(entry, dict) else None
+    if method is None:
+        return None
+    if method == LINEAR:
+        if model.linear is None:
+            raise ValueError("reasons by the linear method need the project's own model")
+        scale = calibration.logit_scale if calibration is not None else 1.0
+        return LinearExplainer.of(model.linear, scale if scale is not None else 1.0)
+    if method == OCCLUSION:
+        baselines = entry.get("baselines")
+        names = model.schema.feature_names
+        if not isinstance(baselines, dict) or set(baselines) != set(names):
+            raise ValueError("reasons by occlusion need one baseline per feature")
+
+        def score(rows: Sequence[Sequence[Any]]) -> np.ndarray:  # the published (calibrated) probability
+            raw = model.raw_proba(rows)
+            return calibration(raw) if calibration is not None else raw
+
+        return OcclusionExplainer(score=score, baselines=tuple(baselines[name] for name in names))
+    raise ValueError(f"reasons method {method!r}: linear, occlusion or none")

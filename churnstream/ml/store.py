@@ -4,6 +4,7 @@ Layout (``MODEL_STORE``, default ``models/``)::
 
     models/<version>/model.pkl          the joblib pickle
     models/<version>/model_card.json    its card: sha256, library versions, threshold, metrics, ...
+    models/<version>/holdout.json       its test rows: keys, labels, probabilities (report, compare)
     models/current                      one line: the version in use
     models/history                      one version per line, each promotion appended (for rollback)
 
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pkl"
 CARD_FILE = "model_card.json"
+HOLDOUT_FILE = "holdout.json"  # the test rows' keys, labels and probabilities (churn-model report and compare)
 CURRENT_FILE = "current"
 HISTORY_FILE = "history"
 LOCK_FILE = ".lock"
@@ -241,8 +243,9 @@ class ModelStore:
         logger.info("rolled back model %s -> %s", current, target)
         return target
 
-    def add(self, model_bytes: bytes, card: dict[str, Any]) -> str:
-        """Write ``<store>/<version>/`` (model.pkl and model_card.json) whole, and return the version
+    def add(self, model_bytes: bytes, card: dict[str, Any], holdout: dict[str, Any] | None = None) -> str:
+        """Write ``<store>/<version>/`` (model.pkl, model_card.json, and holdout.json when given) whole, and
+        return the version
         (the card's ``model_version``). A version that exists is left alone: a version names the fitted
         model, its options and threshold (churnstream.ml.train.version_name), so the same version is
         the same model.
@@ -265,7 +268,10 @@ class ModelStore:
             if target.exists():
                 logger.info("model %s is already in the store %s; left as it is", version, self.root)
                 return version
-            self._write_version_folder(version, {MODEL_FILE: model_bytes, CARD_FILE: json_bytes(card)})
+            files = {MODEL_FILE: model_bytes, CARD_FILE: json_bytes(card)}
+            if holdout is not None:
+                files[HOLDOUT_FILE] = json_bytes(holdout)
+            self._write_version_folder(version, files)
         logger.info("added model %s to %s", version, self.root)
         return version
 

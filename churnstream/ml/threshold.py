@@ -43,6 +43,17 @@ def threshold_figures(y_true: np.ndarray, probabilities: np.ndarray, threshold: 
     return float(precision), float(recall), float(f1)
 
 
+RULE_GIVEN = "given"
+
+
+def fixed_threshold(y_true: np.ndarray, probabilities: np.ndarray, threshold: float) -> ThresholdChoice:
+    """A threshold given by the user (``churn-model import --threshold``), with its validation figures."""
+    if not 0 < threshold < 1:
+        raise ValueError(f"a threshold must be between 0 and 1 (exclusive), got {threshold!r}")
+    precision, recall, f1 = threshold_figures(y_true, probabilities, threshold)
+    return ThresholdChoice(threshold, RULE_GIVEN, precision, recall, f1, expected_cost=None)
+
+
 def choose_threshold(y_true: np.ndarray, probabilities: np.ndarray, cost_ratio: float | None = None) -> ThresholdChoice:
     """The threshold the rule picks on these labels (0/1) and probabilities (see the module doc)."""
     labels = np.asarray(y_true, dtype=int)

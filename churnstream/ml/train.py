@@ -36,12 +36,16 @@ from sklearn.pipeline import Pipeline
 from churnstream.contract.events import Contract, utc_now_iso
 from churnstream.contract.schema import EventSchema
 from churnstream.errors import DataError
+from churnstream.files import json_bytes
+from churnstream.ml.calibration import Calibration, fit_calibration
 from churnstream.ml.dataset import LabelledRows, read_labelled
 from churnstream.ml.drift import training_distribution
+from churnstream.ml.evaluation import BAND_RULE, LOWEST_BAND, Bands, choose_bands, evaluation
+from churnstream.ml.explain import LINEAR
 from churnstream.ml.features import SchemaEncoder, encoder_columns, features_frame
 from churnstream.ml.model import MODEL_KIND_TRAINED
-from churnstream.ml.store import MODEL_FILE, ModelStore
-from churnstream.ml.threshold import ThresholdChoice, choose_threshold
+from churnstream.ml.store import HOLDOUT_FILE, MODEL_FILE, ModelStore
+from churnstream.ml.threshold import ThresholdChoice, choose_threshold, fixed_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +55,17 @@ TEST_SIZE = 0.2  # of all rows
 VALIDATION_SIZE = 0.2  # of all rows: the threshold is chosen on these
 MODEL_FAMILY = "logreg"
 # 2: the store's cards (threshold rule, split, training distribution, trained_at);
-# 3: the card carries its event schema (and its sha256), the label, and the model's kind.
-CARD_FORMAT = 3
+# 3: the card carries its event schema (and its sha256), the label, and the model's kind;
+# 4: and what a retention team reads: calibration, evaluation (Brier, reliability, lift), risk bands,
+#    the reasons' method, and the holdout file.
+CARD_FORMAT = 4
 CLASS_WEIGHTS = ("balanced",)
-MIN_ROWS_PER_CLASS = 5  # fewer and a stratified three-way split cannot put one of each in every part
+MIN_ROWS_PER_CLASS = 5
+LINEAR_REASONS = {
+    "method": LINEAR,
+    "about": "exact: coefficient x (value - training mean) in the transformed space, summed back to each "
+    "feature; base_logit + every feature's contribution = the model's logit (churnstream.ml.explain)",
+}  # fewer and a stratified three-way split cannot put one of each in every part
 
 
 @dataclass(frozen=True)
@@ -64,15 +75,22 @@ class TrainOptions:
     regularization: float = 1.0  # LogisticRegression's C: smaller is a simpler model
     class_weight: str | None = None  # "balanced": weigh churners by how rare they are
     cost_ratio: float | None = None  # None: the max-F1 threshold; C: the min-cost one (threshold.py)
+    calibrate: str | None = None  # None, "sigmoid" or "isotonic" (churnstream.ml.calibration)
 
     def as_card(self) -> dict[str, Any]:
-        return {"C": self.regularization, "class_weight": self.class_weight, "cost_ratio": self.cost_ratio}
+        return {
+            "C": self.regularization,
+            "class_weight": self.class_weight,
+            "cost_ratio": self.cost_ratio,
+            "calibrate": self.calibrate,
+        }
 
 
 @dataclass(frozen=True)
 class TrainedModel:
     model_bytes: bytes
     card: dict[str, Any]
+    holdout: dict[str, Any]  # the test rows' keys, labels and probabilities (ModelStore writes holdout.json)
 
     @property
     def version(self) -> str:
@@ -186,6 +204,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def sha256_hex(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
 def pickled(pipeline: Any) -> bytes:
     buffer = io.BytesIO()
     joblib.dump(pipeline, buffer)
@@ -204,6 +226,41 @@ def holdout_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: fl
     }
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """What the held-out rows decide and measure, after calibration when asked for: the threshold and the
+    risk bands (validation rows), the test rows' probabilities (the card's metrics and evaluation)."""
+
+    choice: ThresholdChoice
+    bands: Bands
+    test_probabilities: np.ndarray
+    calibration: Calibration | None = None
+    cost_ratio: float | None = None
+
+
+def assess(
+    labels: np.ndarray,
+    split: Split,
+    validation_raw: np.ndarray,
+    test_raw: np.ndarray,
+    *,
+    calibrate: str | None = None,
+    cost_ratio: float | None = None,
+    threshold: float | None = None,
+) -> Assessment:
+    """Calibrate on the validation rows (when asked), then choose the threshold (max F1, min cost, or the one
+    given) and the risk bands on the calibrated validation probabilities."""
+    calibration = fit_calibration(calibrate, labels[split.validation], validation_raw) if calibrate else None
+    validation_p = calibration(validation_raw) if calibration else np.asarray(validation_raw, dtype=float)
+    test_p = calibration(test_raw) if calibration else np.asarray(test_raw, dtype=float)
+    y = labels[split.validation]
+    if threshold is None:
+        choice = choose_threshold(y, validation_p, cost_ratio)
+    else:
+        choice = fixed_threshold(y, validation_p, threshold)
+    return Assessment(choice, choose_bands(validation_p), test_p, calibration, cost_ratio)
+
+
 def describe(
     *,
     pipeline: Any,
@@ -215,19 +272,19 @@ def describe(
     data: LabelledRows,
     split: Split,
     frame: pd.DataFrame,
-    test_probabilities: np.ndarray,
-    choice: ThresholdChoice,
-    cost_ratio: float | None = None,
+    assessment: Assessment,
+    reasons: dict[str, Any],
     sizes: tuple[float, float] = (TEST_SIZE, VALIDATION_SIZE),
     extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The card of a model scored on ``data``: ``test_probabilities`` are its churn probabilities for the
-    test rows, ``choice`` the threshold chosen on the validation rows. The drift monitor's reference is
-    the training rows, or all of ``data`` when there are none (an import)."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The card of a model scored on ``data``, and its holdout (the test rows' keys, labels and published
+    probabilities: churn-model report draws them, churn-model compare judges on them). The drift
+    monitor's reference is the training rows, or all of ``data`` when there are none (an import)."""
     labels = np.asarray(data.labels, dtype=int)
     test = split.test
+    choice, test_p = assessment.choice, assessment.test_probabilities
     metrics = {
-        **holdout_metrics(labels[test], test_probabilities, choice.threshold),
+        **holdout_metrics(labels[test], test_p, choice.threshold),
         "train_rows": int(split.train.size),
         "validation_rows": int(split.validation.size),
         "test_rows": int(test.size),
@@ -241,7 +298,14 @@ def describe(
             canary_frame.to_dict(orient="records"), pipeline.predict_proba(canary_frame)[:, 1], strict=True
         )
     ]
-    return {
+    holdout = {
+        "model_version": version,
+        "rows": "the test split of the card's training_data, never used to fit the model nor to choose its threshold",
+        "keys": [data.keys[i] for i in test.tolist()],
+        "labels": labels[test].tolist(),
+        "probabilities": [float(p) for p in test_p],
+    }
+    card = {
         "card_format": CARD_FORMAT,
         "model_version": version,
         "model_kind": kind,
@@ -250,8 +314,9 @@ def describe(
         "trained_at": utc_now_iso(),
         "estimator": estimator,
         **(extra or {}),
+        "calibration": assessment.calibration.as_card() if assessment.calibration else None,
         "threshold": choice.threshold,
-        "threshold_rule": {"rule": choice.rule, "cost_ratio": cost_ratio},
+        "threshold_rule": {"rule": choice.rule, "cost_ratio": assessment.cost_ratio},
         "validation": {
             "rows": int(split.validation.size),
             "precision": choice.precision,
@@ -259,6 +324,11 @@ def describe(
             "f1": choice.f1,
             "expected_cost": choice.expected_cost,
         },
+        "risk_bands": assessment.bands.as_card(),
+        "risk_band_rule": "cuts at the calibrated validation probabilities ranked highest first: the top "
+        + ", ".join(f"{share:.0%} and up to {name}" for name, share in BAND_RULE)
+        + f", the rest {LOWEST_BAND}; a band holds probabilities from its min_probability up",
+        "reasons": reasons,
         "schema": schema.document,
         "schema_sha256": schema.sha256,
         "key_field": schema.key_field,
@@ -274,6 +344,8 @@ def describe(
             "stratified by the label, same random_state, over the data's rows in file order",
         },
         "metrics": metrics,
+        "evaluation": evaluation(labels[test], test_p, choice.threshold),
+        "holdout": {"file": HOLDOUT_FILE, "rows": int(test.size), "sha256": sha256_hex(json_bytes(holdout))},
         "training_distribution": training_distribution(schema, frame.iloc[split.train] if split.train.size else frame),
         "canaries": canaries,
         "training_data": {"file": data.path.name, "sha256": data.sha256, "rows": len(labels)},
@@ -283,6 +355,7 @@ def describe(
         "pandas_version": pd.__version__,
         "python_version": platform.python_version(),
     }
+    return card, holdout
 
 
 def labelled_frame(
@@ -301,7 +374,8 @@ def train(
     positive: str | None = None,
     options: TrainOptions | None = None,
 ) -> TrainedModel:
-    """Fit on the training split, choose the threshold on validation, measure on test; the pickle and its card."""
+    """Fit on the training split; calibrate (when asked), choose the threshold and the risk bands on validation;
+    measure on test: the pickle, its card and its holdout."""
     options = options or TrainOptions()
     schema = contract.schema
     data = read_labelled(contract, csv_path, label_column, positive)
@@ -312,26 +386,31 @@ def train(
         pipeline = build_pipeline(schema, options).fit(frame.iloc[split.train], labels[split.train])
     except ValueError as exc:  # SchemaEncoder: a string feature with too many values to be a category
         raise DataError(f"cannot train on {csv_path}: {exc}") from None
-    validation_p = pipeline.predict_proba(frame.iloc[split.validation])[:, 1]
-    choice = choose_threshold(labels[split.validation], validation_p, options.cost_ratio)
+    assessment = assess(
+        labels,
+        split,
+        pipeline.predict_proba(frame.iloc[split.validation])[:, 1],
+        pipeline.predict_proba(frame.iloc[split.test])[:, 1],
+        calibrate=options.calibrate,
+        cost_ratio=options.cost_ratio,
+    )
     model_bytes = pickled(pipeline)
-    card = describe(
+    card, holdout = describe(
         pipeline=pipeline,
         model_bytes=model_bytes,
-        version=version_name(pipeline, options, choice.threshold, schema),
+        version=version_name(pipeline, options, assessment.choice.threshold, schema),
         kind=MODEL_KIND_TRAINED,
         estimator="Pipeline(SchemaEncoder(one-hot, impute 0, standardize), LogisticRegression)",
         schema=schema,
         data=data,
         split=split,
         frame=frame,
-        test_probabilities=pipeline.predict_proba(frame.iloc[split.test])[:, 1],
-        choice=choice,
-        cost_ratio=options.cost_ratio,
+        assessment=assessment,
+        reasons=LINEAR_REASONS,
         extra={"training_options": options.as_card()},
     )
-    logger.info("trained %s (threshold %.4f by %s)", card["model_version"], choice.threshold, choice.rule)
-    return TrainedModel(model_bytes=model_bytes, card=card)
+    logger.info("trained %s (threshold %.4f by %s)", card["model_version"], card["threshold"], assessment.choice.rule)
+    return TrainedModel(model_bytes=model_bytes, card=card, holdout=holdout)
 
 
 def train_into(
@@ -345,5 +424,5 @@ def train_into(
 ) -> TrainedModel:
     """Train and add the result to ``store`` (not promoted: that is the caller's choice)."""
     trained = train(csv_path, contract, label_column, positive=positive, options=options)
-    store.add(trained.model_bytes, trained.card)
+    store.add(trained.model_bytes, trained.card, holdout=trained.holdout)
     return trained

@@ -440,9 +440,7 @@ def test_a_consumer_started_before_its_topic_waits_then_scores(pipeline_env: dic
         wait_until(lambda: http_get(f"http://127.0.0.1:{port}/readyz") == wanted, 60, "/readyz to say it waits")
         assert process.poll() is None
         create_raw_topic(settings)
-        events = [
-            telco_event(row, event_id=f"late-{i}", event_ts=utc_now_iso()) for i, row in enumerate(make_rows(20))
-        ]
+        events = [telco_event(row, event_id=f"late-{i}", event_ts=utc_now_iso()) for i, row in enumerate(make_rows(20))]
         produce(settings, as_records(events))
         wait_until(lambda: len(predictions(settings)) == len(events), 60, "the events to be scored")
         assert http_get(f"http://127.0.0.1:{port}/readyz") == (200, "ok\n")

@@ -19,6 +19,7 @@ import pytest
 from churnstream.cli import model as model_cli
 from churnstream.contract.events import load_contract
 from churnstream.errors import EXIT_DATA, EXIT_MODEL_INTEGRITY, DataError, ModelIntegrityError
+from churnstream.ml.features import features_frame
 from churnstream.ml.importing import import_model
 from churnstream.ml.model import load_model
 from churnstream.ml.store import ModelStore
@@ -163,3 +164,33 @@ def _csv(path: Path, rows: list[dict[str, str]]) -> str:
         writer.writeheader()
         writer.writerows(rows)
     return str(path)
+
+
+def test_an_imported_model_gets_reasons_by_occlusion_in_one_stacked_call_and_can_be_calibrated(
+    trained: tuple[Path, Path, Any], tmp_path: Path
+) -> None:
+    pickle_path, holdout, _ = trained
+    contract = load_contract(SCHEMA)
+    imported = import_model(pickle_path, contract, holdout, "churned", calibrate="isotonic")
+    card = imported.card
+    assert card["reasons"]["method"] == "occlusion" and set(card["reasons"]["baselines"]) == set(contract.feature_names)
+    assert card["reasons"]["baselines"]["plan"] == "prepaid"  # the most frequent plan in the data
+    assert card["calibration"]["method"] == "isotonic"
+    store = ModelStore(tmp_path / "models")
+    store.add(imported.model_bytes, card, holdout=imported.holdout)
+    model = load_model(*store.paths(imported.version))
+    rows = [contract.features_of(contract.event_from_row(row, "e", "2026-01-01T00:00:00Z")) for row in _rows(holdout)]
+    calls: list[int] = []
+    real = model.pipeline.predict_proba
+    model.pipeline.predict_proba = lambda frame: (calls.append(len(frame)), real(frame))[1]  # type: ignore[method-assign]
+    probabilities = model.predict_proba(rows[:40])
+    reasons = model.explain(rows[:40], probabilities)
+    assert calls == [40, 40 * len(contract.feature_names)]  # the scores, then one stacked call for the reasons
+    assert reasons is not None and len(reasons) == 40 and any(reasons)
+    for found in reasons:
+        amounts = [reason["contribution"] for reason in found]
+        assert amounts == sorted(amounts, reverse=True) and all(amount > 0 for amount in amounts)
+    raw = real(features_frame(contract.schema, rows[:40]))[:, 1]
+    assert np.all(probabilities == model.calibration(raw))  # the published probability is the calibrated one
+    off = import_model(pickle_path, contract, holdout, "churned", reasons=False).card
+    assert off["reasons"]["method"] is None

@@ -119,7 +119,7 @@ def test_training_adds_a_version_and_promotes_only_when_asked(
     assert store.current() == first and f"churn-model promote {second}" in out  # written, not promoted
     card = store.card(second)
     assert card["threshold_rule"] == {"rule": "min_cost", "cost_ratio": 3.0}
-    assert card["training_options"] == {"C": 1.0, "class_weight": "balanced", "cost_ratio": 3.0}
+    assert card["training_options"] == {"C": 1.0, "class_weight": "balanced", "cost_ratio": 3.0, "calibrate": None}
     assert train_cli.main([*base, "--if-missing"]) == 0  # a valid current version: nothing to do
     assert f"model {first} is current" in capsys.readouterr().out and len(store.versions()) == 2
     assert train_cli.main([*base, "--class-weight", "balanced", "--cost-ratio", "3", "--promote"]) == 0
