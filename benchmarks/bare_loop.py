@@ -4,7 +4,8 @@ It does what consumer.py does around the model, and nothing else: the same guara
 transaction per poll for exactly-once; one flush, then one commit per poll for at-least-once), the
 same poll and producer settings (imported from ``churnstream.consumer.options``), and an output of
 the same format and size (a prediction built with ``contract.outputs.encode_prediction``, which
-needs the event's ``event_ts`` and ``event_id``, so each value is parsed with ``orjson.loads``).
+needs the event's ``event_ts`` and ``event_id``, so each value is parsed with ``orjson.loads``; since
+format 2 a risk band and three reasons made of the event's first three features, as large as ours).
 No validation, no DataFrame, no model: every event gets the data set's churn rate as its
 probability. Written plainly on purpose; it is a yardstick, not a tuned competitor.
 
@@ -52,11 +53,18 @@ logger = logging.getLogger("benchmarks.bare_loop")
 
 BASE_RATE = 1869 / 7043  # the data set's churn rate: what a loop with no model can say
 MODEL_VERSION = "bare-loop-no-model"
+BAND = "medium"
+CONTRIBUTIONS = (0.523456, 0.312345, 0.101234)  # a made-up contribution of the same length as a real one
 
 
-def output_value(record: Any, processed_ts: str, key_field: str) -> bytes:
-    """A prediction of the same format and size as consumer.py's, without validation or a model."""
+def output_value(record: Any, processed_ts: str, key_field: str, reasons_from: tuple[str, ...]) -> bytes:
+    """A prediction of the same format and size as consumer.py's, without validation or a model: the
+    risk band a constant, the reasons the event's first three features with made-up contributions."""
     event = orjson.loads(record.value)
+    reasons = [
+        {"feature": name, "value": event[name], "contribution": amount}
+        for name, amount in zip(reasons_from, CONTRIBUTIONS, strict=True)
+    ]
     return encode_prediction(
         key_field,
         str(event[key_field]),
@@ -68,6 +76,8 @@ def output_value(record: Any, processed_ts: str, key_field: str) -> bytes:
         model_version=MODEL_VERSION,
         source_partition=record.partition,
         source_offset=record.offset,
+        risk_band=BAND,
+        reasons=reasons,
     )
 
 
@@ -108,6 +118,7 @@ def move_batch(
     guarantee: Guarantee,
     *,
     key_field: str,
+    reasons_from: tuple[str, ...],
 ) -> int:
     """One poll's records out, and their offsets committed: in one transaction, or flush then commit."""
     records = [record for batch in polled.values() for record in batch]
@@ -116,7 +127,9 @@ def move_batch(
     exactly_once = guarantee == Guarantee.EXACTLY_ONCE
     if exactly_once:
         producer.begin_transaction()
-    futures = [producer.send(topic, key=r.key, value=output_value(r, processed_ts, key_field)) for r in records]
+    futures = [
+        producer.send(topic, key=r.key, value=output_value(r, processed_ts, key_field, reasons_from)) for r in records
+    ]
     if exactly_once:
         producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
     producer.flush()
@@ -140,7 +153,9 @@ def run_loop(
     time_limit_s: float | None = None,
 ) -> dict[str, Any]:
     """Move records until stopped; returns a summary counted like consumer.py's (first poll to last commit)."""
-    key_field = load_schema(settings.schema_path).key_field  # the prediction's first field, as ours writes it
+    schema = load_schema(settings.schema_path)
+    key_field = schema.key_field  # the prediction's first field, as ours writes it
+    reasons_from = schema.feature_names[:3]
     consumer, producer = make_clients(settings, guarantee, max_batch)
     moved = batches = 0
     first = last = None
@@ -157,7 +172,15 @@ def run_loop(
                 continue
             if first is None:
                 first, first_cpu = time.monotonic(), time.process_time()
-            moved += move_batch(consumer, producer, settings.topic_predictions, polled, guarantee, key_field=key_field)
+            moved += move_batch(
+                consumer,
+                producer,
+                settings.topic_predictions,
+                polled,
+                guarantee,
+                key_field=key_field,
+                reasons_from=reasons_from,
+            )
             batches += 1
             last, last_cpu = time.monotonic(), time.process_time()
     finally:

@@ -126,7 +126,8 @@ def ours(
     """(b): the real consumer loop, in this process, in batch mode (stops when caught up).
 
     ``variant``: "metrics" serves /metrics (and runs the lag probe) while a thread scrapes it every
-    second, as Prometheus would; "shadow" scores every batch with a second model too.
+    second, as Prometheus would; "shadow" scores every batch with a second model too; "no-reasons" runs
+    with ``--reasons off`` (the baseline of ``--compare reasons``, whose other side is the default, on).
     """
     tag = uuid.uuid4().hex[:8]
     run_settings = replace(
@@ -139,7 +140,7 @@ def ours(
     port = _free_port() if variant == "metrics" else None
     options = ConsumerOptions(
         mode=Mode.BATCH, guarantee=guarantee, max_batch=max_batch, window_size=10**9, log_interval_s=0,
-        metrics_port=port,
+        metrics_port=port, reasons=variant != "no-reasons",
     )  # fmt: skip
     shadow = model if variant == "shadow" else None  # the same model: the cost of a second one, whatever it is
     with _scraping(port):
@@ -374,9 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--compare",
-        choices=("metrics", "shadow"),
+        choices=("metrics", "shadow", "reasons"),
         help="instead of (a)-(c): our consumer as it is, against itself with metrics served and scraped every "
-        "second, or with a shadow model; interleaved pairs, --repeat times",
+        "second, or with a shadow model; or with --reasons off against on (the default): interleaved pairs, "
+        "--repeat times",
     )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     add_logging_options(parser)
@@ -401,16 +403,19 @@ def main(argv: list[str] | None = None) -> int:
         timeout_s = max(60.0, args.events / 500)
         results: dict[str, Any] = {"events": args.events, "value_bytes": mean_bytes, "max_batch": args.max_batch}
         if args.compare:
+            baseline = "no-reasons" if args.compare == "reasons" else None
+            variant = None if args.compare == "reasons" else args.compare
             with tempfile.TemporaryDirectory(prefix="bench-slots-") as slots:
                 for guarantee in guarantees:
                     results[guarantee] = _pairs(
                         args.repeat,
-                        lambda g=guarantee: ours(settings, model, g, args.max_batch, Path(slots)),
-                        lambda g=guarantee: ours(settings, model, g, args.max_batch, Path(slots), variant=args.compare),
+                        lambda g=guarantee: ours(settings, model, g, args.max_batch, Path(slots), variant=baseline),
+                        lambda g=guarantee: ours(settings, model, g, args.max_batch, Path(slots), variant=variant),
                     )
                     pair = results[guarantee]
+                    what = "without reasons" if args.compare == "reasons" else "as it is"
                     print(
-                        f"--- {guarantee}, {args.repeat} interleaved pair(s): as it is {pair['a_events_per_sec']:,.0f} "
+                        f"--- {guarantee}, {args.repeat} interleaved pair(s): {what} {pair['a_events_per_sec']:,.0f} "
                         f"events/s {pair['a_runs']}, with {args.compare} {pair['b_events_per_sec']:,.0f} events/s "
                         f"{pair['b_runs']}: {pair['b_over_a']:.1%} of the throughput (median of the pairs' ratios); "
                         f"CPU per event {pair['a_cpu_us_per_event']:.1f} -> {pair['b_cpu_us_per_event']:.1f} us"

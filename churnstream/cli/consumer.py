@@ -190,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
         "KAFKA_TOPIC_PREDICTIONS_SHADOW, in the same transaction; the published predictions are unchanged "
         "(churn-model list shows the versions)",
     )
+    model.add_argument(
+        "--reasons",
+        choices=("on", "off"),
+        default="on",
+        help="on (default): each prediction names up to three features that raise its risk, by the model's own "
+        "method (its card's reasons); off: reasons null, and the cost of finding them saved",
+    )
     add_connection_options(parser)
     add_logging_options(parser)
     return parser
@@ -215,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics_port=args.metrics_port,
         metrics_address=args.metrics_address,
         shadow_model=args.shadow_model,
+        reasons=args.reasons == "on",
         instance_id=args.instance_id,
         static_membership=args.static_membership,
         session_timeout_ms=args.session_timeout_ms,

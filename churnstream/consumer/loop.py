@@ -126,6 +126,7 @@ def consume_loop(
     """
     consecutive_aborts = 0
     max_value_bytes = stats.options.max_value_bytes
+    with_reasons = stats.options.reasons
     while not until.reached(consumer):
         if models is not None:
             model = models.check()  # between batches, idle or not: a promoted, verified version serves from here
@@ -146,7 +147,9 @@ def consume_loop(
         if stats.first_record_at is None:
             stats.first_records()
         times = StageTimes()
-        result = score_batch(records, model, max_value_bytes=max_value_bytes, times=times, shadow=shadow)
+        result = score_batch(
+            records, model, max_value_bytes=max_value_bytes, times=times, shadow=shadow, with_reasons=with_reasons
+        )
         stats.stage_times.add(times)
         batch = Batch(result, offsets, rewind, membership)
         sent_before = sink.times.as_dict()

@@ -44,7 +44,12 @@ CLOSE_TIMEOUT_S = 10
 PRODUCER_MAX_REQUEST_SIZE = DEADLETTER_MAX_MESSAGE_BYTES + DEADLETTER_HEADROOM_BYTES
 # Larger batches than kafka-python's 16 KB: fewer produce requests per poll batch. The loop
 # flushes at the end of every batch, so lingering never delays the last outputs of a batch.
-PRODUCER_BATCH_SIZE = 256 * 1024
+# Every batch that fills during a poll batch's sends wakes kafka-python's sender thread mid-loop
+# (the two then trade the GIL): on a 5,000-event backlog batch, 256 KB batches cost the exactly-once
+# consumer 37 us of CPU per event against 33 us at 768 KB, and a prediction's reasons (~200 bytes more)
+# 43 against 35 (/tmp experiment of 2026-12-04, interleaved runs; docs/benchmarks). 768 KB stays under
+# the predictions topic's 1 MB message limit even if a batch would not compress.
+PRODUCER_BATCH_SIZE = 768 * 1024
 PRODUCER_LINGER_MS = 5
 # kafka-python's sender sleeps retry_backoff_ms (default 100) whenever a transactional request
 # is outstanding; with the default, 1 transaction in 20 took 100-250 ms instead of ~15 ms
@@ -72,6 +77,7 @@ class ConsumerOptions:
     metrics_port: int | None = None
     metrics_address: str | None = None  # None: METRICS_ADDRESS (empty: every interface)
     shadow_model: str | None = None  # a store version scoring every batch too, into the shadow topic
+    reasons: bool = True  # each prediction names the features that raise its risk (--reasons off: null)
     instance_id: str | None = None
     static_membership: bool = True
     session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS

@@ -17,7 +17,10 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, NamedTuple, Protocol
+
+import numpy as np
 
 from churnstream.contract.events import DEFAULT_MAX_VALUE_BYTES, Contract, ValidEvent, utc_now_iso
 from churnstream.contract.outputs import Stage, cap_reason, dead_letter_headers, dead_letter_room, encode_prediction
@@ -300,30 +303,106 @@ def _score_or_bisect(model: Scorer, rows: Sequence[dict[str, Any]]) -> tuple[lis
         return _bisect(model, rows, exc)
 
 
-def _prediction_out(
-    record: SourceRecord,
-    event: ValidEvent,
-    probability: float,
-    is_churn: bool,
+def _prediction_outs(
+    records: Sequence[SourceRecord],
+    events: Sequence[ValidEvent],
+    probabilities: Sequence[float],
     *,
+    threshold: float,
     key_field: str,
     version: str,
     processed_ts: str,
-) -> PredictionOut:
-    """One scored event's output record, keyed by its key (the schema's x-key field)."""
-    value = encode_prediction(
-        key_field,
-        event.key,
-        probability,
-        is_churn,
-        event_ts=event.event_ts,
-        processed_ts=processed_ts,
-        event_id=event.event_id,
-        model_version=version,
-        source_partition=record.partition,
-        source_offset=record.offset,
-    )
-    return PredictionOut(event.key.encode(), value, record.partition, record.offset)
+    bands: Sequence[str | None] | None,
+    reasons: Sequence[list[dict[str, Any]]] | None,
+) -> list[PredictionOut]:
+    """The scored events' output records, keyed by their key (the schema's x-key field). One loop, the
+    hot path's last: one dict and one orjson.dumps per event."""
+    count = len(events)
+    return [
+        PredictionOut(
+            event.key.encode(),
+            encode_prediction(
+                key_field,
+                event.key,
+                probability,
+                probability >= threshold,
+                event_ts=event.event_ts,
+                processed_ts=processed_ts,
+                event_id=event.event_id,
+                model_version=version,
+                source_partition=record.partition,
+                source_offset=record.offset,
+                risk_band=band,
+                reasons=why,
+            ),
+            record.partition,
+            record.offset,
+        )
+        for record, event, probability, band, why in zip(
+            records, events, probabilities, bands or repeat(None, count), reasons or repeat(None, count), strict=True
+        )
+    ]
+
+
+def _all_probabilities(values: Sequence[float | None]) -> bool:
+    """True when every value is a number in [0, 1] (the model's usual answer): one numpy check, no loop."""
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    return bool(array.size == 0 or (np.isfinite(array).all() and array.min() >= 0.0 and array.max() <= 1.0))
+
+
+def _sort_out_failures(
+    records: Sequence[SourceRecord],
+    events: Sequence[ValidEvent],
+    probabilities: Sequence[float | None],
+    failures: dict[int, Exception],
+    dead_letters: list[DeadLetterOut],
+    *,
+    version: str,
+) -> tuple[list[SourceRecord], list[ValidEvent], list[float]]:
+    """The rare path: the rows the model failed on, or answered with no probability, become score-stage
+    dead letters; the others are returned to be published."""
+    kept: tuple[list[SourceRecord], list[ValidEvent], list[float]] = ([], [], [])
+    for index, (record, event, probability) in enumerate(zip(records, events, probabilities, strict=True)):
+        if probability is None:
+            exc = failures[index]
+            reason = f"the model could not score this event: {type(exc).__name__}: {exc}"
+            dead_letters.append(
+                make_dead_letter(record, Stage.SCORE, reason, error_class(exc), version, event_id=event.event_id)
+            )
+            continue
+        problem = _not_a_probability(probability)
+        if problem is not None:
+            dead_letters.append(
+                make_dead_letter(record, Stage.SCORE, problem, "ValueError", version, event_id=event.event_id)
+            )
+            continue
+        kept[0].append(record)
+        kept[1].append(event)
+        kept[2].append(probability)
+    return kept
+
+
+def _bands(model: Scorer, probabilities: np.ndarray) -> list[str] | None:
+    """Each probability's risk band, by the model's card (None for a model without bands)."""
+    band_names = getattr(model, "band_names", None)
+    return band_names(probabilities) if band_names is not None and probabilities.size else None
+
+
+def _reasons(model: Scorer, rows: Sequence[tuple[Any, ...]], probabilities: np.ndarray) -> list[list[dict]] | None:
+    """The model's reasons for the scored rows, or None for all of them when it has none or they fail: reasons
+    are an aid, never a reason to lose a prediction."""
+    explain = getattr(model, "explain", None)
+    if explain is None or not rows:
+        return None
+    try:
+        return explain(rows, probabilities)
+    except Exception as exc:  # routed: a failing explainer costs the batch its reasons, not its predictions
+        logger.warning("the reasons of model %s failed on this batch (%s: %s); its predictions carry reasons: null",
+                       model.version, type(exc).__name__, exc)  # fmt: skip
+        return None
 
 
 def score_shadow(
@@ -334,9 +413,10 @@ def score_shadow(
     contract: Contract,
 ) -> None:
     """The shadow model's outputs for the events the main model scored (under ``contract``), in one
-    call. If the call fails, does not return one probability per event, or the shadow was made for
-    another event schema than the main model's, every one of them gets a shadow-stage dead letter
-    instead (original bytes, the reason): the main outputs stand, as scored."""
+    call, with their risk bands (reasons: null, to keep a challenger's cost down). If the call fails,
+    does not return one probability per event, or the shadow was made for another event schema than
+    the main model's, every one of them gets a shadow-stage dead letter instead (original bytes, the
+    reason): the main outputs stand, as scored."""
     version = shadow.version
     try:
         if shadow.contract.schema.sha256 != contract.schema.sha256:
@@ -357,19 +437,19 @@ def score_shadow(
             for record, event in scored
         )
         return
-    threshold = shadow.threshold
-    key_field = contract.key_field
+    records, events = [record for record, _ in scored], [event for _, event in scored]
     result.shadow_predictions.extend(
-        _prediction_out(
-            record,
-            event,
-            probability,
-            probability >= threshold,
-            key_field=key_field,
+        _prediction_outs(
+            records,
+            events,
+            raw,
+            threshold=shadow.threshold,
+            key_field=contract.key_field,
             version=version,
             processed_ts=processed_ts,
+            bands=_bands(shadow, np.asarray(raw, dtype=float)),
+            reasons=None,
         )
-        for (record, event), probability in zip(scored, raw, strict=True)
     )
 
 
@@ -391,11 +471,14 @@ def score_batch(
     times: StageTimes | None = None,
     clock: Callable[[], float] = time.perf_counter,
     shadow: Scorer | None = None,
+    with_reasons: bool = True,
 ) -> BatchResult:
     """Turn one poll batch into predictions and dead letters: exactly one outcome per record.
 
-    With ``shadow``, the events the model scored are scored again by the shadow model, in one
-    more call, into ``shadow_predictions``; a shadow failure costs the shadow outputs only.
+    Each prediction carries its risk band and, ``with_reasons``, the features that raise its risk most
+    (the model's own methods, per batch: churnstream.ml.evaluation, churnstream.ml.explain). With
+    ``shadow``, the events the model scored are scored again by the shadow model, in one more call,
+    into ``shadow_predictions``; a shadow failure costs the shadow outputs only.
     """
     version = model.version
     contract = model.contract
@@ -425,55 +508,45 @@ def score_batch(
         events.append(event)
     validated_at = clock()
 
-    probabilities, failures = predict_isolating_failures(model, [event.features for event in events])
+    rows = [event.features for event in events]
+    probabilities, failures = predict_isolating_failures(model, rows)
     if failures:
         logger.warning(
             "the model failed on %d of %d events in this batch; they go to the dead-letter topic",
             len(failures),
             len(events),
         )
+    if not failures and _all_probabilities(probabilities):
+        scored_records, scored_events, scored_probabilities = valid_records, events, probabilities
+    else:
+        scored_records, scored_events, scored_probabilities = _sort_out_failures(
+            valid_records, events, probabilities, failures, dead_letters, version=version
+        )
     predicted_at = clock()
 
+    result.scored_features = rows if scored_events is events else [event.features for event in scored_events]
+    result.probabilities = scored_probabilities
+    result.event_ms = [event.event_ms for event in scored_events]
+    probability_array = np.asarray(scored_probabilities, dtype=float)
+    bands = _bands(model, probability_array)
+    reasons = _reasons(model, result.scored_features, probability_array) if with_reasons else None
     threshold = model.threshold
-    key_field = contract.key_field
+    result.probability_sum = float(probability_array.sum())
+    result.churned = int((probability_array >= threshold).sum())
     processed_ts = utc_now_iso()
-    predictions = result.predictions
-    event_ms = result.event_ms
-    scored_features = result.scored_features
-    scored_probabilities = result.probabilities
-    scored_events: list[tuple[SourceRecord, ValidEvent]] = []
-    probability_sum = 0.0
-    churned = 0
-    for index, (record, event, probability) in enumerate(zip(valid_records, events, probabilities, strict=True)):
-        if probability is None:
-            exc = failures[index]
-            reason = f"the model could not score this event: {type(exc).__name__}: {exc}"
-            dead_letters.append(
-                make_dead_letter(record, Stage.SCORE, reason, error_class(exc), version, event_id=event.event_id)
-            )
-            continue
-        problem = _not_a_probability(probability)
-        if problem is not None:
-            dead_letters.append(
-                make_dead_letter(record, Stage.SCORE, problem, "ValueError", version, event_id=event.event_id)
-            )
-            continue
-        is_churn = probability >= threshold
-        predictions.append(
-            _prediction_out(
-                record, event, probability, is_churn, key_field=key_field, version=version, processed_ts=processed_ts
-            )
-        )
-        event_ms.append(event.event_ms)
-        scored_features.append(event.features)
-        scored_probabilities.append(probability)
-        scored_events.append((record, event))
-        probability_sum += probability
-        churned += is_churn
-    result.probability_sum = probability_sum
-    result.churned = churned
+    result.predictions = _prediction_outs(
+        scored_records,
+        scored_events,
+        scored_probabilities,
+        threshold=threshold,
+        key_field=contract.key_field,
+        version=version,
+        processed_ts=processed_ts,
+        bands=bands,
+        reasons=reasons,
+    )
     if shadow is not None and scored_events:
-        score_shadow(result, shadow, scored_events, processed_ts, contract)
+        score_shadow(result, shadow, list(zip(scored_records, scored_events, strict=True)), processed_ts, contract)
 
     if times is not None:
         encoded_at = clock()

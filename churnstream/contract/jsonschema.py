@@ -28,8 +28,10 @@ from churnstream.contract.outputs import (
     HEADER_SOURCE_PARTITION,
     HEADER_STAGE,
     MAX_REASON_CHARS,
+    PREDICTION_FORMAT,
     PREDICTION_NO,
     PREDICTION_YES,
+    REASON_FIELDS,
     Stage,
     prediction_fields,
 )
@@ -66,6 +68,31 @@ def prediction_schema(events: EventSchema) -> dict[str, Any]:
         "model_version": {"type": "string", "minLength": 1},
         "source_partition": {"type": "integer", "minimum": 0},
         "source_offset": {"type": "integer", "minimum": 0},
+        "risk_band": {
+            "description": "the model card's band this probability falls in (its risk_bands); null for a model "
+            "without bands",
+            "type": ["string", "null"],
+        },
+        "reasons": {
+            "description": "up to three features that raise this customer's risk most, largest first; null when "
+            "the consumer runs with --reasons off or the model has no reasons method",
+            "type": ["array", "null"],
+            "maxItems": 3,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "feature": {"type": "string", "enum": list(events.feature_names)},
+                    "value": {"description": "the event's value of the feature (any of its types, or null)"},
+                    "contribution": {"type": "number", "exclusiveMinimum": 0},
+                },
+                "required": list(REASON_FIELDS),
+                "additionalProperties": False,
+            },
+        },
+        "format_version": {
+            "description": "which version of this format the record follows",
+            "const": PREDICTION_FORMAT,
+        },
     }
     return {
         "$schema": DRAFT,

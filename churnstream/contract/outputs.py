@@ -72,7 +72,15 @@ PREDICTION_FIELDS = (
     "model_version",
     "source_partition",
     "source_offset",
+    # Since format 2 (0.4): what a retention team acts on, and the format's version. New fields only ever
+    # come at the end, so a reader of an older format reads on (PREDICTION_FORMAT says which one it is).
+    "risk_band",
+    "reasons",
+    "format_version",
 )
+PREDICTION_FORMAT = 2  # 1: up to source_offset (0.3); 2: risk_band, reasons and format_version added
+# A reason's keys: a feature raising this customer's risk, its value in the event, and by how much (log-odds).
+REASON_FIELDS = ("feature", "value", "contribution")
 
 
 def prediction_fields(key_field: str) -> tuple[str, ...]:
@@ -95,6 +103,9 @@ class Prediction:
     model_version: str
     source_partition: int
     source_offset: int
+    risk_band: str | None = None  # None: a model without bands, or a prediction of format 1
+    reasons: tuple[dict[str, Any], ...] | None = None  # None: reasons off, a model without them, or format 1
+    format_version: int = 1
 
     @property
     def source(self) -> tuple[int, int]:
@@ -119,6 +130,8 @@ def encode_prediction(
     model_version: str,
     source_partition: int,
     source_offset: int,
+    risk_band: str | None = None,
+    reasons: list[dict[str, Any]] | None = None,
 ) -> bytes:
     """The prediction's value bytes. On the hot path: one dict and one ``orjson.dumps`` per event."""
     return orjson.dumps(
@@ -133,6 +146,9 @@ def encode_prediction(
             "model_version": model_version,
             "source_partition": source_partition,
             "source_offset": source_offset,
+            "risk_band": risk_band,
+            "reasons": reasons,
+            "format_version": PREDICTION_FORMAT,
         }
     )
 
@@ -159,6 +175,9 @@ def decode_prediction(value: bytes | None) -> Prediction:
             model_version=str(body["model_version"]),
             source_partition=int(body["source_partition"]),
             source_offset=int(body["source_offset"]),
+            risk_band=None if body.get("risk_band") is None else str(body["risk_band"]),
+            reasons=None if body.get("reasons") is None else tuple(body["reasons"]),
+            format_version=int(body.get("format_version", 1)),
         )
     except orjson.JSONDecodeError as exc:
         raise MalformedOutput(f"a prediction that is not JSON: {exc}") from None

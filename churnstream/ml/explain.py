@@ -32,7 +32,7 @@ import numpy as np
 from scipy.special import logit
 
 from churnstream.ml.features import CATEGORICAL
-from churnstream.ml.linear import LinearModel
+from churnstream.ml.linear import LinearModel, Parts
 
 LINEAR, OCCLUSION = "linear", "occlusion"
 MAX_REASONS = 3
@@ -67,9 +67,10 @@ class LinearExplainer:
             scale=scale,
         )
 
-    def contributions(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
-        """(rows x features) contributions in log-odds, in the schema's feature order."""
-        categorical, numeric = self.linear.parts(rows)
+    def contributions(self, rows: Sequence[Sequence[Any]], parts: Parts | None = None) -> np.ndarray:
+        """(rows x features) contributions in log-odds, in the schema's feature order; from ``parts`` when the
+        caller scored the rows from them already (ChurnModel does: one encoding serves both)."""
+        categorical, numeric = parts if parts is not None else self.linear.parts(rows)
         out = np.empty((len(rows), self.categorical_places.size + self.numeric_places.size))
         out[:, self.categorical_places] = (categorical - self.block_means[:, None]).T
         out[:, self.numeric_places] = numeric
@@ -117,19 +118,35 @@ def baselines(rows: Sequence[Sequence[Any]], kinds: Sequence[str]) -> list[Any]:
 def top_reasons(
     contributions: np.ndarray, rows: Sequence[Sequence[Any]], names: Sequence[str], limit: int = MAX_REASONS
 ) -> list[list[dict[str, Any]]]:
-    """Per row, up to ``limit`` features with a contribution above 0, largest first."""
+    """Per row, up to ``limit`` features with a contribution above 0, largest first. One argsort for the
+    batch; the loop only builds the reasons (three dicts spelled out: the hot path's costliest part)."""
     if not len(rows):
         return []
     k = min(limit, contributions.shape[1])
     top = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
-    values = np.take_along_axis(contributions, top, axis=1)
-    out = []
-    for row, places, amounts in zip(rows, top.tolist(), np.round(values, 6).tolist(), strict=True):
-        out.append(
+    values = np.round(np.take_along_axis(contributions, top, axis=1), 6)
+    positive = (values > 0).sum(axis=1).tolist()
+    out: list[list[dict[str, Any]]] = []
+    append = out.append
+    if k == 3:
+        for row, (i0, i1, i2), (a0, a1, a2), keep in zip(rows, top.tolist(), values.tolist(), positive, strict=True):
+            if keep == 3:
+                append(
+                    [
+                        {"feature": names[i0], "value": row[i0], "contribution": a0},
+                        {"feature": names[i1], "value": row[i1], "contribution": a1},
+                        {"feature": names[i2], "value": row[i2], "contribution": a2},
+                    ]
+                )
+            else:
+                reasons = [(i0, a0), (i1, a1)][:keep]
+                append([{"feature": names[i], "value": row[i], "contribution": a} for i, a in reasons])
+        return out
+    for row, places, amounts, keep in zip(rows, top.tolist(), values.tolist(), positive, strict=True):
+        append(
             [
                 {"feature": names[place], "value": row[place], "contribution": amount}
-                for place, amount in zip(places, amounts, strict=True)
-                if amount > 0
+                for place, amount in zip(places[:keep], amounts[:keep], strict=True)
             ]
         )
     return out

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -85,6 +86,17 @@ def sklearn_reference_preprocessing(schema: EventSchema) -> Any:
         ],
         sparse_threshold=0,
     )
+
+
+class _Codes(dict):
+    """A category's index; -1 for anything else (an unseen value, a null, a non-string): looked up in C by
+    ``map(codes.__getitem__, column)``, the hot path's one loop over a string feature's values."""
+
+    def __missing__(self, value: Any) -> int:
+        return -1
+
+
+_LOOKUPS: weakref.WeakKeyDictionary[SchemaEncoder, dict[tuple[Any, ...], _Codes]] = weakref.WeakKeyDictionary()
 
 
 class SchemaEncoder(TransformerMixin, BaseEstimator):
@@ -169,11 +181,14 @@ class SchemaEncoder(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ internals
 
-    @staticmethod
-    def _codes(categories: tuple[Any, ...], values: Sequence[Any]) -> np.ndarray:
-        lookup = {value: index for index, value in enumerate(categories)}
-        get = lookup.get
-        return np.fromiter((get(v, -1) if isinstance(v, str) else -1 for v in values), dtype=np.intp, count=len(values))
+    def _codes(self, categories: tuple[Any, ...], values: Sequence[Any]) -> np.ndarray:
+        lookups = _LOOKUPS.get(self)
+        if lookups is None:
+            lookups = _LOOKUPS[self] = {}  # per fitted encoder, outside its state: not pickled, not in its digest
+        lookup = lookups.get(categories)
+        if lookup is None:
+            lookup = lookups[categories] = _Codes({value: index for index, value in enumerate(categories)})
+        return np.fromiter(map(lookup.__getitem__, values), dtype=np.intp, count=len(values))
 
     def _assemble(self, codes: list[np.ndarray], numbers: np.ndarray) -> np.ndarray:
         count = len(numbers)

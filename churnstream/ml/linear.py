@@ -22,6 +22,8 @@ from scipy.special import expit
 
 from churnstream.ml.features import SchemaEncoder
 
+Parts = tuple[np.ndarray, np.ndarray]  # each string feature's coefficient (blocks x rows), numeric terms (rows x k)
+
 
 @dataclass(frozen=True)
 class LinearModel:
@@ -68,7 +70,7 @@ class LinearModel:
             numeric_weights=coef[offset:],
         )
 
-    def parts(self, rows: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
+    def parts(self, rows: Sequence[Sequence[Any]]) -> Parts:
         """Each string feature's coefficient (blocks x rows) and each numeric feature's term (rows x k)."""
         codes, numbers = self.encoder.codes(rows)
         if codes:
@@ -80,10 +82,11 @@ class LinearModel:
         numeric = self.encoder.standardized(numbers) * self.numeric_weights
         return categorical, numeric
 
-    def logits(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
-        categorical, numeric = self.parts(rows)
+    def logits(self, rows: Sequence[Sequence[Any]], parts: Parts | None = None) -> np.ndarray:
+        categorical, numeric = parts if parts is not None else self.parts(rows)
         return self.intercept + categorical.sum(axis=0) + numeric.sum(axis=1)
 
-    def predict_proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
-        """The probability of the positive class, per row (what the pipeline's ``predict_proba[:, 1]`` is)."""
-        return expit(self.logits(rows))
+    def predict_proba(self, rows: Sequence[Sequence[Any]], parts: Parts | None = None) -> np.ndarray:
+        """The probability of the positive class, per row (what the pipeline's ``predict_proba[:, 1]`` is);
+        from ``parts`` when the caller has them already (the reasons use the same)."""
+        return expit(self.logits(rows, parts))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,9 @@ class ChurnModel:
     calibration: Calibration | None = None  # the card's (churnstream.ml.calibration)
     bands: Bands | None = None  # the card's risk bands (churnstream.ml.evaluation)
     explainer: LinearExplainer | OcclusionExplainer | None = None  # the card's reasons (churnstream.ml.explain)
+    # The last rows the linear model scored, and their parts: explain() of the same rows reuses them
+    # instead of encoding the batch twice. A reference to the rows, so their identity stays theirs.
+    _last: list[Any] = field(default_factory=lambda: [None, None], compare=False, repr=False)
 
     @property
     def version(self) -> str:
@@ -81,7 +84,9 @@ class ChurnModel:
         if not rows:
             return np.empty(0, dtype=float)
         if self.linear is not None:
-            return self.linear.predict_proba(rows)
+            parts = self.linear.parts(rows)
+            self._last[:] = [rows, parts]
+            return self.linear.predict_proba(rows, parts)
         return self.pipeline.predict_proba(features_frame(self.schema, rows))[:, self.churn_column]
 
     def band_names(self, probabilities: np.ndarray) -> list[str] | None:
@@ -94,7 +99,8 @@ class ChurnModel:
         if explainer is None or not rows:
             return None if explainer is None else []
         if isinstance(explainer, LinearExplainer):
-            contributions = explainer.contributions(rows)
+            last_rows, parts = self._last
+            contributions = explainer.contributions(rows, parts if last_rows is rows else None)
         else:
             contributions = explainer.contributions(rows, probabilities)
         return top_reasons(contributions, rows, self.schema.feature_names)

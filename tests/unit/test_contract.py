@@ -23,6 +23,8 @@ from churnstream.contract.outputs import (
     HEADER_SOURCE_TIMESTAMP_TYPE,
     ORIGINAL_HEADER_PREFIX,
     PREDICTION_FIELDS,
+    PREDICTION_FORMAT,
+    REASON_FIELDS,
     DeadLetterInfo,
     MalformedOutput,
     Stage,
@@ -50,7 +52,11 @@ def test_the_prediction_fields_are_these() -> None:
         "model_version",
         "source_partition",
         "source_offset",
+        "risk_band",
+        "reasons",
+        "format_version",
     )
+    assert PREDICTION_FORMAT == 2 and REASON_FIELDS == ("feature", "value", "contribution")
 
 
 def test_the_dead_letter_headers_are_these() -> None:

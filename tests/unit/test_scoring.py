@@ -405,3 +405,40 @@ def test_each_prediction_keeps_its_features_and_probability_for_the_drift_monito
     assert result.probabilities == pytest.approx([0.1, 0.2, 0.3])
     assert len(result.scored_features) == 3 and len(result.scored_features[0]) == len(telco_contract().feature_names)
     assert result.model_version == "v"
+
+
+# --- what a retention team acts on (issue 21) ----------------------------------------------------
+
+
+def test_each_prediction_of_the_real_model_carries_its_band_and_reasons_valid_by_the_published_schema(
+    model: ChurnModel, real_rows: list[dict[str, str]]
+) -> None:
+    import jsonschema  # noqa: PLC0415 - a test dependency
+
+    from churnstream.contract.jsonschema import prediction_schema  # noqa: PLC0415
+
+    values = [encode_event(telco_event(row, event_id=f"r-{i}", event_ts=TS)) for i, row in enumerate(real_rows[:300])]
+    result = score_batch([record(v, offset=i) for i, v in enumerate(values)], model)
+    published = [decode_prediction(p.value) for p in result.predictions]
+    assert {p.format_version for p in published} == {2}
+    assert {p.risk_band for p in published} == {"very high", "high", "medium", "low"}
+    assert all(p.risk_band == model.bands.band(p.churn_probability) for p in published)  # type: ignore[union-attr]
+    assert all(p.reasons is not None and len(p.reasons) <= 3 for p in published)
+    assert sum(len(p.reasons or ()) == 3 for p in published) > 250
+    schema = prediction_schema(telco_contract().schema)
+    for prediction in result.predictions[:50]:
+        jsonschema.validate(orjson.loads(prediction.value), schema)
+    quiet = score_batch([record(v, offset=i) for i, v in enumerate(values)], model, with_reasons=False)
+    assert {decode_prediction(p.value).reasons for p in quiet.predictions} == {None}
+    assert [decode_prediction(p.value).churn_probability for p in quiet.predictions] == [
+        p.churn_probability for p in published
+    ]
+
+
+def test_a_failing_explainer_costs_the_batch_its_reasons_not_its_predictions(caplog: pytest.LogCaptureFixture) -> None:
+    stub = StubModel()
+    stub.explain = lambda rows, probabilities: (_ for _ in ()).throw(RuntimeError("explainer broke"))  # type: ignore[attr-defined]
+    result = score_batch([record(event_bytes(i), offset=i) for i in range(5)], stub)
+    assert result.scored == 5 and result.dead_letters == []
+    assert {decode_prediction(p.value).reasons for p in result.predictions} == {None}
+    assert "explainer broke" in caplog.text
