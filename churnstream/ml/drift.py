@@ -2,8 +2,8 @@
 
 Training writes each feature's distribution into the card (:func:`training_distribution`):
 
-* a string feature: its categories (the schema's enum, else the values training saw) and the share
-  of training rows in each;
+* a string feature: its categories (the schema's enum, else the values training saw; null too when the
+  schema allows it) and the share of training rows in each;
 * a numeric feature (booleans as 0/1): its interior decile edges (the 10th..90th percentiles of the
   non-missing training values, duplicates removed) and the share of rows in each bin,
   ``[edge_i, edge_i+1)``, below the first and from the last edge up; missing values (a blank
@@ -55,12 +55,18 @@ def training_distribution(schema: EventSchema, frame: pd.DataFrame) -> dict[str,
         column = frame[feature.name]
         if feature.categorical:
             listed = feature.categories
-            categories = list(listed) if listed is not None else sorted({v for v in column if isinstance(v, str)})
+            categories: list[str | None] = (
+                list(listed) if listed is not None else sorted({v for v in column if isinstance(v, str)})
+            )
             counts = column.value_counts()
+            proportions = [float(counts.get(category, 0)) / total for category in categories]
+            if feature.allows_null:  # null is a value of its own here, or its share would look like drift
+                categories.append(None)
+                proportions.append(float(column.isna().sum()) / total)
             distribution[feature.name] = {
                 "kind": KIND_CATEGORICAL,
                 "categories": categories,
-                "proportions": [float(counts.get(category, 0)) / total for category in categories],
+                "proportions": proportions,
             }
         else:
             values = column.to_numpy(dtype=float)
