@@ -499,78 +499,6 @@ def test_4_one_of_three_consumers_killed_its_partitions_move(pipeline_env: dict[
 # --------------------------------------------------------------------- 5. hostile input (and 7. replay)
 
 
-@pytest.mark.slow
-@pytest.mark.integration
-@pytest.mark.timeout(300)
-def test_5_every_kind_of_malformed_event_in_valid_traffic(pipeline_env: dict[str, str], tmp_path: Path) -> None:
-    settings = settings_from(pipeline_env)
-    catalogue = badinput.catalogue(f"bad-{uuid.uuid4().hex[:8]}", utc_now_iso())
-    assert len(catalogue) >= 30
-    create_topics(settings)
-    consuming = consumer("consumer", pipeline_env, tmp_path)
-    processes = [consuming]
-    reader = start_reader(settings)
-    sources: dict[tuple[int, int], badinput.BadEvent] = {}
-    try:
-        wait_for_group(settings, settings.consumer_group, [consuming])
-        producing = streaming_producer(pipeline_env, tmp_path, rate=200, duration_s=12, seed=SEED)
-        processes.append(producing)
-        injector = make_producer(settings, client_id="fault-injector", max_request_size=2_000_000)
-        try:
-            time.sleep(2.0)
-            for item in catalogue:  # spread over ~8 s of valid traffic
-                metadata = injector.send(settings.topic_raw, key=item.key, value=item.value).get(timeout=60)
-                sources[(metadata.partition, metadata.offset)] = item
-                time.sleep(0.2)
-        finally:
-            injector.close()
-        assert producing.wait(120) == 0
-        every_outcome(settings, reader, 180, [consuming])
-        still_running = consuming.poll() is None
-        replay = replay_one_dead_letter(pipeline_env, settings, reader, sources, consuming)
-        consumer_code = consuming.stop()
-    finally:
-        for process in processes:
-            process.stop(timeout=10)
-        reader.stop()
-    raw = read_topic(settings, settings.topic_raw)
-    counts = conservation(raw, reader.predictions, reader.dead_letters)
-    dead_by_source = {d.source: d for d in reader.dead_letters}
-    outcomes = Counter(p.source for p in reader.predictions) + Counter(d.source for d in reader.dead_letters)
-    one_dead_letter_each = [
-        kind
-        for source, kind in sources.items()
-        if outcomes[source] == 1 and source in dead_by_source and dead_by_source[source].info.stage == kind.stage
-    ]
-    valid_sources = {r.source for r in raw} - set(sources) - {replay.pop("source")}
-    scored = {p.source for p in reader.predictions}
-    figures(
-        "scenario-5",
-        kinds=len(catalogue),
-        valid_events=len(valid_sources),
-        raw_records=counts.raw_records,
-        dead_lettered=counts.dead_lettered,
-        kinds_with_exactly_one_dead_letter=len(one_dead_letter_each),
-        dead_letter_bytes_mismatch=counts.dead_letter_bytes_mismatch,
-        valid_scored=len(valid_sources & scored),
-        lost=counts.lost,
-        duplicated=counts.duplicated,
-        consumer_running_until_sigterm=still_running,
-        consumer_exit=consumer_code,
-    )
-    figures("scenario-7", **replay)
-    assert still_running and consumer_code == 0
-    missing_kinds = sorted(k.kind for k in catalogue if k not in one_dead_letter_each)
-    assert len(one_dead_letter_each) == len(catalogue), missing_kinds
-    assert counts.dead_letter_bytes_mismatch == 0
-    for source, kind in sources.items():  # the bytes we sent, not only the bytes the topic holds
-        assert (dead_by_source[source].key, dead_by_source[source].value) == (kind.key, kind.value), kind.kind
-    assert valid_sources <= scored and len(reader.predictions) == len(valid_sources)
-    assert counts.lost == 0 and counts.duplicated == 0 and counts.unknown_sources == 0
-    assert (replay["replayed"], replay["replayed_again"], replay["raw_records_added"]) == (1, 0, 1)
-    assert replay["outcomes_of_replayed_record"] == 1 and replay["same_bytes"]
-
-
 def replay_one_dead_letter(
     env: dict[str, str],
     settings: Settings,
@@ -931,8 +859,14 @@ def test_11_hostile_records_in_an_exactly_once_stream_are_dead_letters_and_the_c
     is a dead letter, the snappy batch is scored, and the zstd batch, from a consumer that is run
     without zstd's library, is one dead letter for its ten offsets. The consumer never stops; each
     raw record has exactly one outcome; no log line carries a whole value, and dead-letter lines stay
-    within 20 a second."""
+    within 20 a second.
+
+    The same stream carries scenario 5 (every kind of the malformed-event catalogue, each exactly one
+    dead letter at its stage with the bytes sent) and scenario 7 (one dead letter replayed, twice,
+    re-sent once): one stream pays for three scenarios."""
     settings = settings_from(pipeline_env)
+    catalogue = badinput.catalogue(f"bad-{uuid.uuid4().hex[:8]}", utc_now_iso())
+    assert len(catalogue) >= 60
     hidden = tmp_path / "no-zstd"
     hidden.mkdir()
     (hidden / "zstandard.py").write_text('raise ImportError("zstandard is hidden by the test")\n')
@@ -946,9 +880,11 @@ def test_11_hostile_records_in_an_exactly_once_stream_are_dead_letters_and_the_c
         processes.append(producing)
         wait_until(reached(reader, 1500), "predictions flowing", 60, [scoring])
         sources = send_hostile_records(settings, hidden_codec="zstd")
+        malformed = send_catalogue(settings, catalogue)
         assert producing.wait(60) == 0
         every_outcome(settings, reader, 120, [scoring])
         still_running = scoring.poll() is None
+        replay = replay_one_dead_letter(pipeline_env, settings, reader, malformed, scoring)
         consumer_code = scoring.stop()
         counts = account(settings, reader)
     finally:
@@ -992,3 +928,37 @@ def test_11_hostile_records_in_an_exactly_once_stream_are_dead_letters_and_the_c
     assert max(len(line) for line in lines) < 2_000
     assert max(per_second.values()) <= 40  # 20 in each one-second window; two windows can share a clock second
     assert len(one_by_one) + summed == counts.dead_lettered  # every one logged, or counted in a summing-up line
+
+    # Scenario 5: each kind of the catalogue, one dead letter at its stage, with the very bytes sent.
+    valid = {r.source for r in read_topic(settings, settings.topic_raw)} - set(malformed) - {replay["source"]}
+    valid -= {s for kind in sources.values() for s in kind}
+    one_each = [
+        kind.kind
+        for source, kind in malformed.items()
+        if source in dead_by_source
+        and source not in predicted
+        and dead_by_source[source].info.stage == kind.stage
+        and (dead_by_source[source].key, dead_by_source[source].value) == (kind.key, kind.value)
+    ]
+    figures("scenario-5", kinds=len(catalogue), kinds_with_exactly_one_dead_letter=len(one_each),
+            valid_events=len(valid), valid_scored=len(valid & predicted))  # fmt: skip
+    figures("scenario-7", **{k: v for k, v in replay.items() if k != "source"})
+    assert sorted(one_each) == sorted(kind.kind for kind in catalogue)
+    assert valid <= predicted
+    assert (replay["replayed"], replay["replayed_again"], replay["raw_records_added"]) == (1, 0, 1)
+    assert replay["outcomes_of_replayed_record"] == 1 and replay["same_bytes"]
+
+
+def send_catalogue(settings: Settings, catalogue: list[badinput.BadEvent]) -> dict[tuple[int, int], badinput.BadEvent]:
+    """Every malformed kind once, straight to the raw topic; where each landed (partition, offset)."""
+    injector = make_producer(settings, client_id="fault-injector", max_request_size=2_000_000)
+    try:
+        futures = [(injector.send(settings.topic_raw, key=item.key, value=item.value), item) for item in catalogue]
+        injector.flush(timeout=60)
+        landed = {}
+        for future, item in futures:
+            metadata = future.get(timeout=0)
+            landed[(metadata.partition, metadata.offset)] = item
+        return landed
+    finally:
+        injector.close()
