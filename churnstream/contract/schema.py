@@ -140,6 +140,11 @@ class Field:
         return self.nullable and (self.enum is None or None in self.enum)
 
     @property
+    def may_be_missing(self) -> bool:
+        """The model can see no value here: null is allowed, or the field is optional and left out."""
+        return self.allows_null or not self.required
+
+    @property
     def categories(self) -> tuple[str, ...] | None:
         """A string feature's known values, null left out; None when the schema does not list them."""
         if self.enum is None:

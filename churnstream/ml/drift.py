@@ -60,7 +60,9 @@ def training_distribution(schema: EventSchema, frame: pd.DataFrame) -> dict[str,
             )
             counts = column.value_counts()
             proportions = [float(counts.get(category, 0)) / total for category in categories]
-            if feature.allows_null:  # null is a value of its own here, or its share would look like drift
+            if (
+                feature.may_be_missing
+            ):  # null (or left out) is a value of its own here, or its share would look like drift
                 categories.append(None)
                 proportions.append(float(column.isna().sum()) / total)
             distribution[feature.name] = {

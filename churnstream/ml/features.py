@@ -2,8 +2,9 @@
 
 * :func:`features_frame`: validated feature rows -> the DataFrame a scikit-learn pipeline expects,
   typed by the schema, as ``pandas.read_csv`` would type the same CSV: strings as objects,
-  integers as int64 (float64 with NaN when the schema allows null), numbers as float64, booleans as
-  bool; a null is NaN. An imported model gets exactly this frame, at training and in the stream.
+  integers as int64 (float64 with NaN when the schema allows null or the field is optional),
+  numbers as float64, booleans as bool; a null is NaN. An imported model gets exactly this frame
+  (:func:`estimator_frame`: in the columns it was fitted on), at import and in the stream.
 * :class:`SchemaEncoder`: what the project's own model (``churn-train``) preprocesses with. It
   computes exactly what ``ColumnTransformer([OneHotEncoder(categories, handle_unknown="ignore"),
   Pipeline([SimpleImputer(fill_value=0), StandardScaler()])])`` computes (a test checks it on the
@@ -45,10 +46,10 @@ def _frame_column(field: Field, values: Sequence[Any]) -> np.ndarray:
     if field.categorical:
         return np.array([np.nan if v is None else v for v in values], dtype=object)
     if field.kind == BOOLEAN:
-        if field.allows_null:
+        if field.may_be_missing:
             return np.array([np.nan if v is None else v for v in values], dtype=object)
         return np.array(values, dtype=bool)
-    if field.kind == INTEGER and not field.allows_null:
+    if field.kind == INTEGER and not field.may_be_missing:
         return np.array(values, dtype=np.int64)
     return np.array(values, dtype=float)  # None -> NaN
 
@@ -61,6 +62,24 @@ def features_frame(schema: EventSchema, rows: Sequence[Sequence[Any]]) -> pd.Dat
         {field.name: _frame_column(field, column) for field, column in zip(features, columns, strict=True)},
         columns=[f.name for f in features],
     )
+
+
+def estimator_frame(schema: EventSchema, rows: Sequence[Sequence[Any]], estimator: Any) -> pd.DataFrame:
+    """The typed frame in the columns, and the order, the estimator was fitted on (``feature_names_in_``,
+    which scikit-learn checks), or all of the schema's features when it recorded none: a notebook may
+    fit on a few of the columns, in its own order."""
+    frame = features_frame(schema, rows)
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is None or (len(names) == len(frame.columns) and all(names == frame.columns)):
+        return frame
+    return frame[list(names)]
+
+
+def unknown_fitted_columns(schema: EventSchema, estimator: Any) -> list[str]:
+    """Columns the estimator was fitted on that are not features of the schema (it cannot be fed them)."""
+    names = getattr(estimator, "feature_names_in_", None)
+    features = set(schema.feature_names)
+    return [] if names is None else [str(name) for name in names if name not in features]
 
 
 def sklearn_reference_preprocessing(schema: EventSchema) -> Any:

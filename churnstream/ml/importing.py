@@ -38,7 +38,7 @@ from churnstream.contract.schema import EventSchema
 from churnstream.errors import ConfigError, ModelIntegrityError
 from churnstream.ml.dataset import Label, read_labelled
 from churnstream.ml.explain import OCCLUSION, baselines
-from churnstream.ml.features import encoder_columns, features_frame
+from churnstream.ml.features import encoder_columns, estimator_frame, features_frame, unknown_fitted_columns
 from churnstream.ml.model import MODEL_KIND_IMPORTED
 from churnstream.ml.store import valid_version_name
 from churnstream.ml.train import TrainedModel, assess, describe, split_indexes
@@ -118,10 +118,16 @@ def import_model(
     data = read_labelled(contract, data_path, label_column, positive)
     labels = np.asarray(data.labels, dtype=int)
     split = split_indexes(labels, test_size=IMPORT_SIZES[0], validation_size=IMPORT_SIZES[1])
-    frame = features_frame(schema, data.rows)
+    unknown = unknown_fitted_columns(schema, estimator)
+    if unknown:
+        raise ModelIntegrityError(
+            f"{pickle_path}: the estimator was fitted on column(s) that are not features of the schema: "
+            f"{', '.join(unknown[:6])}; the stream gives only {', '.join(schema.feature_names)}"
+        )
+    frame = features_frame(schema, data.rows)  # every feature: the card's training distribution reads them all
     column = churn_column(estimator, data.label)
     try:
-        scored = np.asarray(estimator.predict_proba(frame), dtype=float)
+        scored = np.asarray(estimator.predict_proba(estimator_frame(schema, data.rows, estimator)), dtype=float)
     except Exception as exc:  # the user's estimator may raise anything on our frame: refused, in one line
         raise ModelIntegrityError(
             f"{pickle_path}: predict_proba failed on {data_path}'s rows ({type(exc).__name__}: {exc}); it must take "
@@ -193,11 +199,15 @@ def occlusion_reasons(schema: EventSchema, rows: list[tuple[Any, ...]]) -> dict[
 
 
 class _ChurnColumn:
-    """The estimator with its churn column in place 1, for the card's canary rows (describe reads [:, 1])."""
+    """The estimator with its churn column in place 1, for the card's canary rows (describe reads [:, 1]), fed
+    the columns it was fitted on."""
 
     def __init__(self, estimator: Any, column: int) -> None:
         self._estimator, self._column = estimator, column
+        names = getattr(estimator, "feature_names_in_", None)
+        self._columns = None if names is None else list(names)
 
     def predict_proba(self, frame: Any) -> np.ndarray:
-        scored = np.asarray(self._estimator.predict_proba(frame), dtype=float)
+        given = frame if self._columns is None else frame[self._columns]
+        scored = np.asarray(self._estimator.predict_proba(given), dtype=float)
         return np.column_stack([1 - scored[:, self._column], scored[:, self._column]])

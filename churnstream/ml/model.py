@@ -28,7 +28,7 @@ from churnstream.ml.calibration import Calibration
 from churnstream.ml.drift import distribution_problem
 from churnstream.ml.evaluation import Bands
 from churnstream.ml.explain import LINEAR, OCCLUSION, LinearExplainer, OcclusionExplainer, top_reasons
-from churnstream.ml.features import features_frame
+from churnstream.ml.features import estimator_frame
 from churnstream.ml.linear import LinearModel
 from churnstream.ml.store import CARD_FILE
 
@@ -87,7 +87,7 @@ class ChurnModel:
             parts = self.linear.parts(rows)
             self._last[:] = [rows, parts]
             return self.linear.predict_proba(rows, parts)
-        return self.pipeline.predict_proba(features_frame(self.schema, rows))[:, self.churn_column]
+        return self.pipeline.predict_proba(estimator_frame(self.schema, rows, self.pipeline))[:, self.churn_column]
 
     def band_names(self, probabilities: np.ndarray) -> list[str] | None:
         """Each probability's risk band; None for a model whose card has none."""
@@ -135,7 +135,7 @@ def canary_problem(
     column = churn_column_of(card)
     try:
         rows = [contract.features_of(canary["features"]) for canary in canaries]
-        scorers = [("the pipeline", lambda: pipeline.predict_proba(features_frame(schema, rows))[:, column])]
+        scorers = [("the pipeline", lambda: pipeline.predict_proba(estimator_frame(schema, rows, pipeline))[:, column])]
         if linear is not None:
             scorers.append(("its linear fast path", lambda: linear.predict_proba(rows)))
         for what, score in scorers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import pickle
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier
 
 from churnstream.cli import model as model_cli
 from churnstream.contract.events import load_contract
@@ -194,3 +196,44 @@ def test_an_imported_model_gets_reasons_by_occlusion_in_one_stacked_call_and_can
     assert np.all(probabilities == model.calibration(raw))  # the published probability is the calibrated one
     off = import_model(pickle_path, contract, holdout, "churned", reasons=False).card
     assert off["reasons"]["method"] is None
+
+
+def test_an_estimator_fitted_on_some_columns_in_its_own_order_with_an_optional_one_scores_as_offline(
+    tmp_path: Path,
+) -> None:
+    """A notebook fits on a few columns in its own order (scikit-learn then checks names and order), one of
+    them optional in the schema and left empty in some rows: imported, it scores as it does offline."""
+    document = json.loads(SCHEMA.read_text())
+    document["required"].remove("support_tickets")  # optional: an empty cell leaves it out of the event
+    schema_path = tmp_path / "optional.schema.json"
+    schema_path.write_text(json.dumps(document))
+    contract = load_contract(schema_path)
+    rows = make_data.subscribers(900, seed=5)
+    for row in rows[::7]:
+        row["support_tickets"] = ""
+    train_csv, holdout = (
+        make_data.write(tmp_path / "t.csv", rows[:500]),
+        make_data.write(tmp_path / "h.csv", rows[500:]),
+    )
+    columns = ["support_tickets", "monthly_fee", "months_active", "roaming"]  # not the schema's order
+    frame = pd.read_csv(train_csv)
+    estimator = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(frame[columns], frame["churned"])
+    pickle_path = tmp_path / "hgb.pkl"
+    joblib.dump(estimator, pickle_path)
+
+    imported = import_model(pickle_path, contract, holdout, "churned")
+    store = ModelStore(tmp_path / "models")
+    store.add(imported.model_bytes, imported.card)
+    model = load_model(*store.paths(imported.version))
+    with holdout.open(newline="") as handle:
+        events = [contract.event_from_row(row, "e", "2026-01-01T00:00:00Z") for row in csv.DictReader(handle)]
+    assert sum("support_tickets" not in event for event in events) >= 50  # left out, not null
+    offline = estimator.predict_proba(pd.read_csv(holdout)[columns])[:, 1]
+    np.testing.assert_allclose(model.predict_proba([contract.features_of(e) for e in events]), offline, atol=1e-9)
+
+    other = HistGradientBoostingClassifier(max_iter=5).fit(
+        frame[columns].rename(columns={"roaming": "roams"}), frame["churned"]
+    )
+    joblib.dump(other, pickle_path)
+    with pytest.raises(ModelIntegrityError, match=r"fitted on column\(s\) that are not features of the schema: roams;"):
+        import_model(pickle_path, contract, holdout, "churned")
