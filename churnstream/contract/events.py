@@ -81,6 +81,7 @@ _EVENT_TS = re.compile(EVENT_TS_PATTERN, re.ASCII)
 _KEY_COLON = re.compile(rb'"[ \t\r\n]*:')
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\],]')
 _WHOLE_TEXT = re.compile(r"-?[0-9]+", re.ASCII)
+_WHOLE_CELL = re.compile(r"-?[0-9]+(\.0+)?", re.ASCII)  # pandas writes an integer column with a gap as 12.0
 _DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 _TRUE_TEXTS, _FALSE_TEXTS = frozenset({"true", "1"}), frozenset({"false", "0"})
 _ID_TEXT = "".join(sorted(ID_CHARACTERS))
@@ -588,8 +589,9 @@ class Contract:
     def event_from_row(self, row: Mapping[str, str | None], event_id: str, event_ts: str) -> dict[str, Any]:
         """A CSV row (strings) -> an event of this schema, or InvalidEvent naming the column.
 
-        Types come from the schema: whole numbers and decimals as plain ASCII (``12``, ``-70.35``;
-        not ``1e3``, ``1_2`` nor other scripts' digits), booleans as true/false or 1/0. An empty cell
+        Types come from the schema: whole numbers and decimals as plain ASCII (``12``, ``-70.35``; a
+        whole number may end in ``.0``, as pandas writes an integer column with gaps; not ``1e3``,
+        ``1_2`` nor other scripts' digits), booleans as true/false or 1/0. An empty cell
         (or only spaces) is null where the schema allows null; else the field is left out where the
         schema does not require it; else an empty string for a string; else a refusal. The event
         then passes the same checks the consumer makes.
@@ -620,11 +622,12 @@ def _cell(field: Field, cell: str | None) -> Any:
             return cell or ""
         raise _reject(f"{field.name} is empty, and the schema does not allow null")
     if field.kind == INTEGER:
-        if not _WHOLE_TEXT.fullmatch(text):
+        if not _WHOLE_CELL.fullmatch(text):
             raise _reject(f"{field.name}={_shown(text)} is not a plain whole number")
-        if len(text.lstrip("-")) > 16:
+        whole = text.split(".", 1)[0]
+        if len(whole.lstrip("-")) > 16:
             raise _reject(f"{field.name}={_shown(text)} is out of range {_range_text(*_bounds(field))}")
-        return int(text)
+        return int(whole)
     if field.kind == NUMBER:
         if not _DECIMAL_TEXT.fullmatch(text):
             raise _reject(f"{field.name}={_shown(text)} is not a plain decimal number")

@@ -102,7 +102,10 @@ class CsvFile:
 
     def rows(self, columns: Sequence[str] = ()) -> Iterator[tuple[int, dict[str, str]]]:
         """``(line_number, row)`` for each data row, once the header holds every one of ``columns``."""
-        reader = csv.DictReader(io.StringIO(self.text, newline=""))
+        first_line = self.text.split("\n", 1)[0]
+        # A spreadsheet's export in many locales separates by ";" (or a tab): read what the header uses.
+        delimiter = next((d for d in ",;\t" if d in first_line), ",")
+        reader = csv.DictReader(io.StringIO(self.text, newline=""), delimiter=delimiter)
         header = tuple(reader.fieldnames or ())
         missing = [c for c in columns if c not in header]
         if missing:
@@ -129,7 +132,7 @@ def open_csv(path: Path) -> CsvFile:
             f"it was altered or is another file; delete it and {FETCH_HINT}"
         )
     try:
-        text = payload.decode("utf-8")
+        text = payload.decode("utf-8-sig")  # a spreadsheet's UTF-8 export starts with a byte-order mark
     except UnicodeDecodeError as exc:
         line = payload[: exc.start].count(b"\n") + 1
         raise DataError(f"data file {path} is not UTF-8 text (line {line}): {exc.reason}") from None

@@ -52,6 +52,17 @@ def test_rows_come_with_their_line_numbers(tmp_path: Path) -> None:
     assert [line for line, _ in read_rows(path)] == [2, 3, 4]
 
 
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_a_spreadsheets_export_reads_as_the_same_rows(tmp_path: Path, delimiter: str) -> None:
+    """A byte-order mark, ";" or tab between cells, CRLF line ends: what spreadsheets write in many locales."""
+    rows = make_rows(3)
+    plain = write_csv(tmp_path / "plain.csv", rows)
+    lines = [delimiter.join(row) for row in ([list(rows[0])] + [list(row.values()) for row in rows])]
+    exported = tmp_path / "exported.csv"
+    exported.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    assert list(read_rows(exported, ["customerID", "Churn"])) == list(read_rows(plain))
+
+
 @pytest.mark.parametrize(
     ("values", "positive", "expected"),
     [
