@@ -239,5 +239,6 @@ def write_wrapped_model(folder: Path, wrap: Callable[[Any], Any]) -> Path:
     joblib.dump(wrap(joblib.load(current_model_path())), model_path)
     card["model_sha256"] = hashlib.sha256(model_path.read_bytes()).hexdigest()
     card["model_version"] = "wrapped-" + card["model_sha256"][:12]
+    card["reasons"] = {"method": None, "about": "a wrapped model is not the project's linear kind: no reasons"}
     (folder / "model_card.json").write_text(json.dumps(card))
     return model_path
