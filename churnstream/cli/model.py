@@ -18,7 +18,7 @@ from churnstream.cli.common import (
 )
 from churnstream.cli.connection import add_connection_options, load_settings_with
 from churnstream.contract.outputs import MalformedOutput, Prediction, decode_prediction
-from churnstream.errors import ModelIntegrityError, ModelMissing, TopicMissing
+from churnstream.errors import ConfigError, ModelIntegrityError, ModelMissing, TopicMissing
 from churnstream.kafka.reading import READ_TIMEOUT_S
 from churnstream.ml.calibration import METHODS as CALIBRATION_METHODS
 from churnstream.ml.dataset import DATASET_LABEL
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  churn-model import pipeline.pkl --schema my.schema.json --data holdout.csv --label churned --promote\n"
         "  churn-model promote logreg-0123456789ab\n"
         "  churn-model rollback\n"
+        "  churn-model report --out results/model\n"
         "  churn-model compare --data data/WA_Fn-UseC_-Telco-Customer-Churn.csv",
     )
     parser.add_argument("--store", type=Path, help=f"the model store folder (default: {ENV_MODEL_STORE}, else models/)")
@@ -86,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "migrate", help="move the single-file layout (models/sklearn_pipeline.pkl) into the store (make model runs it)"
     )
+    sub = commands.add_parser(
+        "report",
+        help="draw a version (ROC, reliability, gains, score histograms) and write its card's figures as Markdown",
+        description="Write DIR/model.png (the ROC curve, the reliability diagram, the cumulative gains with the top "
+        "10/20/30 % and their lift, the score histograms of churners and stayers with the threshold and the risk "
+        "bands) and DIR/model.md (the card's figures in tables, the picture embedded), all measured on the "
+        "version's holdout: its test rows, never used to fit it nor to choose its threshold. Needs matplotlib "
+        "(the report extra).",
+    )
+    sub.add_argument("version", nargs="?", metavar="VERSION", help="a version of the store (default: the current one)")
+    sub.add_argument("--out", type=Path, required=True, metavar="DIR", help="the folder to write the two files into")
     sub = commands.add_parser(
         "compare",
         help="join the main and shadow prediction topics by event_id and report how the two models differ",
@@ -252,6 +264,21 @@ def _compare(args: argparse.Namespace, settings: Settings, store: ModelStore) ->
     return header + "\n" + format_comparison(compare(main, shadow, labels))
 
 
+def _report(args: argparse.Namespace, store: ModelStore) -> str:
+    """churn-model report: the version's picture and page, from its card and its holdout."""
+    from churnstream.ml.holdout import load_holdout  # noqa: PLC0415
+    from churnstream.ml.report import write_report  # noqa: PLC0415 - scikit-learn and matplotlib: only to draw
+
+    version = args.version or store.require_current()
+    card = store.card(version)  # ConfigError (exit 3) for a version the store does not know
+    holdout = load_holdout(store, version, "get its report", card)
+    try:
+        files = write_report(card, holdout, args.out)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report into {args.out}: {exc.strerror or exc}") from None
+    return f"{files.picture}\n{files.page}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, args.quiet, args.log_format)
@@ -275,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"migrated the single-file model into {store.root / version}" if version else "nothing to migrate")
         elif args.command == "compare":
             print(_compare(args, settings, store))
+        elif args.command == "report":
+            print(_report(args, store))
         return 0
 
     return run(body)
