@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from churnstream.cli.common import (
     add_logging_options,
@@ -24,6 +24,9 @@ from churnstream.ml.calibration import METHODS as CALIBRATION_METHODS
 from churnstream.ml.dataset import DATASET_LABEL
 from churnstream.ml.store import ModelStore
 from churnstream.settings import ENV_MODEL_STORE, Settings, load_settings
+
+if TYPE_CHECKING:
+    from churnstream.ml.holdout import Holdout
 
 logger = logging.getLogger(__name__)
 
@@ -102,14 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
         "compare",
         help="join the main and shadow prediction topics by event_id and report how the two models differ",
         description="Read both topics to their end (read_committed), join them by event_id, and print the agreement "
-        "of the decisions, the mean and p99 of |dp|, and with --data each model's ROC-AUC, precision and recall "
-        "on the labelled events (the CSV's Churn column, joined by customerID).",
+        "of the decisions, the mean and p99 of |dp|, and each model's ROC-AUC, precision and recall on the matched "
+        "events whose key is a test row of both versions (their holdouts: rows neither was fitted or tuned on), "
+        "labelled by the holdouts, or by --data. The other events are counted, never judged.",
     )
     sub.add_argument("--main-topic", metavar="TOPIC", help="default: KAFKA_TOPIC_PREDICTIONS")
     sub.add_argument("--shadow-topic", metavar="TOPIC", help="default: KAFKA_TOPIC_PREDICTIONS_SHADOW")
     sub.add_argument("--main-version", metavar="VERSION", help="only the main predictions of this version")
     sub.add_argument("--shadow-version", metavar="VERSION", help="only the shadow predictions of this version")
-    sub.add_argument("--data", type=Path, metavar="CSV", help="labels: a Telco CSV with its Churn column")
+    sub.add_argument(
+        "--data",
+        type=Path,
+        metavar="CSV",
+        help="label the events from this CSV (its label column, by key, read as the current card says) instead of "
+        "the holdouts: outcomes recorded since training; refused when a version has no holdout",
+    )
     sub.add_argument(
         "--timeout-s",
         type=positive_number,
@@ -229,19 +239,32 @@ def _labels(csv_path: Path, store: ModelStore) -> dict[str, int]:
     )
 
 
+def _holdouts(store: ModelStore, versions: set[str]) -> dict[str, Holdout]:
+    """The holdout of each version that has one in the store (compare judges only on those)."""
+    from churnstream.ml.holdout import load_holdout  # noqa: PLC0415
+
+    holdouts = {}
+    for version in sorted(versions):
+        try:
+            holdouts[version] = load_holdout(store, version, "judge it on its test rows")
+        except (ConfigError, ModelMissing) as exc:  # not in this store, or made before holdouts
+            logger.info("%s", exc)
+    return holdouts
+
+
 def _compare(args: argparse.Namespace, settings: Settings, store: ModelStore) -> str:
     # scikit-learn and kafka-python: imported for compare only
     from churnstream.kafka.clients import make_admin  # noqa: PLC0415
     from churnstream.kafka.diagnosis import kafka_errors_translated  # noqa: PLC0415
     from churnstream.kafka.topics import require_topics  # noqa: PLC0415
-    from churnstream.ml.compare import compare, format_comparison  # noqa: PLC0415
+    from churnstream.ml.compare import compare, format_comparison, labels_over  # noqa: PLC0415
 
     for version in (args.main_version, args.shadow_version):
         if version is not None:
             store.paths(version)  # ConfigError (exit 3) for a version the store does not know
     main_topic = args.main_topic or settings.topic_predictions
     shadow_topic = args.shadow_topic or settings.topic_predictions_shadow
-    labels = _labels(args.data, store) if args.data else None
+    outcomes = _labels(args.data, store) if args.data else None
     admin = make_admin(settings, "churn-model-compare")
     try:
         require_topics(admin, settings, [main_topic, shadow_topic])
@@ -260,8 +283,16 @@ def _compare(args: argparse.Namespace, settings: Settings, store: ModelStore) ->
         main = [p for p in main if p.model_version == args.main_version]
     if args.shadow_version:
         shadow = [p for p in shadow if p.model_version == args.shadow_version]
+    holdouts = _holdouts(store, {p.model_version for p in (*main, *shadow)})
+    comparison = compare(main, shadow, labels_over(holdouts, outcomes, str(args.data)))
+    if args.data and comparison.unjudged_versions:
+        raise ModelMissing(
+            f"cannot judge on --data: {', '.join(comparison.unjudged_versions)} has no holdout in the store "
+            f"{store.root} (made by an older release, or not in this store), so its training rows cannot be told "
+            "apart: retrain it, or leave its predictions out with --main-version/--shadow-version"
+        )
     header = f"main topic: {main_topic}\nshadow topic: {shadow_topic}"
-    return header + "\n" + format_comparison(compare(main, shadow, labels))
+    return header + "\n" + format_comparison(comparison)
 
 
 def _report(args: argparse.Namespace, store: ModelStore) -> str:
