@@ -248,7 +248,7 @@ def _holdouts(store: ModelStore, versions: set[str]) -> dict[str, Holdout]:
         try:
             holdouts[version] = load_holdout(store, version, "judge it on its test rows")
         except (ConfigError, ModelMissing) as exc:  # not in this store, or made before holdouts
-            logger.info("%s", exc)
+            logger.debug("%s", exc)
     return holdouts
 
 

@@ -4,6 +4,7 @@ figures computed here, on the events that are test rows of both versions only.""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,13 @@ from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
 from churnstream.contract.events import utc_now_iso
 from churnstream.contract.outputs import encode_prediction
+from churnstream.errors import EXIT_MODEL_MISSING
 from churnstream.kafka.clients import make_admin, make_producer
 from churnstream.kafka.topics import ensure_topics
 from churnstream.ml.dataset import DATASET_LABEL, load_rows
 from churnstream.ml.holdout import load_holdout
 from churnstream.ml.model import ChurnModel, load_model
-from churnstream.ml.store import ModelStore
+from churnstream.ml.store import HOLDOUT_FILE, ModelStore
 from churnstream.ml.train import TrainOptions, train_into
 from churnstream.settings import Settings
 from tests.helpers import run_module, telco_contract, telco_features, write_csv
@@ -91,17 +93,17 @@ def test_compare_judges_each_model_only_on_the_test_rows_of_both(
     _publish(settings, main_topic, main_model, rows, main_p)
     _publish(settings, shadow_topic, shadow_model, rows[:-SHADOW_MISSES], shadow_p[:-SHADOW_MISSES])
 
-    def compared(*extra: str) -> str:
-        result = run_module(
+    def compared(*extra: str) -> subprocess.CompletedProcess[str]:
+        return run_module(
             "churnstream.cli.model",
             ["--store", str(store.root), "compare", "--main-topic", main_topic, "--shadow-topic", shadow_topic,
              "--timeout-s", "60", *extra],
             env=pipeline_env,
         )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-        return result.stdout
 
-    out, with_data = compared(), compared("--data", str(real_data_path))
+    results = compared(), compared("--data", str(real_data_path))
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    out, with_data = (r.stdout for r in results)
 
     # what the report must say, computed here: agreement and |dp| over the matched events...
     matched = len(rows) - SHADOW_MISSES
@@ -138,3 +140,10 @@ def test_compare_judges_each_model_only_on_the_test_rows_of_both(
     assert with_data.replace(f"(labels: {real_data_path})", "(labels: the versions' holdout files)") == out
     # the two settings make genuinely different models: the balanced, cost-weighted one catches more churners
     assert recall_score(truth, shadow_yes[judged]) > recall_score(truth, main_yes[judged])
+
+    # a version without a holdout (made by an older release): --data is refused in one line
+    (store.root / shadow_version / HOLDOUT_FILE).unlink()
+    refused = compared("--data", str(real_data_path))
+    assert (refused.returncode, refused.stdout) == (EXIT_MODEL_MISSING, "")
+    errors = refused.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"Error: cannot judge on --data: {shadow_version} has no holdout")
