@@ -359,7 +359,8 @@ def _data_section(card: dict[str, Any], holdout: Holdout) -> list[str]:
     data, split, metrics = _dict(card, "training_data"), _dict(card, "split"), _dict(card, "metrics")
     label = _dict(card, "label")
     options = _dict(card, "training_options")
-    lines = ["## Training data and split", ""]
+    imported = card.get("model_kind") == MODEL_KIND_IMPORTED
+    lines = ["## The data it was imported with, and its split" if imported else "## Training data and split", ""]
     lines += _table(
         ("file", "rows", "sha256", "label"),
         [(f"`{data.get('file', '-')}`", data.get("rows", "-"), f"`{data.get('sha256', '-')}`",

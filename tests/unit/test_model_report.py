@@ -25,7 +25,8 @@ from churnstream.cli import model as model_cli
 from churnstream.errors import EXIT_CONFIG, EXIT_MODEL_INTEGRITY, EXIT_MODEL_MISSING, ModelIntegrityError
 from churnstream.files import json_bytes
 from churnstream.ml.holdout import Holdout, load_holdout
-from churnstream.ml.report import DPI, FIGURE_SIZE, PAGE_FILE, PICTURE_FILE, draw
+from churnstream.ml.model import MODEL_KIND_IMPORTED
+from churnstream.ml.report import DPI, FIGURE_SIZE, PAGE_FILE, PICTURE_FILE, draw, page
 from churnstream.ml.store import CARD_FILE, HOLDOUT_FILE, ModelStore
 from churnstream.plotting import REPORT_EXTRA_HINT
 from tests.helpers import current_card_path
@@ -89,6 +90,7 @@ def test_the_page_holds_the_cards_figures_and_the_bands_as_the_holdout_fills_the
     metrics, evaluation = card["metrics"], card["evaluation"]
     assert f"![{card['model_version']}: " in text and f"]({PICTURE_FILE})" in text
     assert f"the {card['holdout']['rows']:,} test rows of `{card['training_data']['file']}`" in text
+    assert "never used to fit the model nor to choose its threshold" in text
     row = " | ".join(f"{metrics[name]:.4f}" for name in ("precision", "recall", "f1", "accuracy", "roc_auc"))
     assert f"| {card['threshold']:.4f} | {evaluation['at_threshold']['flagged']} | {row} |" in text
     assert f"**{card['threshold_rule']['rule']}**" in text
@@ -109,6 +111,14 @@ def test_the_page_holds_the_cards_figures_and_the_bands_as_the_holdout_fills_the
     assert f"**{card['reasons']['method']}** method" in text
     assert card["training_data"]["sha256"] in text
     assert f"| {metrics['train_rows']} | {metrics['validation_rows']} | {metrics['test_rows']} |" in text
+
+
+def test_an_imported_models_page_says_its_figures_hold_only_if_it_never_saw_the_rows(store: ModelStore) -> None:
+    card = {**store.card(store.require_current()), "model_kind": MODEL_KIND_IMPORTED}
+    holdout = Holdout("made-up", ("a", "b"), np.array([0, 1]), np.array([0.2, 0.7]))
+    text = page(card, holdout)
+    assert "Kind: **imported**" in text and "these figures are honest only if it never saw these rows" in text
+    assert "## The data it was imported with, and its split" in text and "never used to fit" not in text
 
 
 def _drawn_texts(figure: Any) -> list[Any]:
