@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from churnstream.files import write_bytes_atomically
-from churnstream.ml.evaluation import LIFT_AT, RELIABILITY_BINS, Bands, gains_curve, lift_table
+from churnstream.ml.evaluation import LIFT_AT, RELIABILITY_BINS, Bands, brier_score, gains_curve, lift_table
 from churnstream.ml.holdout import Holdout
 from churnstream.ml.model import MODEL_KIND_IMPORTED
 from churnstream.ml.store import HOLDOUT_FILE
@@ -114,7 +114,7 @@ def _panel_reliability(axis: Any, card: dict[str, Any], holdout: Holdout) -> Non
     )  # fmt: skip
     calibration = card.get("calibration")
     method = calibration.get("method") if isinstance(calibration, dict) else None
-    brier = float(np.mean((holdout.probabilities - holdout.labels) ** 2))
+    brier = brier_score(holdout.labels, holdout.probabilities)
     axis.set_title(
         f"Reliability, {RELIABILITY_BINS} bins ({f'calibrated: {method}' if method else 'not calibrated'}), "
         f"Brier {brier:.3f}",
