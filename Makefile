@@ -56,8 +56,12 @@ setup: venv data model broker-libs prometheus ## everything the demo and the tes
 
 DEMO_ARGS ?= --mode streaming --events-per-sec 200 --duration 10 --inject-bad 5
 
-demo: setup kafka-up ## set up, start Kafka, run a short pipeline test; its topics (*-demo) are kept to explore
+DEMO_MODEL_REPORT := results/demo/model
+
+demo: setup kafka-up ## set up, start Kafka, run a short pipeline test (its topics, *-demo, are kept); report the model
 	$(PY) test_pipeline.py $(DEMO_ARGS) --run-name demo --results-json results/demo/results.json --report results/demo/TEST_RESULTS.md
+	@files=$$($(PY) -m churnstream.cli.model --quiet report --out $(DEMO_MODEL_REPORT)) && \
+	  printf "the current model's report: %s (picture: %s)\n" "$$(echo "$$files" | sed -n 2p)" "$$(echo "$$files" | sed -n 1p)"
 
 BENCHMARK_JSON := docs/benchmarks/results/latest.json
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from churnstream.cli.common import (
     add_logging_options,
@@ -18,12 +18,15 @@ from churnstream.cli.common import (
 )
 from churnstream.cli.connection import add_connection_options, load_settings_with
 from churnstream.contract.outputs import MalformedOutput, Prediction, decode_prediction
-from churnstream.errors import ModelIntegrityError, ModelMissing, TopicMissing
+from churnstream.errors import ConfigError, ModelIntegrityError, ModelMissing, TopicMissing
 from churnstream.kafka.reading import READ_TIMEOUT_S
 from churnstream.ml.calibration import METHODS as CALIBRATION_METHODS
 from churnstream.ml.dataset import DATASET_LABEL
 from churnstream.ml.store import ModelStore
 from churnstream.settings import ENV_MODEL_STORE, Settings, load_settings
+
+if TYPE_CHECKING:
+    from churnstream.ml.holdout import Holdout
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  churn-model import pipeline.pkl --schema my.schema.json --data holdout.csv --label churned --promote\n"
         "  churn-model promote logreg-0123456789ab\n"
         "  churn-model rollback\n"
+        "  churn-model report --out results/model\n"
         "  churn-model compare --data data/WA_Fn-UseC_-Telco-Customer-Churn.csv",
     )
     parser.add_argument("--store", type=Path, help=f"the model store folder (default: {ENV_MODEL_STORE}, else models/)")
@@ -87,17 +91,35 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="move the single-file layout (models/sklearn_pipeline.pkl) into the store (make model runs it)"
     )
     sub = commands.add_parser(
+        "report",
+        help="draw a version (ROC, reliability, gains, score histograms) and write its card's figures as Markdown",
+        description="Write DIR/model.png (the ROC curve, the reliability diagram, the cumulative gains with the top "
+        "10/20/30 % and their lift, the score histograms of churners and stayers with the threshold and the risk "
+        "bands) and DIR/model.md (the card's figures in tables, the picture embedded), all measured on the "
+        "version's holdout: its test rows, never used to fit it nor to choose its threshold. Needs matplotlib "
+        "(the report extra).",
+    )
+    sub.add_argument("version", nargs="?", metavar="VERSION", help="a version of the store (default: the current one)")
+    sub.add_argument("--out", type=Path, required=True, metavar="DIR", help="the folder to write the two files into")
+    sub = commands.add_parser(
         "compare",
         help="join the main and shadow prediction topics by event_id and report how the two models differ",
         description="Read both topics to their end (read_committed), join them by event_id, and print the agreement "
-        "of the decisions, the mean and p99 of |dp|, and with --data each model's ROC-AUC, precision and recall "
-        "on the labelled events (the CSV's Churn column, joined by customerID).",
+        "of the decisions, the mean and p99 of |dp|, and each model's ROC-AUC, precision and recall on the matched "
+        "events whose key is a test row of both versions (their holdouts: rows neither was fitted or tuned on), "
+        "labelled by the holdouts, or by --data. The other events are counted, never judged.",
     )
     sub.add_argument("--main-topic", metavar="TOPIC", help="default: KAFKA_TOPIC_PREDICTIONS")
     sub.add_argument("--shadow-topic", metavar="TOPIC", help="default: KAFKA_TOPIC_PREDICTIONS_SHADOW")
     sub.add_argument("--main-version", metavar="VERSION", help="only the main predictions of this version")
     sub.add_argument("--shadow-version", metavar="VERSION", help="only the shadow predictions of this version")
-    sub.add_argument("--data", type=Path, metavar="CSV", help="labels: a Telco CSV with its Churn column")
+    sub.add_argument(
+        "--data",
+        type=Path,
+        metavar="CSV",
+        help="label the events from this CSV (its label column, by key, read as the current card says) instead of "
+        "the holdouts: outcomes recorded since training; refused when a version has no holdout",
+    )
     sub.add_argument(
         "--timeout-s",
         type=positive_number,
@@ -217,19 +239,32 @@ def _labels(csv_path: Path, store: ModelStore) -> dict[str, int]:
     )
 
 
+def _holdouts(store: ModelStore, versions: set[str]) -> dict[str, Holdout]:
+    """The holdout of each version that has one in the store (compare judges only on those)."""
+    from churnstream.ml.holdout import load_holdout  # noqa: PLC0415
+
+    holdouts = {}
+    for version in sorted(versions):
+        try:
+            holdouts[version] = load_holdout(store, version, "judge it on its test rows")
+        except (ConfigError, ModelMissing) as exc:  # not in this store, or made before holdouts
+            logger.debug("%s", exc)
+    return holdouts
+
+
 def _compare(args: argparse.Namespace, settings: Settings, store: ModelStore) -> str:
     # scikit-learn and kafka-python: imported for compare only
     from churnstream.kafka.clients import make_admin  # noqa: PLC0415
     from churnstream.kafka.diagnosis import kafka_errors_translated  # noqa: PLC0415
     from churnstream.kafka.topics import require_topics  # noqa: PLC0415
-    from churnstream.ml.compare import compare, format_comparison  # noqa: PLC0415
+    from churnstream.ml.compare import compare, format_comparison, labels_over  # noqa: PLC0415
 
     for version in (args.main_version, args.shadow_version):
         if version is not None:
             store.paths(version)  # ConfigError (exit 3) for a version the store does not know
     main_topic = args.main_topic or settings.topic_predictions
     shadow_topic = args.shadow_topic or settings.topic_predictions_shadow
-    labels = _labels(args.data, store) if args.data else None
+    outcomes = _labels(args.data, store) if args.data else None
     admin = make_admin(settings, "churn-model-compare")
     try:
         require_topics(admin, settings, [main_topic, shadow_topic])
@@ -248,8 +283,31 @@ def _compare(args: argparse.Namespace, settings: Settings, store: ModelStore) ->
         main = [p for p in main if p.model_version == args.main_version]
     if args.shadow_version:
         shadow = [p for p in shadow if p.model_version == args.shadow_version]
+    holdouts = _holdouts(store, {p.model_version for p in (*main, *shadow)})
+    comparison = compare(main, shadow, labels_over(holdouts, outcomes, str(args.data)))
+    if args.data and comparison.unjudged_versions:
+        raise ModelMissing(
+            f"cannot judge on --data: {', '.join(comparison.unjudged_versions)} has no holdout in the store "
+            f"{store.root} (made by an older release, or not in this store), so its training rows cannot be told "
+            "apart: retrain it, or leave its predictions out with --main-version/--shadow-version"
+        )
     header = f"main topic: {main_topic}\nshadow topic: {shadow_topic}"
-    return header + "\n" + format_comparison(compare(main, shadow, labels))
+    return header + "\n" + format_comparison(comparison)
+
+
+def _report(args: argparse.Namespace, store: ModelStore) -> str:
+    """churn-model report: the version's picture and page, from its card and its holdout."""
+    from churnstream.ml.holdout import load_holdout  # noqa: PLC0415
+    from churnstream.ml.report import write_report  # noqa: PLC0415 - scikit-learn and matplotlib: only to draw
+
+    version = args.version or store.require_current()
+    card = store.card(version)  # ConfigError (exit 3) for a version the store does not know
+    holdout = load_holdout(store, version, "get its report", card)
+    try:
+        files = write_report(card, holdout, args.out)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report into {args.out}: {exc.strerror or exc}") from None
+    return f"{files.picture}\n{files.page}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"migrated the single-file model into {store.root / version}" if version else "nothing to migrate")
         elif args.command == "compare":
             print(_compare(args, settings, store))
+        elif args.command == "report":
+            print(_report(args, store))
         return 0
 
     return run(body)

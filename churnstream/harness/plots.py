@@ -12,23 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from churnstream.contract.outputs import Guarantee, Mode
-from churnstream.errors import ConfigError
 from churnstream.harness.plan import SUBJECT_TEXT, Subject
+from churnstream.plotting import pyplot
 
-REPORT_EXTRA_HINT = "the plot needs matplotlib: pip install 'telco-churn-stream[report]' (make installs it)"
 COLOURS = {Subject.FLOOR: "tab:gray", Subject.BARE_LOOP: "tab:blue", Subject.CONSUMER: "tab:orange"}
-
-
-def _pyplot() -> Any:
-    """matplotlib, imported only when a report is written: it is the ``report`` extra, not a runtime need."""
-    try:
-        import matplotlib  # noqa: PLC0415
-    except ImportError:
-        raise ConfigError(REPORT_EXTRA_HINT) from None
-    matplotlib.use("Agg")  # files only: no display on servers and CI
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    return plt
 
 
 def _ccdf(axis: Any, points: list[list[float]], **style: Any) -> None:
@@ -140,7 +127,7 @@ def _panel_throughput(axis: Any, backlog: dict[str, Any]) -> None:
 
 def plot_suite(results: dict[str, Any], spec: dict[str, Any], path: Path) -> Path:
     """One figure: a row of CCDFs (rate x guarantee), a row of latency over time, the batch runs."""
-    plt = _pyplot()
+    plt = pyplot()
     streaming = [r for r in results["scenarios"] if r["mode"] == Mode.STREAMING]
     panels = sorted({(r["plan"]["events_per_sec"], g) for r in streaming for g in spec["guarantees"]})
     columns = max(len(panels), 1)
@@ -168,7 +155,7 @@ def plot_suite(results: dict[str, Any], spec: dict[str, Any], path: Path) -> Pat
 
 def plot_runs(results: dict[str, Any], path: Path) -> Path:
     """Single runs: throughput over time and the latency CCDF (with the goal, if one was given), one row each."""
-    plt = _pyplot()
+    plt = pyplot()
     scenarios = results["scenarios"]
     figure, axes = plt.subplots(len(scenarios), 2, figsize=(12, 3.6 * len(scenarios)), squeeze=False)
     for row, result in enumerate(scenarios):

@@ -6,8 +6,11 @@ same transaction, so a read_committed reader sees both or neither). Over the mat
 * agreement: the share whose ``prediction`` (Yes/No, each model at its own threshold) is the same;
 * ``|Δp|``: the absolute difference of the churn probabilities, its mean and 99th percentile
   (numpy's default percentile, linear interpolation: the project's one definition);
-* with labels (a CSV's label column, joined by the events' key): each side's ROC-AUC of its
-  probabilities, and precision and recall of its decisions, on the matched events that have a label.
+* judged on the holdout: each side's ROC-AUC of its probabilities, and precision and recall of its
+  decisions, only on the matched events whose key is a test row of *both* versions that scored it
+  (each version's holdout: churnstream.ml.holdout), never on rows either model was fitted or tuned on,
+  which would flatter the one that overfits more. The labels are the holdouts' own, or a CSV's.
+  A version without a holdout (made before card format 4) leaves the comparison unjudged.
 
 A duplicate (the same ``event_id`` twice on one topic: an at-least-once consumer that restarted)
 counts once, its last copy; the number of duplicates is reported.
@@ -15,8 +18,9 @@ counts once, its last copy; the number of duplicates is reported.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,6 +30,11 @@ from sklearn.metrics import precision_score, recall_score, roc_auc_score
 from churnstream.contract.outputs import PREDICTION_YES, Prediction
 from churnstream.errors import DataError
 from churnstream.ml.dataset import choose_label, read_rows
+from churnstream.ml.holdout import Holdout
+
+logger = logging.getLogger(__name__)
+
+HOLDOUT_LABELS = "the versions' holdout files"
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,38 @@ class SideMetrics:
     roc_auc: float | None
     precision: float
     recall: float
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What the two sides are judged with: outcomes by key, and the keys each version was tested on."""
+
+    by_key: Mapping[str, int]  # key -> 1 (churned) or 0
+    test_keys: Mapping[str, frozenset[str]]  # version -> its holdout's keys; a version without one is absent
+    source: str  # where the outcomes come from, for the output
+
+
+def holdout_labels(holdouts: Iterable[Holdout]) -> dict[str, int]:
+    """The outcomes the holdouts recorded, by key; a key two holdouts label differently (two data sets of
+    different dates) has no label."""
+    labels: dict[str, int] = {}
+    conflicting: set[str] = set()
+    for holdout in holdouts:
+        for key, label in zip(holdout.keys, holdout.labels.tolist(), strict=True):
+            if labels.setdefault(key, label) != label:
+                conflicting.add(key)
+    if conflicting:
+        logger.warning("%d key(s) have different labels in two holdouts; they are not judged", len(conflicting))
+    return {key: label for key, label in labels.items() if key not in conflicting}
+
+
+def labels_over(holdouts: Mapping[str, Holdout], by_key: Mapping[str, int] | None, source: str) -> Labels:
+    """Labels over ``holdouts`` (version -> its holdout): their own outcomes, or ``by_key`` from ``source``."""
+    return Labels(
+        by_key=holdout_labels(holdouts.values()) if by_key is None else by_key,
+        test_keys={version: frozenset(holdout.keys) for version, holdout in holdouts.items()},
+        source=HOLDOUT_LABELS if by_key is None else source,
+    )
 
 
 @dataclass(frozen=True)
@@ -52,7 +93,11 @@ class Comparison:
     duplicates_main: int = 0
     duplicates_shadow: int = 0
     labels_given: bool = False
-    labelled: int = 0  # matched events with a label
+    label_source: str = ""
+    unjudged_versions: tuple[str, ...] = ()  # versions of matched events without a holdout: nothing judged
+    judged: int = 0  # matched events whose key is a test row of both versions, and has a label
+    left_out: int = 0  # matched events whose key is not a test row of both versions
+    unlabelled: int = 0  # matched events whose key is a test row of both, without a label
     main_metrics: SideMetrics | None = None
     shadow_metrics: SideMetrics | None = None
 
@@ -71,8 +116,9 @@ def _side_metrics(labels: np.ndarray, probabilities: np.ndarray, decisions: np.n
     )
 
 
-def compare(main: Sequence[Prediction], shadow: Sequence[Prediction], labels: Mapping[str, int] | None) -> Comparison:
-    """Join the two sides by event_id and measure how far apart they are (see the module doc)."""
+def compare(main: Sequence[Prediction], shadow: Sequence[Prediction], labels: Labels | None) -> Comparison:
+    """Join the two sides by event_id and measure how far apart they are; with ``labels``, judge each side
+    on the matched events that are test rows of both versions (see the module doc)."""
     main_by_event, duplicates_main = _by_event(main)
     shadow_by_event, duplicates_shadow = _by_event(shadow)
     matched_ids = [event_id for event_id in main_by_event if event_id in shadow_by_event]
@@ -98,20 +144,30 @@ def compare(main: Sequence[Prediction], shadow: Sequence[Prediction], labels: Ma
     )
     if labels is None:
         return comparison
-    known = np.array([m.key in labels for m, _ in pairs], dtype=bool)
-    if not known.any():
-        return _with_labels(comparison, 0, None, None)
-    truth = np.array([labels[m.key] for m, _ in pairs if m.key in labels], dtype=int)
-    return _with_labels(
-        comparison,
-        int(known.sum()),
-        _side_metrics(truth, main_p[known], main_yes[known].astype(int)),
-        _side_metrics(truth, shadow_p[known], shadow_yes[known].astype(int)),
+    comparison = replace(comparison, labels_given=True, label_source=labels.source)
+    versions = {m.model_version for m, _ in pairs} | {s.model_version for _, s in pairs}
+    unjudged = tuple(sorted(v for v in versions if v not in labels.test_keys))
+    if unjudged:
+        return replace(comparison, unjudged_versions=unjudged)
+    test_row = np.array(
+        [m.key in labels.test_keys[m.model_version] and s.key in labels.test_keys[s.model_version] for m, s in pairs],
+        dtype=bool,
     )
-
-
-def _with_labels(c: Comparison, labelled: int, main: SideMetrics | None, shadow: SideMetrics | None) -> Comparison:
-    return replace(c, labels_given=True, labelled=labelled, main_metrics=main, shadow_metrics=shadow)
+    judged = test_row & np.array([m.key in labels.by_key for m, _ in pairs], dtype=bool)
+    comparison = replace(
+        comparison,
+        judged=int(judged.sum()),
+        left_out=int((~test_row).sum()),
+        unlabelled=int((test_row & ~judged).sum()),
+    )
+    if not judged.any():
+        return comparison
+    truth = np.array([labels.by_key[m.key] for (m, _), keep in zip(pairs, judged, strict=True) if keep], dtype=int)
+    return replace(
+        comparison,
+        main_metrics=_side_metrics(truth, main_p[judged], main_yes[judged].astype(int)),
+        shadow_metrics=_side_metrics(truth, shadow_p[judged], shadow_yes[judged].astype(int)),
+    )
 
 
 def load_labels(csv_path: Path, key_field: str, label_column: str, positive: str | None = None) -> dict[str, int]:
@@ -147,12 +203,23 @@ def format_comparison(c: Comparison) -> str:
         f"mean |dp|: {_number(c.mean_abs_delta, 6)}",
         f"p99 |dp|: {_number(c.p99_abs_delta, 6)}",
     ]
-    if c.labels_given and c.main_metrics is None:
-        lines.append("labelled events: 0 (no matched event's customerID has a label)")
+    if c.unjudged_versions:
+        lines.append(
+            f"judged: no ({', '.join(c.unjudged_versions)}: no holdout in the store, made by an older release or "
+            "not in this store; retrain it to judge it on its test rows)"
+        )
+    elif c.labels_given:
+        unlabelled = f"; {c.unlabelled} more have no label there" if c.unlabelled else ""
+        lines += [
+            f"judged on: {c.judged} matched events whose key is a test row of both versions "
+            f"(labels: {c.label_source}{unlabelled})",
+            f"left out: {c.left_out} matched events that are not test rows of both (either version was fitted or "
+            "tuned on them, or they are not in its data)",
+        ]
     for name, metrics in (("main", c.main_metrics), ("shadow", c.shadow_metrics)):
         if metrics is not None:
             lines.append(
-                f"{name} on {c.labelled} labelled: roc_auc {_number(metrics.roc_auc)}, "
+                f"{name} on {c.judged} test rows: roc_auc {_number(metrics.roc_auc)}, "
                 f"precision {_number(metrics.precision)}, recall {_number(metrics.recall)}"
             )
     return "\n".join(lines)

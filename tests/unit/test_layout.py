@@ -1,7 +1,7 @@
 """The package's layering holds: each rule below is one the code review asked for, checked on the source.
 
 - no module of the package imports the root scripts (``config.py`` and friends);
-- the runtime path (producer, consumer, replay) loads nothing of the launcher or the harness;
+- the runtime path (producer, consumer, replay) loads nothing of the launcher, the harness or the pictures;
 - the library never prints: only ``churnstream/cli`` writes to a terminal;
 - the output formats have one home: no module outside the contract (and the test that pins the
   wire format) types a prediction field, a dead-letter or replay header, a mode or a guarantee.
@@ -70,18 +70,19 @@ def test_the_package_never_imports_a_root_script(path: Path) -> None:
     assert not imported & ROOT_SCRIPTS
 
 
-def test_the_runtime_path_loads_nothing_of_the_launcher_or_the_harness() -> None:
+def test_the_runtime_path_loads_nothing_of_the_launcher_the_harness_or_the_pictures() -> None:
     """Import each runtime command in a fresh interpreter and list what came with it."""
     code = (
         "import json, sys\n"
         "import churnstream.cli.producer, churnstream.cli.consumer, churnstream.cli.replay\n"
         "import churnstream.consumer.run, churnstream.producer.run, churnstream.replay\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('churnstream'))))\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('churnstream', 'matplotlib')))))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = json.loads(result.stdout)
     assert "churnstream.consumer.loop" in loaded  # the probe loaded what it meant to
-    assert [m for m in loaded if m.startswith(("churnstream.harness", "churnstream.localkafka"))] == []
+    off_the_path = ("churnstream.harness", "churnstream.localkafka", "churnstream.ml.report", "churnstream.plotting")
+    assert [m for m in loaded if m.startswith((*off_the_path, "matplotlib"))] == []
 
 
 @pytest.mark.parametrize(
