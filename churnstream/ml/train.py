@@ -325,8 +325,11 @@ def describe(
             "expected_cost": choice.expected_cost,
         },
         "risk_bands": assessment.bands.as_card(),
-        "risk_band_rule": "cuts at the calibrated validation probabilities ranked highest first: the top "
-        + ", ".join(f"{share:.0%} and up to {name}" for name, share in BAND_RULE)
+        "risk_band_rule": "the validation customers ranked by (calibrated) probability, highest first: "
+        + ", ".join(
+            f"the {'top' if index == 0 else 'next'} {share - (BAND_RULE[index - 1][1] if index else 0):.0%} {name}"
+            for index, (name, share) in enumerate(BAND_RULE)
+        )
         + f", the rest {LOWEST_BAND}; a band holds probabilities from its min_probability up",
         "reasons": reasons,
         "schema": schema.document,
