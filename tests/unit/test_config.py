@@ -51,6 +51,7 @@ def test_relative_paths_are_relative_to_the_project(tmp_path: Path) -> None:
         ("KAFKA_BOOTSTRAP_SERVERS", "localhost:99999", "expected host:port[,host:port...]"),
         ("KAFKA_TOPIC_RAW", "bad topic!", "a topic name is 1-249 characters"),
         ("KAFKA_TOPIC_PREDICTIONS_SHADOW", "bad topic!", "a topic name is 1-249 characters"),
+        ("KAFKA_CONSUMER_GROUP", "bad group!", "a group name is 1-249 characters"),
         ("KAFKA_SASL_MECHANISM", "GSSAPI", "expected one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
         ("METRICS_ADDRESS", "127.0.0.1:9400", "an IP address of this host (127.0.0.1, ::1) or a host name"),
         ("CONSUMER_WAIT_FOR_TOPIC_S", "-1", "expected a number of seconds from 0 to 86400"),
