@@ -5,7 +5,9 @@
 - ``schemas/prediction.schema.json`` and ``schemas/dead-letter-headers.schema.json``: the output formats as
   JSON Schema (contract.jsonschema), and ``docs/reference/event-schema.md``, the Telco schema file's reference
   (the file itself, ``schemas/event.schema.json``, is the source: never written here);
-- the metrics table in ``docs/howto/monitoring.md`` (observability.metrics, from live registries).
+- the metrics table in ``docs/howto/monitoring.md`` (observability.metrics, from live registries);
+- ``docs/troubleshooting.md``, a section per exit code (errors.EXIT_CODES and cli.troubleshooting's causes);
+- ``docs/reference/configuration.md``, every setting (settings.py, the parsers, cli.configuration's meanings).
 
 ``--check`` writes nothing and exits 1 when a committed file differs (tests/unit/test_docs.py runs it).
 """
@@ -23,7 +25,9 @@ import numpy as np
 from kafka.structs import TopicPartition
 
 from churnstream.cli.common import make_parser, run
+from churnstream.cli.configuration import configuration_page
 from churnstream.cli.registry import COMMANDS
+from churnstream.cli.troubleshooting import troubleshooting_page
 from churnstream.contract.jsonschema import SCHEMAS, schema_reference
 from churnstream.contract.outputs import Stage
 from churnstream.contract.schema import load_schema
@@ -89,7 +93,7 @@ def exit_code_table() -> str:
     lines = ["| Code | Meaning | Raised as |", "| --: | --- | --- |"]
     for code, meaning in sorted(EXIT_CODES.items()):
         raised = ", ".join(f"`{name}`" for name in classes.get(code, [])) or "-"
-        lines.append(f"| {code} | {meaning} | {raised} |")
+        lines.append(f"| [{code}](docs/troubleshooting.md#exit-{code}) | {meaning} | {raised} |")
     return "\n".join(lines)
 
 
@@ -131,6 +135,8 @@ def generated_files(root: Path = PROJECT_ROOT) -> dict[Path, Callable[[], bytes]
         monitoring: lambda: replace_block(monitoring.read_text(encoding="utf-8"), "metrics", metrics_table()).encode(),
         root / "docs" / "reference" / "cli.md": lambda: cli_reference().encode(),
         readme: lambda: replace_block(readme.read_text(encoding="utf-8"), "exit-codes", exit_code_table()).encode(),
+        root / "docs" / "troubleshooting.md": lambda: troubleshooting_page().encode(),
+        root / "docs" / "reference" / "configuration.md": lambda: configuration_page().encode(),
     }
     telco = root / DEFAULT_SCHEMA_PATH.relative_to(PROJECT_ROOT)
     for name, build in SCHEMAS.items():
@@ -146,7 +152,9 @@ def stale_files(root: Path = PROJECT_ROOT) -> list[Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser(PROG, "Regenerate the docs that mirror code: the CLI reference, exit codes, JSON Schemas.")
+    parser = make_parser(
+        PROG, "Regenerate the docs that mirror code: the CLI, configuration and exit-code references, JSON Schemas."
+    )
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a generated file is stale")
     return parser
 
