@@ -7,7 +7,8 @@
   (the file itself, ``schemas/event.schema.json``, is the source: never written here);
 - the metrics table in ``docs/howto/monitoring.md`` (observability.metrics, from live registries);
 - ``docs/troubleshooting.md``, a section per exit code (errors.EXIT_CODES and cli.troubleshooting's causes);
-- ``docs/reference/configuration.md``, every setting (settings.py, the parsers, cli.configuration's meanings).
+- ``docs/reference/configuration.md``, every setting (settings.py, the parsers, cli.configuration's meanings);
+- the reader in ``docs/howto/read-predictions.md``, from ``examples/read_predictions.py`` (which a test runs).
 
 ``--check`` writes nothing and exits 1 when a committed file differs (tests/unit/test_docs.py runs it).
 """
@@ -131,11 +132,18 @@ def generated_files(root: Path = PROJECT_ROOT) -> dict[Path, Callable[[], bytes]
     """Each generated file, and how to build its content from the code."""
     readme = root / "KAFKA_README.md"
     monitoring = root / "docs" / "howto" / "monitoring.md"
+    reading = root / "docs" / "howto" / "read-predictions.md"
+    example = root / "examples" / "read_predictions.py"
     files: dict[Path, Callable[[], bytes]] = {
         monitoring: lambda: replace_block(monitoring.read_text(encoding="utf-8"), "metrics", metrics_table()).encode(),
         root / "docs" / "reference" / "cli.md": lambda: cli_reference().encode(),
         readme: lambda: replace_block(readme.read_text(encoding="utf-8"), "exit-codes", exit_code_table()).encode(),
         root / "docs" / "troubleshooting.md": lambda: troubleshooting_page().encode(),
+        reading: lambda: replace_block(
+            reading.read_text(encoding="utf-8"),
+            "read-predictions",
+            f"```python\n{example.read_text(encoding='utf-8')}```",
+        ).encode(),
         root / "docs" / "reference" / "configuration.md": lambda: configuration_page().encode(),
     }
     telco = root / DEFAULT_SCHEMA_PATH.relative_to(PROJECT_ROOT)
