@@ -75,8 +75,8 @@ REMEDIES: dict[int, tuple[Remedy, ...]] = {
         Remedy(
             "the consumer: `another consumer took over this consumer's transactional id`: two live consumers "
             "with one instance id",
-            '`make kafka-tool ARGS="kafka-consumer-groups --describe --group telco-churn-consumer-group '
-            '--members"`, and the `CONSUMER_INSTANCE_ID` of each process',
+            "each consumer's first log line names its id (`consumer vm-0 (group ..., transactional id ...~vm-0) "
+            "starting`)",
             "give each consumer its own id ([scaling out](howto/scale-out.md#consumers-on-several-machines)); "
             "never one `CONSUMER_INSTANCE_ID` in a shared `.env`",
         ),
