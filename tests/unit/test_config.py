@@ -106,6 +106,17 @@ def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path, monkeypatch: py
     assert settings.consumer_group == "group-from-env"
 
 
+def test_churn_dotenv_is_relative_to_the_folder_the_command_starts_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unlike the paths in the settings (relative to the project folder): docs/reference/configuration.md."""
+    (tmp_path / "mine.env").write_text("KAFKA_TOPIC_RAW=from-cwd\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHURN_DOTENV", "mine.env")
+    monkeypatch.delenv("KAFKA_TOPIC_RAW", raising=False)
+    assert config.load_settings().topic_raw == "from-cwd"
+
+
 def test_every_variable_is_documented_in_env_example() -> None:
     example = (PROJECT_ROOT / ".env.example").read_text()
     for variable in config.ALL_VARIABLES:
