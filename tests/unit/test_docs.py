@@ -141,3 +141,56 @@ def test_every_link_of_a_page_resolves(page: Path) -> None:
         elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
             broken.append(f"{target}: no heading #{anchor} in {resolved.relative_to(ROOT)}")
     assert broken == []
+
+
+# -- the ACL tables: what the local SASL_SSL broker grants is what both pages list
+
+
+def acl_tables(page: Path) -> list[set[tuple[str, str, str, str]]]:
+    """Each ``| Resource | Name | Pattern | Operations | Why |`` table of a page, as (resource, name,
+    pattern, operation) grants, lists in a cell expanded (``topic`` x three prefixes)."""
+    tables: list[set[tuple[str, str, str, str]]] = []
+    current: set[tuple[str, str, str, str]] | None = None
+    for line in page.read_text().splitlines():
+        if line.startswith("| Resource | Name | Pattern | Operations |"):
+            current = set()
+            tables.append(current)
+        elif current is not None and line.startswith("|"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            if set(cells[0]) <= {"-", " "}:
+                continue
+            resources = [r.strip() for r in cells[0].split(",")]
+            names = [n.strip(" `") for n in cells[1].split(",")]
+            operations = [o.strip() for o in cells[3].split(",")]
+            current |= {(r, n, cells[2], o) for r in resources for n in names for o in operations}
+        else:
+            current = None
+    return tables
+
+
+def granted(acls: list) -> set[tuple[str, str, str, str]]:  # kafka.admin.ACL
+    words = {"TOPIC": "topic", "GROUP": "group", "TRANSACTIONAL_ID": "transactional id"}
+    operations = {"DESCRIBE_CONFIGS": "DescribeConfigs"}
+    return {
+        (
+            words[acl.resource_pattern.resource_type.name],
+            acl.resource_pattern.resource_name,
+            acl.resource_pattern.pattern_type.name.lower(),
+            operations.get(acl.operation.name, acl.operation.name.capitalize()),
+        )
+        for acl in acls
+    }
+
+
+@pytest.mark.parametrize("page", ["KAFKA_README.md", "docs/howto/secure-cluster.md"])
+def test_the_acl_tables_list_what_the_local_secure_broker_grants(page: str) -> None:
+    from churnstream.localkafka.acl import harness_acls, pipeline_acls, replay_acls  # noqa: PLC0415
+    from churnstream.localkafka.cluster import ledger_topic  # noqa: PLC0415
+    from churnstream.replay import replay_transactional_id  # noqa: PLC0415
+    from churnstream.settings import Settings  # noqa: PLC0415
+
+    s = Settings()
+    names = (s.topic_raw, s.topic_predictions, s.topic_deadletter, s.consumer_group)
+    pipeline = pipeline_acls("churn", *names, shadow_topic=s.topic_predictions_shadow) + harness_acls("churn", *names)
+    replay = replay_acls("churn-replay", s.topic_raw, s.topic_deadletter, ledger_topic(s), replay_transactional_id(s))
+    assert acl_tables(ROOT / page) == [granted(pipeline), granted(replay)]
