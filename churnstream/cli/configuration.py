@@ -233,7 +233,7 @@ def configuration_page() -> str:
         "## Relative paths",
         "",
         "A relative path in a variable (`.env` or the environment) is relative to the "
-        "project folder: the checkout the package runs from (`make` installs it editable), or, after "
+        "project folder: the checkout the package runs from (`make setup` installs it editable), or, after "
         "`pip install .`, the folder the command was started in. A relative path given as a flag "
         "(`--data`, `--schema`, `--store`) and `CHURN_DOTENV` are relative to the folder the command was "
         "started in. The default `.env` is the one in the project folder.",
