@@ -12,6 +12,7 @@ from dotenv import dotenv_values
 
 from churnstream.cli import configuration, troubleshooting
 from churnstream.cli.docs import stale_files
+from churnstream.cli.registry import COMMANDS
 from churnstream.errors import EXIT_CODES
 from churnstream.settings import ALL_VARIABLES, ENV_DOTENV, settings_from
 from tests.helpers import ROOT
@@ -194,3 +195,19 @@ def test_the_acl_tables_list_what_the_local_secure_broker_grants(page: str) -> N
     pipeline = pipeline_acls("churn", *names, shadow_topic=s.topic_predictions_shadow) + harness_acls("churn", *names)
     replay = replay_acls("churn-replay", s.topic_raw, s.topic_deadletter, ledger_topic(s), replay_transactional_id(s))
     assert acl_tables(ROOT / page) == [granted(pipeline), granted(replay)]
+
+
+def test_a_page_that_lists_the_console_scripts_lists_them_all() -> None:
+    """A list of four or more console scripts in a paragraph is meant as the list: it must not miss one
+    (the one list kept by code is the generated table of docs/reference/cli.md)."""
+    scripts = {command.console_script for command in COMMANDS if command.console_script}
+    incomplete = []
+    for page in markdown_files():
+        if page.name == "CHANGELOG.md" or "benchmarks" in page.parts:
+            continue  # history: what the release of its day shipped
+        prose = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)  # a walkthrough's commands are no list
+        for paragraph in prose.split("\n\n"):
+            named = set(re.findall(r"\bchurn-[a-z-]+\b", paragraph)) & scripts
+            if len(named) >= 4 and named != scripts:
+                incomplete.append(f"{page.relative_to(ROOT)}: {sorted(named)} lacks {sorted(scripts - named)}")
+    assert incomplete == []
