@@ -211,3 +211,21 @@ def test_a_page_that_lists_the_console_scripts_lists_them_all() -> None:
             if len(named) >= 4 and named != scripts:
                 incomplete.append(f"{page.relative_to(ROOT)}: {sorted(named)} lacks {sorted(scripts - named)}")
     assert incomplete == []
+
+
+def test_every_test_file_a_page_or_a_deploy_file_cites_exists() -> None:
+    citing = [
+        *markdown_files(),
+        *(ROOT / "deploy").rglob("*.*"),
+        ROOT / "Dockerfile",
+        ROOT / "docker-compose.yml",
+        *(ROOT / "churnstream").rglob("*.py"),
+    ]
+    missing = {
+        f"{path.relative_to(ROOT)} cites {cited}"
+        for path in citing
+        if "benchmarks" not in path.parts and path.name != "CHANGELOG.md"  # history names the files of its day
+        for cited in re.findall(r"\btests/(?:unit|integration)/[a-z_]+\.py\b", path.read_text())
+        if not (ROOT / cited).is_file()
+    }
+    assert missing == set()
