@@ -264,9 +264,9 @@ REMEDIES: dict[int, tuple[Remedy, ...]] = {
         Remedy(
             "port 29092 (or 29093) is taken by another process: another project's broker, a Kafka in Docker",
             "`ss -ltnp 'sport = :29092'`",
-            "stop that process, or use that broker and skip `make kafka-up`; or "
-            "`.venv/bin/python -m churnstream.broker up --port 39092` and "
-            "`KAFKA_BOOTSTRAP_SERVERS=localhost:39092`",
+            "stop that process, or use that broker and skip `make kafka-up`; or move this project's broker: "
+            "`.venv/bin/python -m churnstream.broker up --port 39092 --controller-port 39093` (later `make kafka-*` "
+            "keep those ports) and `KAFKA_BOOTSTRAP_SERVERS=localhost:39092` in `.env`",
         ),
         Remedy(
             "Java older than 17 or missing; Maven missing, or no network to Maven Central, on the first run",
