@@ -340,7 +340,8 @@ def troubleshooting_page() -> str:
         "churnstream/cli/troubleshooting.py (the causes). Do not edit: change those and regenerate. -->",
         "",
         "Every command ends an expected failure with one `Error: ...` line on stderr and one of these exit "
-        "codes; `echo $?` shows the code of the last command. Each section lists the likely causes, the "
+        "codes; `echo $?` shows the code of the last command (run through `make`, the code is in make's last "
+        "line, `make: *** [...] Error 11`, and make itself exits 2). Each section lists the likely causes, the "
         "command that tells them apart, and the fix. Commands run from a checkout (`.venv/bin/...`); the words "
         "are in the [glossary](glossary.md).",
         "",
