@@ -31,7 +31,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_FAILURE: "the run finished but not everything succeeded (an event not acknowledged, outputs not "
     "committed, a harness criterion failed), or an unexpected error (logged with its traceback)",
     EXIT_BROKER: "no Kafka broker answers at the bootstrap servers",
-    EXIT_CONFIG: "a setting (environment, .env, a flag's file) has a bad value",
+    EXIT_CONFIG: "a setting (environment, .env, a flag's file) has a bad value, or the environment does not fit it "
+    "(a dead-letter topic too small for the raw topic's records, another kafka-python than the pinned one)",
     EXIT_DATA: "the CSV is missing, altered or malformed",
     EXIT_MODEL_MISSING: "no model file or model card",
     EXIT_MODEL_INTEGRITY: "the model does not match its card, or was trained with another scikit-learn",

@@ -293,10 +293,12 @@ def _optional_int(env: Mapping[str, str], name: str, low: int, high: int) -> int
     return _int(env, name, low, low, high)
 
 
-def _topic(env: Mapping[str, str], name: str, default: str) -> str:
+def _topic(env: Mapping[str, str], name: str, default: str, what: str = "topic") -> str:
+    """A topic name, or (``what="group"``) a group name held to the same rule: it is the first part
+    of the transactional ids ``<group>~<instance id>``, which must read one way only (no ``~``)."""
     value = env.get(name, "").strip() or default
     if not _TOPIC_RE.match(value) or value in (".", ".."):
-        raise _bad(name, value, "a topic name is 1-249 characters of letters, digits, '.', '_', '-'")
+        raise _bad(name, value, f"a {what} name is 1-249 characters of letters, digits, '.', '_', '-'")
     return value
 
 
@@ -430,7 +432,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         topic_predictions=_topic(env, ENV_TOPIC_PREDICTIONS, Settings.topic_predictions),
         topic_predictions_shadow=_topic(env, ENV_TOPIC_PREDICTIONS_SHADOW, Settings.topic_predictions_shadow),
         topic_deadletter=_topic(env, ENV_TOPIC_DEADLETTER, Settings.topic_deadletter),
-        consumer_group=_topic(env, ENV_CONSUMER_GROUP, Settings.consumer_group),
+        consumer_group=_topic(env, ENV_CONSUMER_GROUP, Settings.consumer_group, what="group"),
         topic_partitions=_int(env, ENV_TOPIC_PARTITIONS, Settings.topic_partitions, 1, 1000),
         replication_factor=_optional_int(env, ENV_REPLICATION_FACTOR, 1, 7),
         security_protocol=security_protocol,

@@ -5,7 +5,10 @@
 - ``schemas/prediction.schema.json`` and ``schemas/dead-letter-headers.schema.json``: the output formats as
   JSON Schema (contract.jsonschema), and ``docs/reference/event-schema.md``, the Telco schema file's reference
   (the file itself, ``schemas/event.schema.json``, is the source: never written here);
-- the metrics table in ``docs/howto/monitoring.md`` (observability.metrics, from live registries).
+- the metrics table in ``docs/howto/monitoring.md`` (observability.metrics, from live registries);
+- ``docs/troubleshooting.md``, a section per exit code (errors.EXIT_CODES and cli.troubleshooting's causes);
+- ``docs/reference/configuration.md``, every setting (settings.py, the parsers, cli.configuration's meanings);
+- the reader in ``docs/howto/read-predictions.md``, from ``examples/read_predictions.py`` (which a test runs).
 
 ``--check`` writes nothing and exits 1 when a committed file differs (tests/unit/test_docs.py runs it).
 """
@@ -23,7 +26,9 @@ import numpy as np
 from kafka.structs import TopicPartition
 
 from churnstream.cli.common import make_parser, run
+from churnstream.cli.configuration import configuration_page
 from churnstream.cli.registry import COMMANDS
+from churnstream.cli.troubleshooting import troubleshooting_page
 from churnstream.contract.jsonschema import SCHEMAS, schema_reference
 from churnstream.contract.outputs import Stage
 from churnstream.contract.schema import load_schema
@@ -89,7 +94,7 @@ def exit_code_table() -> str:
     lines = ["| Code | Meaning | Raised as |", "| --: | --- | --- |"]
     for code, meaning in sorted(EXIT_CODES.items()):
         raised = ", ".join(f"`{name}`" for name in classes.get(code, [])) or "-"
-        lines.append(f"| {code} | {meaning} | {raised} |")
+        lines.append(f"| [{code}](docs/troubleshooting.md#exit-{code}) | {meaning} | {raised} |")
     return "\n".join(lines)
 
 
@@ -127,10 +132,19 @@ def generated_files(root: Path = PROJECT_ROOT) -> dict[Path, Callable[[], bytes]
     """Each generated file, and how to build its content from the code."""
     readme = root / "KAFKA_README.md"
     monitoring = root / "docs" / "howto" / "monitoring.md"
+    reading = root / "docs" / "howto" / "read-predictions.md"
+    example = root / "examples" / "read_predictions.py"
     files: dict[Path, Callable[[], bytes]] = {
         monitoring: lambda: replace_block(monitoring.read_text(encoding="utf-8"), "metrics", metrics_table()).encode(),
         root / "docs" / "reference" / "cli.md": lambda: cli_reference().encode(),
         readme: lambda: replace_block(readme.read_text(encoding="utf-8"), "exit-codes", exit_code_table()).encode(),
+        root / "docs" / "troubleshooting.md": lambda: troubleshooting_page().encode(),
+        reading: lambda: replace_block(
+            reading.read_text(encoding="utf-8"),
+            "read-predictions",
+            f"```python\n{example.read_text(encoding='utf-8')}```",
+        ).encode(),
+        root / "docs" / "reference" / "configuration.md": lambda: configuration_page().encode(),
     }
     telco = root / DEFAULT_SCHEMA_PATH.relative_to(PROJECT_ROOT)
     for name, build in SCHEMAS.items():
@@ -146,7 +160,9 @@ def stale_files(root: Path = PROJECT_ROOT) -> list[Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser(PROG, "Regenerate the docs that mirror code: the CLI reference, exit codes, JSON Schemas.")
+    parser = make_parser(
+        PROG, "Regenerate the docs that mirror code: the CLI, configuration and exit-code references, JSON Schemas."
+    )
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a generated file is stale")
     return parser
 

@@ -9,7 +9,7 @@ Examples:
   python test_pipeline.py --mode streaming --events-per-sec 1000 --duration 60
   python test_pipeline.py --mode batch --consumers 2 --inject-bad 30
   python test_pipeline.py --mode streaming --events-per-sec 1000 --subject floor   # calibrate the instrument
-  python test_pipeline.py --suite quick                                # the suite's machinery, about 2 minutes
+  python test_pipeline.py --suite quick                                # the suite's machinery, under a minute
   python test_pipeline.py --suite benchmark --report TEST_RESULTS.md   # make benchmark: the documented run
 """
 
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--suite",
         choices=tuple(SUITES),
         help="run a preset suite: benchmark (the TEST_RESULTS.md run: our consumer beside its baselines, judged "
-        "on the goals; about 25 minutes) or quick (the same machinery with tiny settings, about 2 minutes)",
+        "on the goals; about 25 minutes) or quick (the same machinery with tiny settings, under a minute)",
     )
     what.add_argument(
         "--subject",

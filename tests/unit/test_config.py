@@ -51,6 +51,7 @@ def test_relative_paths_are_relative_to_the_project(tmp_path: Path) -> None:
         ("KAFKA_BOOTSTRAP_SERVERS", "localhost:99999", "expected host:port[,host:port...]"),
         ("KAFKA_TOPIC_RAW", "bad topic!", "a topic name is 1-249 characters"),
         ("KAFKA_TOPIC_PREDICTIONS_SHADOW", "bad topic!", "a topic name is 1-249 characters"),
+        ("KAFKA_CONSUMER_GROUP", "bad group!", "a group name is 1-249 characters"),
         ("KAFKA_SASL_MECHANISM", "GSSAPI", "expected one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
         ("METRICS_ADDRESS", "127.0.0.1:9400", "an IP address of this host (127.0.0.1, ::1) or a host name"),
         ("CONSUMER_WAIT_FOR_TOPIC_S", "-1", "expected a number of seconds from 0 to 86400"),
@@ -103,6 +104,17 @@ def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path, monkeypatch: py
     settings = config.load_settings(dotenv)
     assert settings.topic_raw == "from-dotenv"
     assert settings.consumer_group == "group-from-env"
+
+
+def test_churn_dotenv_is_relative_to_the_folder_the_command_starts_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unlike the paths in the settings (relative to the project folder): docs/reference/configuration.md."""
+    (tmp_path / "mine.env").write_text("KAFKA_TOPIC_RAW=from-cwd\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHURN_DOTENV", "mine.env")
+    monkeypatch.delenv("KAFKA_TOPIC_RAW", raising=False)
+    assert config.load_settings().topic_raw == "from-cwd"
 
 
 def test_every_variable_is_documented_in_env_example() -> None:

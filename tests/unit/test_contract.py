@@ -13,7 +13,6 @@ import jsonschema
 import orjson
 import pytest
 
-from churnstream.cli.docs import stale_files
 from churnstream.consumer.scoring import RawRecord, score_batch
 from churnstream.contract.events import encode_event
 from churnstream.contract.jsonschema import SCHEMAS, dead_letter_headers_schema, prediction_schema
@@ -294,9 +293,3 @@ def test_the_event_schema_file_is_valid_json_schema_and_the_contract_as_loaded()
     document = json.loads((ROOT / "schemas" / "event.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(document)
     assert telco_contract().schema.document == document
-
-
-def test_the_committed_generated_files_are_current() -> None:
-    """schemas/prediction and dead-letter schemas, the event schema's reference page, docs/reference/cli.md and
-    KAFKA_README's exit codes are built from code and the schema file: ``make docs``."""
-    assert [str(p.relative_to(ROOT)) for p in stale_files()] == []
