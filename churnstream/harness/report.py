@@ -58,7 +58,7 @@ def scenario_lines(result: dict[str, Any]) -> list[str]:
         f"{result['duplicated']}; all outcomes readable {fmt.seconds(result['all_readable_after_producer_start_s'])} "
         "after the producer started"
     )
-    if subject == Subject.CONSUMER:
+    if Subject(subject).scores:
         sample = result["sample_check"]
         lines.append(
             f"  sample   : {sample['checked']} probabilities recomputed offline, {sample['mismatches']} mismatches"
