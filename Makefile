@@ -88,7 +88,7 @@ demo: setup kafka-up ## set up, start Kafka, run a short pipeline test; its topi
 
 BENCHMARK_JSON := docs/benchmarks/results/latest.json
 
-benchmark: setup quix kafka-up ## the documented benchmark run (about 25 min): regenerates TEST_RESULTS.md and its JSON
+benchmark: setup quix kafka-up ## the documented benchmark run (about 30 min): regenerates TEST_RESULTS.md and its JSON
 	$(PY) test_pipeline.py --suite benchmark --report TEST_RESULTS.md --results-json $(BENCHMARK_JSON) --runs-dir results/runs
 
 test: setup ## set up and run the whole test suite against real brokers

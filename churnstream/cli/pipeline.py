@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--suite",
         choices=tuple(SUITES),
         help="run a preset suite: benchmark (the TEST_RESULTS.md run: our consumer beside its baselines, judged "
-        "on the goals; about 25 minutes) or quick (the same machinery with tiny settings, about 2 minutes)",
+        "on the goals; about 30 minutes), quick (the same machinery with tiny settings, about 2 minutes), or quix "
+        "(our consumer, Quix Streams and the bare loop at 200 events/s, at-least-once, 3 repeats: about 7 minutes)",
     )
     what.add_argument(
         "--subject",
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             checks = verify(settings)
             print(format_checks(checks))
             return EXIT_OK if all(c.passed for c in checks) else EXIT_FAILURE
-        if args.subject == Subject.QUIX:
+        if args.subject == Subject.QUIX or (args.suite and SUITES[args.suite].comparison):
             quix_python()  # its virtualenv, before any run starts: ConfigError with the command that makes it
         started = provenance(settings, args.consumer_arg)  # before the runs: the load they start under
         typed = sys.argv[1:] if argv is None else argv
