@@ -43,18 +43,13 @@ from churnstream.contract.events import utc_now_iso
 from churnstream.contract.outputs import encode_prediction
 from churnstream.errors import ConfigError
 from churnstream.files import write_json_atomically
-from churnstream.harness.plan import QUIX_GUARANTEE
+from churnstream.harness.quix import AUTO_OFFSET_RESET, QUIX_COMMIT_INTERVAL_S, QUIX_GUARANTEE, QUIX_PRODUCER_LINGER_MS
 from churnstream.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from churnstream.ml.model import ChurnModel
 
 logger = logging.getLogger("benchmarks.quix_loop")
-
-# The settings a Quix user would choose for low latency (docs/harness.md#the-baselines); the rest are
-# Quix's defaults (commit_interval 5 s, an idempotent producer, fetch.queue.backoff.ms 100).
-PRODUCER_LINGER_MS = 0  # librdkafka waits 5 ms by default for more messages to batch; Quix sends one at a time
-AUTO_OFFSET_RESET = "earliest"  # as ours and the bare loop: a new group reads the raw topic from its start
 
 
 def broker_address(settings: Settings) -> str:
@@ -140,7 +135,8 @@ def build_application(settings: Settings, scorer: Scorer, tally: Tally, state_di
         consumer_group=settings.consumer_group,
         auto_offset_reset=AUTO_OFFSET_RESET,
         processing_guarantee=str(QUIX_GUARANTEE),
-        producer_extra_config={"linger.ms": PRODUCER_LINGER_MS},
+        commit_interval=QUIX_COMMIT_INTERVAL_S,
+        producer_extra_config={"linger.ms": QUIX_PRODUCER_LINGER_MS},
         auto_create_topics=False,  # the topics are the harness's (or the operator's): a missing one is an error
         on_message_processed=tally,
         loglevel=None,  # its logger propagates to ours (stderr), configured once in main
@@ -181,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             app = build_application(settings, Scorer(model), tally, Path(state_dir))
             logger.info("scoring %s -> %s with model %s, one message at a time (Quix Streams, %s, linger.ms %d)",
                         settings.topic_raw, settings.topic_predictions, model.version, QUIX_GUARANTEE,
-                        PRODUCER_LINGER_MS)  # fmt: skip
+                        QUIX_PRODUCER_LINGER_MS)  # fmt: skip
             app.run()  # until SIGTERM or Ctrl-C; a processing error propagates after Quix has stopped
         summary = tally.summary()
         logger.info("stopped after %d events (%.0f events/s)", summary["consumed"], summary["events_per_sec"])

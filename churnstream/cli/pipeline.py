@@ -49,8 +49,8 @@ from churnstream.contract.outputs import Guarantee, Mode
 from churnstream.errors import EXIT_FAILURE, EXIT_OK
 from churnstream.files import write_bytes_atomically, write_json_atomically
 from churnstream.harness.environment import environment, provenance
-from churnstream.harness.plan import QUIX_GUARANTEE, RunPlan, Subject
-from churnstream.harness.processes import quix_python
+from churnstream.harness.plan import RunPlan, Subject
+from churnstream.harness.quix import QUIX_GUARANTEE, quix_python
 from churnstream.harness.scenario import run_scenario
 from churnstream.harness.suite import SUITES, broker_note, summarise
 from churnstream.harness.verify import verify

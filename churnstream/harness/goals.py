@@ -14,7 +14,8 @@ from typing import Any
 from churnstream.contract.outputs import Guarantee
 from churnstream.harness import figures as fmt
 from churnstream.harness.analysis import spread
-from churnstream.harness.plan import QUIX_GUARANTEE, Subject
+from churnstream.harness.plan import Subject
+from churnstream.harness.quix import QUIX_GUARANTEE
 from churnstream.harness.suite import SuiteSpec
 
 RANKS = ("p50", "p95", "p99")

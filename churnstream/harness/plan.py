@@ -31,9 +31,6 @@ class Subject(StrEnum):
         return self in (Subject.CONSUMER, Subject.QUIX)
 
 
-# Quix Streams' default processing guarantee: the only one its subject runs (benchmarks/quix_loop.py).
-QUIX_GUARANTEE = Guarantee.AT_LEAST_ONCE
-
 SUBJECT_TEXT = {
     Subject.CONSUMER: "our consumer",
     Subject.BARE_LOOP: "the bare loop",

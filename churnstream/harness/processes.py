@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from churnstream.errors import ConfigError, PipelineError
+from churnstream.errors import PipelineError
 from churnstream.kafka.clients import make_admin
 from churnstream.kafka.diagnosis import kafka_errors_translated
 from churnstream.settings import (
@@ -33,10 +33,6 @@ PRODUCER = "churnstream.cli.producer"
 # The benchmarks' baselines, run from a checkout (the folder is not part of the installed package).
 BARE_LOOP = "benchmarks.bare_loop"
 SEED_CONSUMER = "benchmarks.seed_consumer"
-QUIX_LOOP = "benchmarks.quix_loop"
-# Quix Streams' own virtualenv (make quix): quixstreams needs a confluent-kafka older than .venv's.
-QUIX_VENV = PROJECT_ROOT / ".run" / "quix"
-QUIX_HINT = "run 'make quix' (make benchmark does) to build it from requirements-quix.lock"
 
 
 def child_environment(settings: Settings) -> dict[str, str]:
@@ -57,19 +53,6 @@ def child_environment(settings: Settings) -> dict[str, str]:
 def script(module: str, *args: str) -> list[str]:
     """``python -m <module> ARGS``: the same ``main`` as the root script and the console script."""
     return [sys.executable, "-m", module, *args]
-
-
-def quix_python(venv: Path = QUIX_VENV) -> Path:
-    """The Quix Streams baseline's interpreter; ConfigError, with the command that makes it, if it is absent."""
-    python = venv / "bin" / "python"
-    if not python.is_file():
-        raise ConfigError(f"the Quix Streams subject runs in a virtualenv of its own, {venv}, not there: {QUIX_HINT}")
-    return python
-
-
-def quix_script(*args: str, venv: Path = QUIX_VENV) -> list[str]:
-    """``<.run/quix>/bin/python -m benchmarks.quix_loop ARGS``."""
-    return [str(quix_python(venv)), "-m", QUIX_LOOP, *args]
 
 
 class ManagedProcess:

@@ -33,10 +33,10 @@ from churnstream.harness.processes import (
     PRODUCER,
     ManagedProcess,
     child_environment,
-    quix_script,
     script,
     wait_for_group,
 )
+from churnstream.harness.quix import quix_script
 from churnstream.harness.readers import LatencyReader, decode_outcomes, read_topic
 from churnstream.harness.results import build_results, load_average
 from churnstream.kafka.clients import make_admin, make_producer

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from churnstream.contract.outputs import Guarantee, Mode
-from churnstream.harness.plan import QUIX_GUARANTEE, RunPlan, Subject
+from churnstream.harness.plan import RunPlan, Subject
+from churnstream.harness.quix import QUIX_GUARANTEE
 from churnstream.localkafka import DEFAULT_HOME, KAFKA_VERSION, load_layout
 from churnstream.settings import Settings
 

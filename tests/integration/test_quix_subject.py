@@ -14,7 +14,7 @@ import pytest
 from kafka import KafkaAdminClient
 
 from churnstream.errors import EXIT_FAILURE
-from churnstream.harness.processes import QUIX_LOOP, QUIX_VENV, quix_python
+from churnstream.harness.quix import QUIX_LOOP, QUIX_VENV, quix_python
 from churnstream.kafka.clients import make_producer
 from churnstream.kafka.topics import ensure_topics
 from churnstream.settings import Settings

@@ -22,6 +22,7 @@ from churnstream.harness.backlog import fill_arguments
 from churnstream.harness.goals import check_goals, verdict
 from churnstream.harness.judge import judge
 from churnstream.harness.plan import RunPlan, Subject
+from churnstream.harness.quix import quix_options
 from churnstream.harness.readers import decode_outcomes
 from churnstream.harness.report import render_markdown, run_verdict
 from churnstream.harness.suite import BENCHMARK, QUICK, QUIX, SuiteSpec, comparison_plans, latency_plans
@@ -334,7 +335,9 @@ def suite_results(
         "provenance": {"commit": "0123456789abcdef", "dirty": True, "load_average_at_start": [0.1, 0.2, 0.3],
                        "model_version": "logreg-x", "consumer_options": None},
         "environment": {"cpu_count": 2, "cpu_model": "", "platform": "p", "python": "3.11",
-                        "packages": {}, "broker": {"bootstrap_servers": "b", "brokers": 1, "api_version": "4.3"}},
+                        "packages": {}, "broker": {"bootstrap_servers": "b", "brokers": 1, "api_version": "4.3"},
+                        "quix": {"packages": {"quixstreams": "3.28.1", "confluent-kafka": "2.12.2"},
+                                 "options": quix_options()}},
     }  # fmt: skip
 
 
@@ -424,10 +427,13 @@ def test_the_report_and_plot_show_the_comparison_and_its_goal(tmp_path: Path) ->
     assert text.startswith("**FAILED: 1 of 3 goals missed. at-least-once p99 at 200/s against Quix Streams: 1.08x")
     assert "| 200/s | at-least-once | Quix Streams | " in text
     assert "| < Quix Streams = 12.0 ms | 3 of 3 |" in text  # our cell's goal: Quix Streams' median p99
-    assert "## Throughput" not in text  # no backlog runs in this suite
+    assert "## Throughput" not in text and "Bottom: the batch runs" not in text  # no backlog, no batch runs here
+    assert "Quix Streams subject (.run/quix): quixstreams 3.28.1, confluent-kafka 2.12.2; processing_guarantee " in text
+    assert "producer_linger_ms 0, commit_interval_s 5.0" in text
     assert plots.plot_suite(results, results["suite_spec"], tmp_path / "quix.png").stat().st_size > 10_000
     benchmark = suite_results(BENCHMARK, made_up_latency(61.0, 38.0), made_up_backlog(0.9, 0.9), batch_runs(2.0))
     text = render_markdown(benchmark, None)
+    assert "## Throughput on a 30,000-event backlog" in text
     assert "| 1,000/s | at-least-once | our consumer | " in text and "| <= 1.3x bare = 40.3 ms | 3 of 3 |" in text
     assert "| <= 1.1x bare = 67.1 ms |" in text and "| 5,000/s | at-least-once | our consumer |" in text
     assert plots.plot_suite(benchmark, benchmark["suite_spec"], tmp_path / "b.png").stat().st_size > 10_000

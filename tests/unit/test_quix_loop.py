@@ -18,8 +18,8 @@ from churnstream.contract.events import encode_event
 from churnstream.contract.outputs import Prediction, decode_prediction
 from churnstream.errors import ConfigError, InvalidEvent
 from churnstream.harness.judge import judge
-from churnstream.harness.plan import QUIX_GUARANTEE, RunPlan, Subject
-from churnstream.harness.processes import QUIX_LOOP, quix_python, quix_script
+from churnstream.harness.plan import RunPlan, Subject
+from churnstream.harness.quix import QUIX_GUARANTEE, QUIX_LOOP, quix_python, quix_script, quix_versions
 from churnstream.ml.dataset import load_rows
 from churnstream.ml.model import ChurnModel, load_model
 from churnstream.settings import Settings
@@ -108,6 +108,14 @@ def test_the_harness_runs_it_in_its_own_virtualenv(tmp_path: Path) -> None:
     assert quix_script("--summary-json", "s.json", venv=tmp_path / "venv") == [
         str(python), "-m", QUIX_LOOP, "--summary-json", "s.json"]  # fmt: skip
     assert quix_loop.__name__ == QUIX_LOOP
+
+
+def test_the_report_names_the_versions_its_virtualenv_holds(tmp_path: Path) -> None:
+    assert quix_versions(tmp_path / "absent-venv") is None
+    metadata = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "quixstreams-9.9.dist-info" / "METADATA"
+    metadata.parent.mkdir(parents=True)
+    metadata.write_text("Metadata-Version: 2.1\nName: quixstreams\nVersion: 9.9\n")
+    assert quix_versions(tmp_path / "venv") == {"quixstreams": "9.9", "confluent-kafka": "not installed"}
 
 
 def test_its_runs_are_judged_on_scoring_but_not_on_dead_letters() -> None:
