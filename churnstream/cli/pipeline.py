@@ -10,6 +10,7 @@ Examples:
   python test_pipeline.py --mode batch --consumers 2 --inject-bad 30
   python test_pipeline.py --mode streaming --events-per-sec 1000 --subject floor   # calibrate the instrument
   python test_pipeline.py --suite quick                                # the suite's machinery, about 2 minutes
+  python test_pipeline.py --suite quix                                 # ours against Quix Streams (make quix first)
   python test_pipeline.py --suite benchmark --report TEST_RESULTS.md   # make benchmark: the documented run
 """
 

@@ -13,10 +13,11 @@ import orjson
 import pytest
 
 from benchmarks import quix_loop
+from churnstream.cli import pipeline
 from churnstream.consumer.scoring import RawRecord, score_batch
 from churnstream.contract.events import encode_event
 from churnstream.contract.outputs import Prediction, decode_prediction
-from churnstream.errors import ConfigError, InvalidEvent
+from churnstream.errors import EXIT_CONFIG, ConfigError, InvalidEvent
 from churnstream.harness.judge import judge
 from churnstream.harness.plan import RunPlan, Subject
 from churnstream.harness.quix import QUIX_GUARANTEE, QUIX_LOOP, quix_python, quix_script, quix_versions
@@ -156,3 +157,17 @@ def test_its_environment_has_ours_packages_at_the_same_versions() -> None:
     assert wanted["quixstreams"] == theirs["quixstreams"] and wanted["confluent-kafka"] == theirs["confluent-kafka"]
     runtime = lock_pins(ROOT / "requirements-kafka.txt")
     assert {name: theirs.get(name) for name in runtime} == runtime  # everything the project imports
+
+
+@pytest.mark.parametrize("args", [["--suite", "quix"], ["--subject", "quix", "--guarantee", "at-least-once"]])
+def test_the_harness_stops_before_any_run_when_the_virtualenv_is_missing(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One line naming the command that makes it, exit 3, and no broker touched (the settings name none)."""
+    monkeypatch.setattr(pipeline, "quix_python", lambda: quix_python(tmp_path / "absent-venv"))
+    monkeypatch.setenv("CHURN_DOTENV", "none")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "unreachable.invalid:9")
+    code = pipeline.main([*args, "--results-json", str(tmp_path / "results.json")])
+    assert code == EXIT_CONFIG
+    assert "Error: the Quix Streams subject runs in a virtualenv of its own" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()
