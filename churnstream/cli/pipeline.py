@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=tuple(SUITES),
         help="run a preset suite: benchmark (the TEST_RESULTS.md run: our consumer beside its baselines, judged "
         "on the goals; about 30 minutes), quick (the same machinery with tiny settings, about 2 minutes), or quix "
-        "(our consumer, Quix Streams and the bare loop at 200 events/s, at-least-once, 3 repeats: about 7 minutes)",
+        "(our consumer, Quix Streams and the bare loop at 200 events/s, at-least-once, 3 repeats: about 6 minutes)",
     )
     what.add_argument(
         "--subject",
