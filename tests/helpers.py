@@ -30,6 +30,16 @@ from churnstream.settings import DEFAULT_DATA_PATH, DEFAULT_SCHEMA_PATH, Setting
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def lock_pins(path: Path) -> dict[str, str]:
+    """``name==version`` lines of a requirements or lock file, names lower-cased (hashes, comments, -r lines aside)."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        if "==" in line and not line.startswith((" ", "#", "-")):
+            name, version = line.split()[0].split("==")
+            pins[name.lower()] = version
+    return pins
+
+
 def current_model_path() -> Path:
     """The model file of the project store's current version (``make model`` sets it up); tests pin it,
     so a promotion while they run changes nothing for them."""
@@ -122,10 +132,11 @@ def run_script(
 
 
 def run_module(
-    module: str, args: list[str], env: Mapping[str, str], timeout: float = 120
+    module: str, args: list[str], env: Mapping[str, str], timeout: float = 120, python: str | Path = sys.executable
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m module`` (churnstream.replay, churnstream.broker, ...) as a real subprocess."""
-    return _run([sys.executable, "-m", module, *args], env, timeout)
+    """Run ``python -m module`` (churnstream.replay, churnstream.broker, ...) as a real subprocess; ``python``
+    another interpreter (the Quix Streams baseline's)."""
+    return _run([str(python), "-m", module, *args], env, timeout)
 
 
 def read_all_records(settings: Settings, topic: str) -> list[ConsumerRecord]:

@@ -10,6 +10,7 @@ Examples:
   python test_pipeline.py --mode batch --consumers 2 --inject-bad 30
   python test_pipeline.py --mode streaming --events-per-sec 1000 --subject floor   # calibrate the instrument
   python test_pipeline.py --suite quick                                # the suite's machinery, under a minute
+  python test_pipeline.py --suite quix                                 # ours against Quix Streams (make quix first)
   python test_pipeline.py --suite benchmark --report TEST_RESULTS.md   # make benchmark: the documented run
 """
 
@@ -50,6 +51,7 @@ from churnstream.errors import EXIT_FAILURE, EXIT_OK
 from churnstream.files import write_bytes_atomically, write_json_atomically
 from churnstream.harness.environment import environment, provenance
 from churnstream.harness.plan import RunPlan, Subject
+from churnstream.harness.quix import QUIX_GUARANTEE, quix_python
 from churnstream.harness.scenario import run_scenario
 from churnstream.harness.suite import SUITES, broker_note, summarise
 from churnstream.harness.verify import verify
@@ -104,14 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--suite",
         choices=tuple(SUITES),
         help="run a preset suite: benchmark (the TEST_RESULTS.md run: our consumer beside its baselines, judged "
-        "on the goals; about 25 minutes) or quick (the same machinery with tiny settings, under a minute)",
+        "on the goals; about 30 minutes), quick (the same machinery with tiny settings, under a minute), or quix "
+        "(our consumer, Quix Streams and the bare loop at 200 events/s, at-least-once, 3 repeats: about 6 minutes)",
     )
     what.add_argument(
         "--subject",
         choices=values(Subject),
         default=Subject.CONSUMER.value,
         help="what runs between the raw topic and the latency reader: consumer (default), bare-loop "
-        "(benchmarks/bare_loop.py), or floor (nothing: the reader on the raw topic, to calibrate it)",
+        "(benchmarks/bare_loop.py), quix (benchmarks/quix_loop.py: Quix Streams, at-least-once, in the virtualenv "
+        "make quix builds), or floor (nothing: the reader on the raw topic, to calibrate it)",
     )
     what.add_argument(
         "--events-per-sec", type=positive_number, default=100.0, help="streaming rate (default %(default)s)"
@@ -259,8 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{flag_names(fixed)}: not used by --suite, which runs fixed scenarios")
     if args.verify_only and chosen:
         parser.error(f"{flag_names(chosen)}: not used by --verify-only, which runs nothing")
-    if args.subject == Subject.BARE_LOOP and args.inject_bad:
-        parser.error("--inject-bad: the bare loop has no dead-letter path (a malformed event would stop it)")
+    if args.subject in (Subject.BARE_LOOP, Subject.QUIX) and args.inject_bad:
+        parser.error(f"--inject-bad: --subject {args.subject} has no dead-letter path (a malformed event stops it)")
+    if args.subject == Subject.QUIX and args.guarantee != QUIX_GUARANTEE:
+        parser.error(f"--subject quix runs {QUIX_GUARANTEE} only (Quix's default): add --guarantee {QUIX_GUARANTEE}")
     if args.subject != Subject.CONSUMER and args.consumer_arg:
         parser.error(f"--consumer-arg: only our consumer takes it, not --subject {args.subject}")
     if any(arg.startswith(CONNECTION_FLAGS) for arg in args.consumer_arg):
@@ -276,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             checks = verify(settings)
             print(format_checks(checks))
             return EXIT_OK if all(c.passed for c in checks) else EXIT_FAILURE
+        if args.subject == Subject.QUIX or (args.suite and SUITES[args.suite].comparison):
+            quix_python()  # its virtualenv, before any run starts: ConfigError with the command that makes it
         started = provenance(settings, args.consumer_arg)  # before the runs: the load they start under
         typed = sys.argv[1:] if argv is None else argv
         results = run_runs(args, settings, args.runs_dir or args.results_json.parent / "runs")

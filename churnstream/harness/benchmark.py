@@ -1,7 +1,8 @@
 """A suite run (``--suite benchmark`` or ``--suite quick``): every run in its order, then the goals judged.
 
 The order is suite.py's: the latency runs interleaved (floor, bare loop and our consumer per
-guarantee, per rate, per repeat), the throughput runs on a backlog (backlog.py), the batch runs.
+guarantee, per rate, then the bare loop, Quix Streams and our consumer at the comparison's rate, per
+repeat), the throughput runs on a backlog (backlog.py), the batch runs; a suite may leave out any of them.
 The results hold every run (without their raw latency samples, to keep the committed JSON small:
 each run keeps its CCDF and its latency over time), the gathered figures, the goals and the verdict.
 """
@@ -19,7 +20,7 @@ from churnstream.harness.goals import check_goals, verdict
 from churnstream.harness.plan import RunPlan
 from churnstream.harness.results import load_average
 from churnstream.harness.scenario import run_scenario
-from churnstream.harness.suite import SuiteSpec, batch_plan, latency_plans
+from churnstream.harness.suite import SuiteSpec, batch_plan, comparison_plans, latency_plans
 from churnstream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -44,15 +45,19 @@ def run_suite(settings: Settings, spec: SuiteSpec, base: RunPlan, runs_dir: Path
         warm_up = run_scenario(settings, warm, runs_dir)
     latency_runs: list[dict[str, Any]] = []
     for repeat in range(spec.repeats):
-        for rate, duration_s in spec.streaming:
-            for plan in latency_plans(spec, rate, duration_s, repeat, base):
-                logger.info("repeat %d of %d: %s", repeat + 1, spec.repeats, plan.describe())
-                result = run_scenario(settings, plan, runs_dir)
-                latency_runs.append(result)
-                if on_run is not None:
-                    on_run(result)
-    logger.info("throughput on a backlog of %d events", spec.backlog_events)
-    backlog = run_backlog(settings, spec, runs_dir / f"backlog-{uuid.uuid4().hex[:10]}", base.consumer_args)
+        plans = [plan for rate, seconds in spec.streaming for plan in latency_plans(spec, rate, seconds, repeat, base)]
+        plans += [plan for rate, seconds in spec.comparison for plan in comparison_plans(spec, rate, seconds, repeat,
+                                                                                         base)]  # fmt: skip
+        for plan in plans:
+            logger.info("repeat %d of %d: %s", repeat + 1, spec.repeats, plan.describe())
+            result = run_scenario(settings, plan, runs_dir)
+            latency_runs.append(result)
+            if on_run is not None:
+                on_run(result)
+    backlog = None
+    if spec.backlog_events:
+        logger.info("throughput on a backlog of %d events", spec.backlog_events)
+        backlog = run_backlog(settings, spec, runs_dir / f"backlog-{uuid.uuid4().hex[:10]}", base.consumer_args)
     batch_runs = []
     for _ in range(spec.batch_repeats):
         result = run_scenario(settings, batch_plan(spec, base), runs_dir)

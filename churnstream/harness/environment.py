@@ -22,6 +22,7 @@ from churnstream.consumer.options import (
 from churnstream.errors import PipelineError
 from churnstream.harness.latency_reader import DEFAULT_FETCH_MAX_WAIT_MS as READER_FETCH_MAX_WAIT_MS
 from churnstream.harness.latency_reader import DEFAULT_MAX_POLL_RECORDS as READER_MAX_POLL_RECORDS
+from churnstream.harness.quix import quix_options, quix_versions
 from churnstream.kafka.clients import make_admin
 from churnstream.kafka.topics import broker_version
 from churnstream.ml.store import resolve_model
@@ -50,6 +51,7 @@ def environment(settings: Settings) -> dict[str, Any]:
         brokers = len(admin.describe_cluster()["brokers"])
     finally:
         admin.close()
+    versions = quix_versions()
     return {
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu_model,
@@ -57,6 +59,8 @@ def environment(settings: Settings) -> dict[str, Any]:
         "python": platform.python_version(),
         "packages": packages,
         "broker": {"bootstrap_servers": settings.bootstrap_servers, "api_version": api, "brokers": brokers},
+        # The Quix Streams subject's own virtualenv (.run/quix), when there is one: what its runs used.
+        "quix": None if versions is None else {"packages": versions, "options": quix_options()},
     }
 
 

@@ -1,4 +1,4 @@
-"""A suite's figures, gathered over its repeats, and the goals of issue 14 judged on them. Pure.
+"""A suite's figures, gathered over its repeats, and the goals of issues 14 and 20 judged on them. Pure.
 
 :func:`gather` turns the runs into cells (rate, guarantee, subject) holding the median and the
 range of p50/p95/p99 over the repeats; :func:`check_goals` judges each goal on medians and keeps
@@ -15,6 +15,7 @@ from churnstream.contract.outputs import Guarantee
 from churnstream.harness import figures as fmt
 from churnstream.harness.analysis import spread
 from churnstream.harness.plan import Subject
+from churnstream.harness.quix import QUIX_GUARANTEE
 from churnstream.harness.suite import SuiteSpec
 
 RANKS = ("p50", "p95", "p99")
@@ -105,6 +106,7 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 
 def calibration_goal(spec: SuiteSpec, cells: dict[str, Any]) -> Goal:
+    assert spec.calibration is not None  # check_goals asks only a suite with floor runs
     rate, limit_ms = spec.calibration
     floor = _median(cells.get(cell_key(rate, None, Subject.FLOOR)))
     passed = floor is not None and floor <= limit_ms
@@ -124,25 +126,50 @@ def _over(value: float | None, limit: float, show: Any) -> str:
     return f"{show(value)}, over the goal by {show(value - limit)} ({(value / limit - 1) * 100:.0f}%)"
 
 
-def exactly_once_goal(spec: SuiteSpec, cells: dict[str, Any], rate: float) -> Goal:
-    ours = cells.get(cell_key(rate, Guarantee.EXACTLY_ONCE, Subject.CONSUMER))
-    bare = cells.get(cell_key(rate, Guarantee.EXACTLY_ONCE, Subject.BARE_LOOP))
+def bare_ratio_goal(cells: dict[str, Any], rate: float, guarantee: Guarantee, limit: float) -> Goal:
+    """Our p99 within ``limit`` x the bare loop's, for one guarantee at one rate (medians over the repeats)."""
+    ours = cells.get(cell_key(rate, guarantee, Subject.CONSUMER))
+    bare = cells.get(cell_key(rate, guarantee, Subject.BARE_LOOP))
     ratio = _ratio(_median(ours), _median(bare))
-    passed = ratio is not None and ratio <= spec.exactly_once_ratio
+    passed = ratio is not None and ratio <= limit
     measured = fmt.MISSING if ours is None else f"{fmt.spread_ms(ours['p99'])} = {fmt.ratio(ratio)}"
     shortfall = ""
     if not passed:
         shortfall = (
             "not measured"
             if ratio is None
-            else f"{fmt.ratio(ratio)} the bare loop's p99, over the goal by "
-            f"{(ratio / spec.exactly_once_ratio - 1) * 100:.0f}%"
+            else f"{fmt.ratio(ratio)} the bare loop's p99, over the goal by {(ratio / limit - 1) * 100:.0f}%"
         )
     return Goal(
-        f"exactly-once p99 at {fmt.rate(rate)}",
-        f"<= {spec.exactly_once_ratio:g}x the bare loop's p99",
+        f"{guarantee} p99 at {fmt.rate(rate)}",
+        f"<= {limit:g}x the bare loop's p99",
         measured,
         "bare loop " + (fmt.spread_ms(bare["p99"]) if bare else fmt.MISSING),
+        passed,
+        shortfall,
+    )
+
+
+def quix_goal(cells: dict[str, Any], rate: float) -> Goal:
+    """Issue 20: our at-least-once p99 below Quix Streams' at the same rate, in the same run (medians)."""
+    ours = cells.get(cell_key(rate, QUIX_GUARANTEE, Subject.CONSUMER))
+    quix = cells.get(cell_key(rate, QUIX_GUARANTEE, Subject.QUIX))
+    bare = cells.get(cell_key(rate, QUIX_GUARANTEE, Subject.BARE_LOOP))
+    ratio = _ratio(_median(ours), _median(quix))
+    passed = ratio is not None and ratio < 1.0
+    shortfall = ""
+    if not passed:
+        shortfall = (
+            "not measured"
+            if ratio is None
+            else f"{fmt.ratio(ratio)} Quix Streams' p99, {(ratio - 1) * 100:.0f}% over it"
+        )
+    baseline = "Quix Streams " + (fmt.spread_ms(quix["p99"]) if quix else fmt.MISSING)
+    return Goal(
+        f"{QUIX_GUARANTEE} p99 at {fmt.rate(rate)} against Quix Streams",
+        "< Quix Streams' p99",
+        fmt.MISSING if ours is None else f"{fmt.spread_ms(ours['p99'])} = {fmt.ratio(ratio)}",
+        baseline + "; bare loop " + (fmt.spread_ms(bare["p99"]) if bare else fmt.MISSING),
         passed,
         shortfall,
     )
@@ -246,8 +273,9 @@ def correctness_goal(correctness: dict[str, Any]) -> Goal:
     )
 
 
-def clean_runs_goal(runs: Sequence[dict[str, Any]], backlog: dict[str, Any]) -> Goal:
+def clean_runs_goal(runs: Sequence[dict[str, Any]], backlog: dict[str, Any] | None) -> Goal:
     """The baselines' figures count only if their runs were whole: no loss, no crash, no harness error."""
+    backlog = backlog or {}
     unclean = [f"{r['label'] or r['subject']} run {r['run_id']}" for r in runs if not run_clean(r)]
     unclean += [failure.split(":")[0] for failure in backlog.get("failures", [])]  # the details are in the report
     return Goal(
@@ -264,20 +292,28 @@ def clean_runs_goal(runs: Sequence[dict[str, Any]], backlog: dict[str, Any]) -> 
 def check_goals(
     spec: SuiteSpec,
     latency_runs: Sequence[dict[str, Any]],
-    backlog: dict[str, Any],
+    backlog: dict[str, Any] | None,
     batch_runs: Sequence[dict[str, Any]],
 ) -> tuple[list[Goal], dict[str, Any]]:
-    """Every goal of the suite, and the gathered figures they were judged on."""
+    """Every goal of the suite, and the gathered figures they were judged on (``backlog`` None: no backlog runs)."""
     cells = gather_latency(latency_runs)
     consumer_runs = [r for r in (*latency_runs, *batch_runs) if r["subject"] == Subject.CONSUMER]
     correctness = gather_correctness(consumer_runs)
-    goals = [calibration_goal(spec, cells)]
+    goals = [] if spec.calibration is None else [calibration_goal(spec, cells)]
     if Guarantee.EXACTLY_ONCE in spec.guarantees:
-        goals += [exactly_once_goal(spec, cells, rate) for rate in spec.rates]
+        goals += [bare_ratio_goal(cells, rate, Guarantee.EXACTLY_ONCE, spec.exactly_once_ratio) for rate in spec.rates]
     if Guarantee.AT_LEAST_ONCE in spec.guarantees:
+        goals += [
+            bare_ratio_goal(cells, rate, Guarantee.AT_LEAST_ONCE, limit) for rate, limit in spec.at_least_once_ratio
+        ]
         goals += [at_least_once_goal(cells, rate, limit) for rate, limit in spec.at_least_once_p99_ms]
-    goals += [throughput_goal(spec, backlog, str(g)) for g in spec.guarantees]
-    goals += [seed_goal(spec, backlog), batch_goal(spec, batch_runs), correctness_goal(correctness)]
+    goals += [quix_goal(cells, rate) for rate, _ in spec.comparison]
+    if backlog is not None:
+        goals += [throughput_goal(spec, backlog, str(g)) for g in spec.guarantees]
+        goals.append(seed_goal(spec, backlog))
+    if spec.batch_repeats:
+        goals.append(batch_goal(spec, batch_runs))
+    goals.append(correctness_goal(correctness))
     goals.append(clean_runs_goal([*latency_runs, *batch_runs], backlog))
     return goals, {"latency_cells": cells, "correctness": correctness}
 

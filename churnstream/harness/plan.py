@@ -22,12 +22,19 @@ class Subject(StrEnum):
 
     CONSUMER = "consumer"  # our consumer.py: the pipeline itself
     BARE_LOOP = "bare-loop"  # benchmarks/bare_loop.py: kafka-python consume->produce, no validation, no model
+    QUIX = "quix"  # benchmarks/quix_loop.py: Quix Streams, one message at a time, the same model (in .run/quix)
     FLOOR = "floor"  # nothing: the latency reader reads the raw topic (the broker and client floor)
+
+    @property
+    def scores(self) -> bool:
+        """It scores with the served model, so its probabilities can be recomputed offline (the sample check)."""
+        return self in (Subject.CONSUMER, Subject.QUIX)
 
 
 SUBJECT_TEXT = {
     Subject.CONSUMER: "our consumer",
     Subject.BARE_LOOP: "the bare loop",
+    Subject.QUIX: "Quix Streams",
     Subject.FLOOR: "the floor (no consumer)",
 }
 
@@ -71,6 +78,8 @@ class RunPlan:
             text += ", no consumer: the reader on the raw topic"
         elif self.subject == Subject.BARE_LOOP:
             text += f", {self.consumers} bare loop(s), {self.guarantee}"
+        elif self.subject == Subject.QUIX:
+            text += f", {self.consumers} Quix Streams application(s), {self.guarantee}"
         else:
             text += f", {self.consumers} consumer(s), {self.guarantee}"
         if self.inject_bad:

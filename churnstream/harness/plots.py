@@ -11,11 +11,14 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from churnstream.contract.outputs import Guarantee, Mode
+from churnstream.contract.outputs import Mode
+from churnstream.harness.goals import cell_key
 from churnstream.harness.plan import SUBJECT_TEXT, Subject
+from churnstream.harness.report_suite import p99_goal
 from churnstream.plotting import pyplot
 
-COLOURS = {Subject.FLOOR: "tab:gray", Subject.BARE_LOOP: "tab:blue", Subject.CONSUMER: "tab:orange"}
+COLOURS = {Subject.FLOOR: "tab:gray", Subject.BARE_LOOP: "tab:blue", Subject.QUIX: "tab:green",
+           Subject.CONSUMER: "tab:orange"}  # fmt: skip
 
 
 def _ccdf(axis: Any, points: list[list[float]], **style: Any) -> None:
@@ -44,12 +47,12 @@ def _ccdf_axes(axis: Any, title: str) -> None:
     axis.tick_params(labelsize=7)
 
 
-def _goal_line(spec: dict[str, Any], rate: float, guarantee: str, bare_p99: float | None) -> float | None:
-    if guarantee == Guarantee.AT_LEAST_ONCE:
-        return dict(spec.get("at_least_once_p99_ms", {})).get(rate)
-    if bare_p99 is not None:
-        return spec["exactly_once_ratio"] * bare_p99
-    return None
+def _goal_line(results: dict[str, Any], spec: dict[str, Any], rate: float, guarantee: str) -> float | None:
+    """Our p99's goal in this panel, in ms (a limit, a multiple of the bare loop's, or Quix Streams')."""
+    cells = results["latency_cells"]
+    ours = cells.get(cell_key(rate, guarantee, Subject.CONSUMER))
+    goal = None if ours is None else p99_goal(ours, cells, spec)
+    return None if goal is None else goal[1]
 
 
 def _panel_ccdf(axis: Any, runs: list[dict[str, Any]], goal_ms: float | None, floor_goal: float | None) -> None:
@@ -60,14 +63,14 @@ def _panel_ccdf(axis: Any, runs: list[dict[str, Any]], goal_ms: float | None, fl
         labelled.add(subject)
         _ccdf(axis, run["latency_ccdf"], color=COLOURS[subject], linewidth=1.0, alpha=0.85, label=label)
     if goal_ms is not None:
-        axis.axvline(goal_ms, color="tab:red", linewidth=1.2, label=f"goal {goal_ms:.0f} ms")
+        axis.axvline(goal_ms, color="tab:red", linewidth=1.2, label=f"goal {goal_ms:.1f} ms")
     if floor_goal is not None:
         axis.axvline(floor_goal, color="tab:gray", linestyle="--", linewidth=1.0, label=f"floor goal {floor_goal:g} ms")
     axis.legend(fontsize=7)
 
 
 def _panel_over_time(axis: Any, runs: list[dict[str, Any]], title: str) -> None:
-    for subject in (Subject.BARE_LOOP, Subject.CONSUMER):
+    for subject in (Subject.BARE_LOOP, Subject.QUIX, Subject.CONSUMER):
         ranked = sorted((r for r in runs if r["subject"] == subject), key=lambda r: r["latency_ms"]["p99"] or 0.0)
         for run in ranked[len(ranked) // 2 :][:1]:  # the run with the median p99: a typical one
             over = run["latency_over_time"]
@@ -126,27 +129,39 @@ def _panel_throughput(axis: Any, backlog: dict[str, Any]) -> None:
 
 
 def plot_suite(results: dict[str, Any], spec: dict[str, Any], path: Path) -> Path:
-    """One figure: a row of CCDFs (rate x guarantee), a row of latency over time, the batch runs."""
+    """One figure: a row of CCDFs (one per rate and guarantee run), a row of latency over time, and a row for the
+    batch runs and the backlog's throughput when the suite ran them."""
     plt = pyplot()
     streaming = [r for r in results["scenarios"] if r["mode"] == Mode.STREAMING]
-    panels = sorted({(r["plan"]["events_per_sec"], g) for r in streaming for g in spec["guarantees"]})
-    columns = max(len(panels), 1)
-    figure, axes = plt.subplots(3, columns, figsize=(4.2 * columns, 11), squeeze=False)
-    calibration_rate, calibration_ms = spec["calibration"]
+    panels = sorted({(r["plan"]["events_per_sec"], r["plan"]["guarantee"]) for r in streaming
+                     if r["subject"] != Subject.FLOOR})  # fmt: skip
+    batch = [r for r in results["scenarios"] if r["mode"] == Mode.BATCH]
+    backlog = results.get("backlog")
+    bottom = bool(batch) or backlog is not None
+    columns = max(len(panels), 2 if batch and backlog is not None else 1)
+    rows = 3 if bottom else 2
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.7 * rows), squeeze=False)
+    calibration_rate, calibration_ms = spec.get("calibration") or (None, None)
     for column, (rate, guarantee) in enumerate(panels):
         runs = [r for r in streaming if r["plan"]["events_per_sec"] == rate and
                 (r["subject"] == Subject.FLOOR or r["plan"]["guarantee"] == guarantee)]  # fmt: skip
-        cell = results["latency_cells"].get(f"{rate:g}/{guarantee}/{Subject.BARE_LOOP}")
-        goal = _goal_line(spec, rate, guarantee, cell["p99"]["median"] if cell else None)
         _ccdf_axes(axes[0][column], f"{rate:,.0f} events/s, {guarantee}")
-        _panel_ccdf(axes[0][column], runs, goal, calibration_ms if rate == calibration_rate else None)
+        _panel_ccdf(axes[0][column], runs, _goal_line(results, spec, rate, guarantee),
+                    calibration_ms if rate == calibration_rate else None)  # fmt: skip
         _panel_over_time(axes[1][column], runs, f"{rate:,.0f} events/s, {guarantee}: latency over time")
-    batch = [r for r in results["scenarios"] if r["mode"] == Mode.BATCH]
-    _panel_batch(axes[2][0], batch, spec.get("batch_goal_s"))
-    if columns > 1:
-        _panel_throughput(axes[2][1], results["backlog"])
-    for column in range(2, columns):
-        axes[2][column].axis("off")
+    for row in range(2):
+        for column in range(len(panels), columns):
+            axes[row][column].axis("off")
+    if bottom:
+        used = 0
+        if batch:
+            _panel_batch(axes[2][0], batch, spec.get("batch_goal_s"))
+            used = 1
+        if backlog is not None:
+            _panel_throughput(axes[2][used], backlog)
+            used += 1
+        for column in range(used, columns):
+            axes[2][column].axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)

@@ -58,7 +58,7 @@ def scenario_lines(result: dict[str, Any]) -> list[str]:
         f"{result['duplicated']}; all outcomes readable {fmt.seconds(result['all_readable_after_producer_start_s'])} "
         "after the producer started"
     )
-    if subject == Subject.CONSUMER:
+    if Subject(subject).scores:
         sample = result["sample_check"]
         lines.append(
             f"  sample   : {sample['checked']} probabilities recomputed offline, {sample['mismatches']} mismatches"
@@ -106,6 +106,14 @@ def _where(results: dict[str, Any]) -> list[str]:
         + (f" ({results['broker_note']})" if results.get("broker_note") else ""),
         f"- Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
     ]
+    quix = env.get("quix")
+    if quix:
+        lines.append(
+            "- Quix Streams subject (.run/quix): "
+            + ", ".join(f"{k} {v}" for k, v in quix["packages"].items())
+            + "; "
+            + ", ".join(f"{k} {v}" for k, v in quix["options"].items())
+        )
     options = results.get("provenance", {}).get("consumer_options")
     if options:
         reader = options["latency_reader"]

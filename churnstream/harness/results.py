@@ -208,7 +208,7 @@ def build_results(
         ),
         "sample_check": (
             sample_check(settings, raw_by_source, outcomes.predictions, plan.seed)
-            if plan.subject == Subject.CONSUMER
+            if plan.subject.scores
             else {"checked": 0, "mismatches": 0, "max_abs_diff": None, "model_version": None}
         ),
         "timeline": {

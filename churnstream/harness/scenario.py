@@ -2,10 +2,10 @@
 
 A run gets its own topics and consumer group (``<topic>-run-<id>``, or ``<topic>-<name>`` for a
 named run such as the demo's), so runs never mix. The harness starts its latency reader (a process
-of its own, ``latency_reader``), then N consumers (or N bare loops, or none for the floor run)
-and one producer as subprocesses. The reader timestamps each output on receipt (what end-to-end
-latency is measured against); afterwards the harness reads the raw topic and checks that every
-raw record has exactly one outcome.
+of its own, ``latency_reader``), then N consumers (or N bare loops or Quix Streams applications, or
+none for the floor run) and one producer as subprocesses. The reader timestamps each output on
+receipt (what end-to-end latency is measured against); afterwards the harness reads the raw topic
+and checks that every raw record has exactly one outcome.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from churnstream.harness.processes import (
     script,
     wait_for_group,
 )
+from churnstream.harness.quix import quix_script
 from churnstream.harness.readers import LatencyReader, decode_outcomes, read_topic
 from churnstream.harness.results import build_results, load_average
 from churnstream.kafka.clients import make_admin, make_producer
@@ -89,6 +90,8 @@ def _consumer_args(ctx: RunContext, index: int) -> list[str]:
     summary = ["--summary-json", str(ctx.run_dir / f"consumer-{index}.json")]
     if ctx.plan.subject == Subject.BARE_LOOP:  # reads its connection from the environment the harness passes
         return script(BARE_LOOP, "--guarantee", ctx.plan.guarantee, *summary)
+    if ctx.plan.subject == Subject.QUIX:  # the same, in its own virtualenv; at-least-once, Quix's default
+        return quix_script(*summary)
     args = script(CONSUMER, "--mode", Mode.STREAMING, "--guarantee", ctx.plan.guarantee, *summary)
     return args + list(ctx.plan.connection_args) + list(ctx.plan.consumer_args)
 

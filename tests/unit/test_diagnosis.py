@@ -89,14 +89,10 @@ def test_another_client_version_or_a_moved_log_line_is_one_clear_line(monkeypatc
 
 def test_the_lock_pins_every_requirement_with_hashes() -> None:
     """A minor upgrade cannot slip in: make installs requirements.lock with --require-hashes."""
-    from tests.helpers import ROOT  # noqa: PLC0415
+    from tests.helpers import ROOT, lock_pins  # noqa: PLC0415
 
     lock = (ROOT / "requirements.lock").read_text()
-    pins = {}
-    for block in lock.split("\n"):
-        if "==" in block and not block.startswith((" ", "#")):
-            name, version = block.split(" ")[0].split("==")
-            pins[name.lower()] = version
+    pins = lock_pins(ROOT / "requirements.lock")
     assert lock.count("--hash=sha256:") >= len(pins) > 30
     for requirements in ("requirements-kafka.txt", "requirements-report.txt", "requirements-dev.txt"):
         for line in (ROOT / requirements).read_text().splitlines():

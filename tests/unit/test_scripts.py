@@ -11,6 +11,7 @@ from benchmarks import (
     bench_producer,
     bench_scaling,
     check_instrument,
+    quix_loop,
     rdkafka_reader,
     seed_consumer,
 )
@@ -37,7 +38,7 @@ def test_the_consumer_refuses_conflicting_flags(
 
 
 BENCHMARKS = [bench_consumer, bench_model, bench_producer, bench_scaling, bare_loop, seed_consumer, rdkafka_reader,
-              check_instrument, latency_reader]  # fmt: skip
+              check_instrument, latency_reader, quix_loop]  # fmt: skip
 
 
 @pytest.mark.parametrize("bench", BENCHMARKS, ids=lambda m: m.__name__)
@@ -52,7 +53,15 @@ def test_every_benchmark_has_help(bench: object, capsys: pytest.CaptureFixture[s
     ("args", "message"),
     [
         (["--suite", "quick", "--subject", "floor"], "--subject: not used by --suite"),
-        (["--subject", "bare-loop", "--inject-bad", "3"], "--inject-bad: the bare loop has no dead-letter path"),
+        (["--subject", "bare-loop", "--inject-bad", "3"], "--inject-bad: --subject bare-loop has no dead-letter path"),
+        (
+            ["--subject", "quix", "--guarantee", "at-least-once", "--inject-bad", "3"],
+            "--inject-bad: --subject quix has no dead-letter path",
+        ),
+        (
+            ["--subject", "quix"],
+            "--subject quix runs at-least-once only (Quix's default): add --guarantee at-least-once",
+        ),
         (["--subject", "floor", "--consumer-arg=--max-batch=10"], "--consumer-arg: only our consumer takes it"),
         (["--consumer-arg=-Xsasl.password=pw"], "--consumer-arg: give the connection (-X, --command-config"),
         (["--consumer-arg=--bootstrap-server=b:9092"], "in their environment, never their command lines"),
