@@ -25,7 +25,7 @@ from collections.abc import Callable
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
-from churnstream.cli.common import add_logging_options, make_parser, run, setup_logging, whole_number
+from churnstream.cli.common import add_logging_options, make_parser, run, setup_logging, whole_number, whole_numbers
 from churnstream.contract.events import load_contract
 from churnstream.ml.dataset import DATASET_LABEL, read_labelled, verify_dataset
 from churnstream.ml.features import features_frame, sklearn_reference_preprocessing
@@ -54,14 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         __doc__.splitlines()[0],
         "example:\n  python -m benchmarks.bench_model --sizes 1,67,2000 --repeats 30",
     )
-    parser.add_argument("--sizes", default=DEFAULT_SIZES, help="batch sizes (default %(default)s)")
+    parser.add_argument("--sizes", type=whole_numbers, default=DEFAULT_SIZES, help="batch sizes (default %(default)s)")
     parser.add_argument("--repeats", type=whole_number, default=30, help="calls per size (default %(default)s)")
     add_logging_options(parser)
     args = parser.parse_args(argv)
-    try:
-        sizes = [whole_number(size) for size in args.sizes.split(",")]
-    except Exception:  # argparse's own type error: one usage line
-        parser.error(f"--sizes: expected whole numbers separated by commas, got {args.sizes!r}")
     setup_logging(args.verbose, args.quiet, args.log_format)
 
     def body() -> int:
@@ -79,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         reference = Pipeline([("preprocess", preprocess), ("classifier", clone(ours.named_steps["classifier"]))])
         reference.fit(frame, labels)
         print(f"{'rows':>6}  {'consumer ms':>11}  {'ours+frame ms':>13}  {'sklearn+frame ms':>16}  ratios")
-        for size in sizes:
+        for size in args.sizes:
             batch = (rows * (size // len(rows) + 1))[:size]
             fast = median_ms(lambda b=batch: linear.predict_proba(b), args.repeats)
             mine = median_ms(lambda b=batch: ours.predict_proba(features_frame(schema, b)), args.repeats)

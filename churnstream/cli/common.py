@@ -65,6 +65,14 @@ def whole_number(text: str, minimum: int = 1) -> int:
     return value
 
 
+def whole_numbers(text: str) -> list[int]:
+    """argparse type: whole numbers of at least 1, separated by commas (``30,500``)."""
+    try:
+        return [whole_number(part) for part in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from None
+
+
 def count_or_zero(text: str) -> int:
     """argparse type: a whole number of at least 0."""
     return whole_number(text, minimum=0)

@@ -10,6 +10,7 @@ from benchmarks import (
     bench_model,
     bench_producer,
     bench_scaling,
+    bench_scoring,
     check_instrument,
     quix_loop,
     rdkafka_reader,
@@ -37,8 +38,8 @@ def test_the_consumer_refuses_conflicting_flags(
     assert message in capsys.readouterr().err
 
 
-BENCHMARKS = [bench_consumer, bench_model, bench_producer, bench_scaling, bare_loop, seed_consumer, rdkafka_reader,
-              check_instrument, latency_reader, quix_loop]  # fmt: skip
+BENCHMARKS = [bench_consumer, bench_model, bench_producer, bench_scaling, bench_scoring, bare_loop, seed_consumer,
+              rdkafka_reader, check_instrument, latency_reader, quix_loop]  # fmt: skip
 
 
 @pytest.mark.parametrize("bench", BENCHMARKS, ids=lambda m: m.__name__)
@@ -47,6 +48,15 @@ def test_every_benchmark_has_help(bench: object, capsys: pytest.CaptureFixture[s
         bench.main(["--help"])  # type: ignore[attr-defined]
     assert stopped.value.code == 0
     assert capsys.readouterr().out.startswith("usage:")
+
+
+def test_bench_scoring_prints_the_cost_per_event_of_the_current_model(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_scoring.main(["-q", "--events", "60", "--repeats", "1", "--sizes", "7,30"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("model logreg-") and "60 events from" in lines[0]
+    rows = [line.split() for line in lines[2:]]
+    assert [row[0] for row in rows] == ["7", "30"]
+    assert all(float(value) > 0 for row in rows for value in row[1:])
 
 
 @pytest.mark.parametrize(
