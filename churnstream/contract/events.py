@@ -227,7 +227,7 @@ def _number_check(field: Field) -> Check:
             raise _reject(f"{name} is {_json_kind(value)}; {required} is required{hint}")
         if whole and kind is float and not value.is_integer():
             raise _reject(f"{name}={value!r} is not a whole number")
-        if not low <= value <= high:
+        if not low <= value <= high or (kind is float and math.isinf(value)):
             raise _reject(f"{name}={_shown(value)} is out of range {_range_text(low, high)}")
         return int(value) if whole else float(value)
 
@@ -248,7 +248,7 @@ def _boolean_check(field: Field) -> Check:
 def _string_check(field: Field) -> Check:
     name, enum = field.name, field.categories
     allowed = frozenset(enum) if enum is not None else None
-    pattern = re.compile(field.pattern) if field.pattern is not None else None
+    pattern = re.compile(field.python_pattern) if field.python_pattern is not None else None
 
     def check(value: Any) -> Any:
         if value.__class__ is not str:
@@ -439,7 +439,7 @@ def _msgspec_type(field: Field, *, for_key: bool = False) -> Any:
         meta = {
             **({"min_length": field.min_length} if field.min_length is not None else {}),
             **({"max_length": field.max_length} if field.max_length is not None else {}),
-            **({"pattern": field.pattern} if field.pattern is not None else {}),
+            **({"pattern": field.python_pattern} if field.python_pattern is not None else {}),
         }
         kind = Annotated[str, msgspec.Meta(**meta)] if meta else str
     return Optional[kind] if field.allows_null else kind  # noqa: UP045 - a runtime type built for msgspec
@@ -631,7 +631,11 @@ def _cell(field: Field, cell: str | None) -> Any:
     if field.kind == NUMBER:
         if not _DECIMAL_TEXT.fullmatch(text):
             raise _reject(f"{field.name}={_shown(text)} is not a plain decimal number")
-        return float(text)
+        number = float(text)
+        if math.isinf(number):
+            bounds = _range_text(*_bounds(field))
+            raise _reject(f"{field.name}={_shown(text)} is beyond a double; out of range {bounds}")
+        return number
     if field.kind == BOOLEAN:
         lowered = text.lower()
         if lowered in _TRUE_TEXTS or lowered in _FALSE_TEXTS:

@@ -195,7 +195,7 @@ def schema_reference(schema: EventSchema, *, source_link: str | None = None) -> 
         "`decode` stage, or `validate` for the fields):",
         "",
         f"- the value is present (not a tombstone), not empty, at most {DEFAULT_MAX_VALUE_BYTES:,} bytes "
-        "(`--max-value-bytes`), and one JSON object in UTF-8;",
+        "(fixed, not a setting), and one JSON object in UTF-8;",
         "- each key is given once, at every level (JSON parsers keep the last of two equal keys silently; which "
         "one counts would be ambiguous);",
         f"- nesting is at most {MAX_DEPTH} levels deep (an event is flat; extra context may nest a little);",
@@ -205,8 +205,11 @@ def schema_reference(schema: EventSchema, *, source_link: str | None = None) -> 
         "no control characters, so two spellings of one id cannot be two customers;",
         "- `event_ts` is a real UTC date and time (the pattern, and `format: date-time`: 2026-02-30 is refused).",
         "",
-        "Patterns are matched as JSON Schema says (anywhere in the string, anchors where written), with "
-        "Python's `re`, like the `jsonschema` library; write character classes out (`[0-9]`, not `\\d`).",
+        "Patterns are matched as JSON Schema (ECMA-262) says: anywhere in the string, anchors where written, "
+        "`$` only at the very end (Python's `re` would also take it before a final newline, so each `$` is "
+        "read as `\\Z`); write character classes out (`[0-9]`, not `\\d`). Syntax only Python has (`(?P<name>`, "
+        "inline flags such as `(?i)`, `\\A`, `\\Z`, possessive quantifiers) is refused, and so is an `enum` "
+        "value that fails its own property's `pattern` or lengths.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -127,6 +128,11 @@ class Field:
     description: str = ""
 
     @property
+    def python_pattern(self) -> str | None:
+        """``pattern`` as Python's ``re`` must read it to match what JSON Schema's (ECMA-262) matches."""
+        return None if self.pattern is None else ecma_to_python(self.pattern)
+
+    @property
     def categorical(self) -> bool:
         """A string feature: the model one-hot encodes it (over ``enum`` when the schema lists one)."""
         return self.kind == STRING
@@ -210,12 +216,18 @@ def load_schema(path: Path) -> EventSchema:
             f"schema file {path} does not exist (--schema or EVENT_SCHEMA; the Telco one is schemas/event.schema.json)"
         )
     try:
-        document = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys)
+        document = json.loads(
+            path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_not_json
+        )
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"schema file {path} cannot be read: {exc}") from None
     except ValueError as exc:
         raise ConfigError(f"schema file {path} is not valid JSON: {exc}") from None
     return schema_from_document(document, str(path))
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -317,6 +329,14 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _finite(value: Any) -> bool:
+    """A number a double holds: a bound of 10**400 (legal JSON) or 1e400 (read as inf) is none."""
+    try:
+        return _number(value) and math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _field(source: str, name: str, spec: Any, required: bool) -> Field:
     where = f"property {name!r}"
     if not isinstance(spec, dict):
@@ -352,8 +372,12 @@ def _field(source: str, name: str, spec: Any, required: bool) -> Field:
         if len(enum) > MAX_CATEGORIES:
             raise _refuse(source, f"{where}: enum has {len(enum)} values, over the limit of {MAX_CATEGORIES}")
     for keyword in ("minimum", "maximum"):
-        if keyword in spec and (kind not in (INTEGER, NUMBER) or not _number(spec[keyword])):
-            raise _refuse(source, f"{where}: {keyword} needs a number, on an integer or number property")
+        if keyword in spec and (kind not in (INTEGER, NUMBER) or not _finite(spec[keyword])):
+            raise _refuse(
+                source,
+                f"{where}: {keyword} needs a number a double holds (within +-1.8e308), "
+                "on an integer or number property",
+            )
     for keyword in ("minLength", "maxLength"):
         if keyword in spec and (kind != STRING or not _whole(spec[keyword]) or spec[keyword] < 0):
             raise _refuse(source, f"{where}: {keyword} needs a whole number >= 0, on a string property")
@@ -362,15 +386,24 @@ def _field(source: str, name: str, spec: Any, required: bool) -> Field:
         if kind != STRING or not isinstance(pattern, str):
             raise _refuse(source, f"{where}: pattern needs a string, on a string property")
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise _refuse(source, f"{where}: pattern {pattern!r} is not a regular expression ({exc})") from None
+            re.compile(ecma_to_python(pattern))
+        except (ValueError, re.error) as exc:
+            what = f"{where}: pattern {pattern!r} is not a regular expression of JSON Schema"
+            raise _refuse(source, f"{what} ({exc})") from None
         if re.search(r"\\[dDwWsSbB]", pattern):
             raise _refuse(
                 source,
                 f"{where}: pattern {pattern!r} uses \\d, \\w, \\s or \\b, which mean other "
                 "things in JSON Schema (ASCII) and in Python (any script); write the classes out: [0-9]",
             )
+    if enum is not None and ({"pattern", "minLength", "maxLength"} & spec.keys()):
+        # JSON Schema applies every keyword; the validator checks enum alone, which is the same only
+        # when each listed value passes the others (a value that does not could never be valid).
+        spare = {**spec, "enum": None, "type": STRING}
+        lone = _field(source, name, spare, required)
+        for value in enum:
+            if value is not None and not _string_ok(lone, value):
+                raise _refuse(source, f"{where}: enum value {value!r} fails the property's own pattern or lengths")
     if spec.get("format") not in (None, "date-time") or ("format" in spec and name != EVENT_TS):
         raise _refuse(source, f"{where}: format is only for the envelope's {EVENT_TS}")
     if _number(spec.get("minimum")) and _number(spec.get("maximum")) and spec["minimum"] > spec["maximum"]:
@@ -388,3 +421,61 @@ def _field(source: str, name: str, spec: Any, required: bool) -> Field:
         pattern=pattern,
         description=str(spec.get("description") or ""),
     )
+
+
+def _string_ok(field: Field, value: str) -> bool:
+    if field.min_length is not None and len(value) < field.min_length:
+        return False
+    if field.max_length is not None and len(value) > field.max_length:
+        return False
+    pattern = field.python_pattern
+    return pattern is None or re.search(pattern, value) is not None
+
+
+# Python's re syntax that ECMA-262 (JSON Schema's patterns) does not have, or reads otherwise.
+_PYTHON_ONLY_GROUPS = ("(?P", "(?#", "(?(", "(?>")
+_PORTABLE_GROUPS = ("(?:", "(?=", "(?!", "(?<=", "(?<!")
+
+
+def ecma_to_python(pattern: str) -> str:
+    """A JSON Schema ``pattern`` as Python's ``re`` reads it the same way, or ValueError for syntax only
+    Python has. ECMA's ``$`` (no multiline) matches at the very end; Python's also before a final
+    newline, so ``"DE-07\\n"`` would pass ``^[A-Z]{2}-[0-9]{2}$``: each ``$`` becomes ``\\Z``."""
+    out: list[str] = []
+    index, size, in_class = 0, len(pattern), False
+    while index < size:
+        char = pattern[index]
+        if char == "\\":
+            escaped = pattern[index : index + 2]
+            if not in_class and escaped in ("\\A", "\\Z"):
+                raise ValueError(f"{escaped} is Python's; JSON Schema writes ^ and $")
+            out.append(escaped)
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            out.append(char)
+            index += 1
+            if pattern[index : index + 1] == "^":
+                out.append("^")
+                index += 1
+            if pattern[index : index + 1] == "]":  # Python reads []...] as a class holding ]
+                raise ValueError("a class that opens with ] means other things in JSON Schema and Python")
+            continue
+        elif char == "$":
+            out.append("\\Z")
+            index += 1
+            continue
+        elif char == "(" and pattern.startswith("(?", index):
+            if pattern.startswith(_PYTHON_ONLY_GROUPS, index) or not pattern.startswith(_PORTABLE_GROUPS, index):
+                raise ValueError(
+                    f"{pattern[index : index + 3]}... is read otherwise, or not at all, by one of JSON Schema and "
+                    "Python: use (...), (?:...), (?=...), (?!...), (?<=...) or (?<!...)"
+                )
+        elif char in "*+?}" and pattern[index + 1 : index + 2] == "+":
+            raise ValueError(f"{char}+ (a possessive quantifier) is Python syntax")
+        out.append(char)
+        index += 1
+    return "".join(out)

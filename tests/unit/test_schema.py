@@ -144,6 +144,24 @@ def test_csv_rows_are_typed_by_the_schema_and_empty_cells_follow_its_nulls() -> 
         ({"properties": {"msisdn_hash": {"type": "string", "pattern": ".*"}, "a": {"type": "string"}}}, "own pattern"),
         ({"properties": {"msisdn_hash": {"type": "string"}, "event_id": {"type": "string"}}}, "envelope field"),
         ({"properties": {"msisdn_hash": {"type": "string"}}}, "has no feature"),
+        # A bound no double holds (legal JSON) crashed Contract() with OverflowError, a traceback and exit 1.
+        ({"properties": {"msisdn_hash": {"type": "string"}, "a": {"type": "integer", "maximum": 10**400}}}, "double"),
+        ({"properties": {"msisdn_hash": {"type": "string"}, "a": {"type": "number", "minimum": 1e400}}}, "double"),
+        # Python-only syntax that another validator refuses or reads otherwise.
+        ({"properties": {"msisdn_hash": {"type": "string"}, "a": {"type": "string", "pattern": "(?i)^ab"}}}, "(?i"),
+        ({"properties": {"msisdn_hash": {"type": "string"}, "a": {"type": "string", "pattern": "(?P<x>a)"}}}, "(?P"),
+        ({"properties": {"msisdn_hash": {"type": "string"}, "a": {"type": "string", "pattern": "^a\\Z"}}}, "\\Z"),
+        ({"properties": {"msisdn_hash": {"type": "string"}, "a": {"type": "string", "pattern": "a*+"}}}, "possessive"),
+        # JSON Schema checks pattern and lengths on an enum too; a value that fails them is refused at load.
+        (
+            {
+                "properties": {
+                    "msisdn_hash": {"type": "string"},
+                    "a": {"type": "string", "enum": ["ok", "x"], "minLength": 2},
+                }
+            },
+            "enum value 'x' fails",
+        ),
     ],
 )
 def test_a_schema_outside_the_subset_is_refused_in_one_line(change: dict[str, Any], message: str) -> None:
@@ -162,6 +180,35 @@ def test_a_schema_file_that_is_missing_or_not_json_is_one_line(tmp_path: Path) -
     (tmp_path / "bad.json").write_text('{"type": "object", "type": "array"}')
     with pytest.raises(ConfigError, match="given more than once"):
         load_schema(tmp_path / "bad.json")
+    (tmp_path / "nan.json").write_text('{"type": "object", "minimum": NaN}')  # Python's json takes it
+    with pytest.raises(ConfigError, match="NaN is not a JSON value"):
+        load_schema(tmp_path / "nan.json")
+
+
+def test_a_dollar_is_the_very_end_as_json_schema_reads_it_not_before_a_final_newline() -> None:
+    """Before: Python's $ let "DE-07\\n" pass ^[A-Z]{2}-[0-9]{2}$ on both paths (an ECMA-262 validator
+    refuses it), and the value reached the model as an unknown region."""
+    contract = compile_contract(schema_from_document(mobile_document(), "mobile"))
+    event = mobile_event(region="DE-07\n")
+    with pytest.raises(InvalidEvent, match="does not match the pattern"):
+        contract.decode(orjson.dumps(event))
+    with pytest.raises(InvalidEvent, match="does not match the pattern"):
+        contract.validate(event)
+    # Python's jsonschema library matches with re too and takes it; JSON Schema says ECMA-262, and the
+    # validators that follow it (ajv, the Java ones) refuse it, as the pipeline now does.
+    contract.decode(orjson.dumps(mobile_event(region="DE-07")))
+
+
+def test_a_csv_number_beyond_a_double_is_refused_not_sent_as_null() -> None:
+    """Before: float("1" * 400) is inf, which data_gb (no maximum) let through, and orjson wrote it as
+    null: the producer sent an event the consumer dead-letters."""
+    contract = compile_contract(schema_from_document(mobile_document(), "mobile"))
+    row = {"msisdn_hash": "a1", "plan": "business", "region": "", "months_active": "3", "data_gb": "1" * 400,
+           "dropped_calls": "", "roaming": "TRUE", "nps": ""}  # fmt: skip
+    with pytest.raises(InvalidEvent, match=r"data_gb=.* is beyond a double"):
+        contract.event_from_row(row, event_id="r-1", event_ts=TS)
+    with pytest.raises(InvalidEvent, match="out of range"):
+        contract.validate(mobile_event(data_gb=float("inf")))
 
 
 def test_the_sha256_names_the_contract_spelled_out_or_not_and_the_feature_order_counts() -> None:
