@@ -106,15 +106,19 @@ class CsvFile:
         # A spreadsheet's export in many locales separates by ";" (or a tab): read what the header uses.
         delimiter = next((d for d in ",;\t" if d in first_line), ",")
         reader = csv.DictReader(io.StringIO(self.text, newline=""), delimiter=delimiter)
-        header = tuple(reader.fieldnames or ())
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise DataError(
-                f"data file {self.path} lacks the column(s) {', '.join(missing)} (its header: "
-                f"{', '.join(header[:8])}{', ...' if len(header) > 8 else ''}); is it the data the schema describes?"
-            )
-        for row in reader:
-            yield reader.line_num, row
+        try:
+            header = tuple(reader.fieldnames or ())
+            missing = [c for c in columns if c not in header]
+            if missing:
+                raise DataError(
+                    f"data file {self.path} lacks the column(s) {', '.join(missing)} (its header: "
+                    f"{', '.join(header[:8])}{', ...' if len(header) > 8 else ''}); "
+                    "is it the data the schema describes?"
+                )
+            for row in reader:
+                yield reader.line_num, row
+        except csv.Error as exc:  # a stray quote: every reader of a CSV (train, import, compare, the producer)
+            raise DataError(f"data file {self.path} line {reader.line_num + 1} is not valid CSV: {exc}") from None
 
 
 def open_csv(path: Path) -> CsvFile:

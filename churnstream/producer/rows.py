@@ -6,7 +6,6 @@ Each send then only adds ``event_ts`` and ``event_id`` to a prepared template (c
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
 import uuid
@@ -72,31 +71,27 @@ def prepare_rows(
     """
     rows: list[PreparedRow | None] = []
     skipped: list[SkippedRow] = []
-    line_number = 1
     source = open_csv(path)
     schema = contract.schema
     key_field = schema.key_field
     columns = [f.name for f in schema.fields if f.name not in ENVELOPE_FIELDS and f.required]
-    try:
-        for line_number, raw in source.rows(columns):
-            if limit is not None and len(rows) >= limit:
-                break
-            row_index = len(rows)
-            try:
-                template = contract.event_from_row(raw, event_id=_ID_PLACEHOLDER, event_ts=_TS_PLACEHOLDER)
-            except InvalidEvent as exc:
-                if not skip_bad_rows:
-                    raise DataError(
-                        f"data file {path} line {line_number}: {exc.reason}; fix the row, "
-                        "or pass --skip-bad-rows to leave bad rows out"
-                    ) from None
-                logger.warning("skipping %s line %d: %s", path, line_number, exc.reason)
-                skipped.append(SkippedRow(row_index, line_number, exc.reason))
-                rows.append(None)
-                continue
-            rows.append(PreparedRow(row_index, line_number, template[key_field].encode(), template))
-    except csv.Error as exc:
-        raise DataError(f"data file {path} line {line_number + 1} is not valid CSV: {exc}") from None
+    for line_number, raw in source.rows(columns):
+        if limit is not None and len(rows) >= limit:
+            break
+        row_index = len(rows)
+        try:
+            template = contract.event_from_row(raw, event_id=_ID_PLACEHOLDER, event_ts=_TS_PLACEHOLDER)
+        except InvalidEvent as exc:
+            if not skip_bad_rows:
+                raise DataError(
+                    f"data file {path} line {line_number}: {exc.reason}; fix the row, "
+                    "or pass --skip-bad-rows to leave bad rows out"
+                ) from None
+            logger.warning("skipping %s line %d: %s", path, line_number, exc.reason)
+            skipped.append(SkippedRow(row_index, line_number, exc.reason))
+            rows.append(None)
+            continue
+        rows.append(PreparedRow(row_index, line_number, template[key_field].encode(), template))
     if not any(row is not None for row in rows):
         what = "has no data rows" if not rows else "has no valid rows"
         raise DataError(f"data file {path} {what}; nothing to send")

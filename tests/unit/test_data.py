@@ -94,3 +94,17 @@ def test_a_label_that_is_not_two_values_or_an_unknown_positive_is_one_line(
     with pytest.raises(DataError) as caught:
         choose_label("L", values, positive)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_stray_quote_is_one_line_naming_the_file_for_every_reader(tmp_path: Path) -> None:
+    """Before: a stray quote (a spreadsheet slip) made training, import and compare end in a traceback,
+    csv.Error "field larger than field limit", while the producer gave one line. Every reader of a
+    CSV now gives the same DataError (exit 4)."""
+    path = write_csv(tmp_path / "slip.csv", make_rows(1200))
+    lines = path.read_text().splitlines(keepends=True)
+    lines[5] = '"' + lines[5]  # opens a quoted field that no later line closes
+    path.write_text("".join(lines))
+    with pytest.raises(DataError, match=r"slip\.csv line \d+ is not valid CSV: field larger than field limit"):
+        read_labelled(telco_contract(), path, DATASET_LABEL)
+    with pytest.raises(DataError, match="is not valid CSV"):
+        list(read_rows(path))
