@@ -5,16 +5,20 @@ is taken (or an address that is not this host's) fails the start in one line (ex
 event is consumed. It listens on every interface unless told otherwise (``--metrics-address``,
 METRICS_ADDRESS), as Prometheus exporters do. Each request gets a thread, but never more than
 :data:`MAX_CONCURRENT_REQUESTS` at once: past that a connection is closed at once, so a flood of
-connections cannot make threads without end.
+connections cannot make threads without end. A request must arrive whole within
+:data:`REQUEST_TIMEOUT_S` of its connection, however slowly it trickles in, so a few slow clients
+cannot hold every slot and starve the health probes.
 """
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import logging
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -26,7 +30,7 @@ from churnstream.settings import ENV_METRICS_ADDRESS, ENV_METRICS_PORT, EVERY_IN
 
 logger = logging.getLogger(__name__)
 
-REQUEST_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 10.0  # for the whole request, from the connection (not per read)
 # Prometheus (one or two), the kubelet's two probes and a person with curl need a few at a time.
 MAX_CONCURRENT_REQUESTS = 8
 # The ports monitoring/prometheus.yml scrapes and deploy/ uses (the code has no default: metrics are
@@ -126,9 +130,32 @@ class _BoundedServer(HTTPServer):
         logger.debug("metrics request from %s failed", client_address, exc_info=True)
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A connection's reads, each given only what is left of one deadline: a byte every few seconds
+    (a per-read timeout would wait for each) cannot keep a request open past it."""
+
+    def __init__(self, connection: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._connection, self._deadline = connection, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self._connection.settimeout(left)
+        return self._connection.recv_into(buffer)
+
+
 def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        timeout = REQUEST_TIMEOUT_S  # an idle connection does not hold a thread forever
+        def setup(self) -> None:
+            self.timeout = REQUEST_TIMEOUT_S  # read when the connection comes (tests lower it)
+            super().setup()
+            self.rfile.close()  # the plain reader setup() made: the connection is read only through the deadline's
+            self.rfile = io.BufferedReader(_DeadlineReader(self.connection, time.monotonic() + REQUEST_TIMEOUT_S))
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]

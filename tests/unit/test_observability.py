@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from churnstream.errors import ConfigError
 from churnstream.observability import metrics as m
+from churnstream.observability import server as server_module
 from churnstream.observability.health import Health
 from churnstream.observability.lag import MAX_SAMPLES, LagProbe, LagTracker
 from churnstream.observability.metrics import BatchHistogram, ConsumerMetrics, ProducerMetrics
@@ -389,6 +390,32 @@ def test_a_flood_of_connections_gets_a_bounded_number_of_threads() -> None:
         body = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read()
         assert b"flood_survived 0.0" in body
     finally:
+        server.close()
+
+
+def test_clients_that_trickle_their_requests_cannot_hold_the_probes_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the timeout was per read, so a byte every few seconds kept a slot for ever, and eight such
+    clients closed the port to the kubelet's /healthz. Now each request has one deadline from its
+    connection (lowered here to 1 s; the trickle sends a byte every 0.2 s)."""
+    monkeypatch.setattr(server_module, "REQUEST_TIMEOUT_S", 1.0)
+    server = MetricsServer(0, CollectorRegistry(), Health(liveness_s=60.0)).start()
+    slow = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(MAX_CONCURRENT_REQUESTS)]
+    try:
+        started, closed_after = time.monotonic(), {}
+        while len(closed_after) < len(slow) and time.monotonic() - started < 4:
+            for index, connection in enumerate(slow):
+                if index not in closed_after:
+                    try:
+                        connection.sendall(b"G")
+                    except OSError:  # reset by the server: it gave up on this request
+                        closed_after[index] = time.monotonic() - started
+            time.sleep(0.2)
+        assert len(closed_after) == len(slow), f"{len(slow) - len(closed_after)} trickling clients still held"
+        assert max(closed_after.values()) < 3
+        assert urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5).status == 200
+    finally:
+        for connection in slow:
+            connection.close()
         server.close()
 
 
