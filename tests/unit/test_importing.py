@@ -19,7 +19,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from churnstream.cli import model as model_cli
-from churnstream.contract.events import load_contract
+from churnstream.contract.events import encode_event, load_contract
 from churnstream.errors import EXIT_DATA, EXIT_MODEL_INTEGRITY, DataError, ModelIntegrityError
 from churnstream.ml.features import features_frame
 from churnstream.ml.importing import import_model
@@ -76,9 +76,9 @@ def test_an_imported_pipeline_scores_as_it_does_offline_and_carries_its_card(
     assert model.linear is None  # not the project's own kind: its own predict_proba scores it
     offline_frame = pd.read_csv(holdout)  # what the notebook does
     offline = pipeline.predict_proba(offline_frame[list(contract.feature_names)])[:, 1]
-    with holdout.open(newline="") as handle:
+    with holdout.open(newline="") as handle:  # each row as the producer sends it and the consumer reads it
         rows = [
-            contract.features_of(contract.event_from_row(row, "e", "2026-01-01T00:00:00Z"))
+            contract.decode(encode_event(contract.event_from_row(row, "e", "2026-01-01T00:00:00Z"))).features
             for row in csv.DictReader(handle)
         ]
     np.testing.assert_allclose(model.predict_proba(rows), offline, rtol=0, atol=1e-9)
@@ -229,7 +229,8 @@ def test_an_estimator_fitted_on_some_columns_in_its_own_order_with_an_optional_o
         events = [contract.event_from_row(row, "e", "2026-01-01T00:00:00Z") for row in csv.DictReader(handle)]
     assert sum("support_tickets" not in event for event in events) >= 50  # left out, not null
     offline = estimator.predict_proba(pd.read_csv(holdout)[columns])[:, 1]
-    np.testing.assert_allclose(model.predict_proba([contract.features_of(e) for e in events]), offline, atol=1e-9)
+    decoded = [contract.decode(encode_event(event)).features for event in events]  # the bytes on the topic
+    np.testing.assert_allclose(model.predict_proba(decoded), offline, atol=1e-9)
 
     other = HistGradientBoostingClassifier(max_iter=5).fit(
         frame[columns].rename(columns={"roaming": "roams"}), frame["churned"]
