@@ -606,11 +606,15 @@ def fault(name: str, env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, 
 PRODUCER = ("producer.py", "--mode", "batch", "-q")
 CONSUMER = ("consumer.py", "--mode", "batch", "-q")
 VERIFY = ("test_pipeline.py", "--verify-only", "-q")
+BROKER_DOWN_HINT = (
+    "(KAFKA_BOOTSTRAP_SERVERS); start the local broker with 'make kafka-up', or point KAFKA_BOOTSTRAP_SERVERS "
+    "at your cluster"
+)
 # (fault, command, exit code, what the one line must mention). verify-only prints a PASS/FAIL table
 # on stdout and exits 1 when a check fails (test_pipeline.py), except for a bad setting (3).
 STARTUP_FAULTS = [
-    ("broker-down", PRODUCER, EXIT_BROKER, "no Kafka broker answers"),
-    ("broker-down", CONSUMER, EXIT_BROKER, "no Kafka broker answers"),
+    ("broker-down", PRODUCER, EXIT_BROKER, BROKER_DOWN_HINT),
+    ("broker-down", CONSUMER, EXIT_BROKER, BROKER_DOWN_HINT),
     ("broker-down", VERIFY, EXIT_FAILURE, "FAIL  broker answers"),
     ("wrong-port", PRODUCER, EXIT_PROTOCOL, "closed it without a Kafka answer"),
     ("wrong-port", CONSUMER, EXIT_PROTOCOL, "closed it without a Kafka answer"),
