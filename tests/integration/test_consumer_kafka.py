@@ -55,7 +55,6 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.integration
 
-PROGRESS_RE = re.compile(r"heartbeat: consumed=(\d+)")
 ASSIGNED_RE = re.compile(r"partitions assigned: (.*)$", re.MULTILINE)
 
 
@@ -115,16 +114,6 @@ def wait_for_log(path: Path, pattern: re.Pattern[str], process: subprocess.Popen
             return matches[-1]
         time.sleep(0.02)
     raise AssertionError(f"{pattern.pattern!r} did not appear in {path} within {timeout_s} s")
-
-
-def wait_for_consumed(path: Path, at_least: int, process: subprocess.Popen[str], timeout_s: float = 90) -> int:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        match = wait_for_log(path, PROGRESS_RE, process, timeout_s=deadline - time.monotonic())
-        if int(match.group(1)) >= at_least:
-            return int(match.group(1))
-        time.sleep(0.01)
-    raise AssertionError(f"the consumer did not reach {at_least} events within {timeout_s} s")
 
 
 def start_consumer(env: dict[str, str], args: list[str], log: Path) -> subprocess.Popen[str]:
@@ -254,59 +243,6 @@ def test_a_mixed_batch_gives_each_record_one_outcome_and_dead_letters_keep_the_b
     assert "tombstone" in reasons[b"tombstone"]
     assert "Contract" in reasons[b"category"] and "SeniorCitizen" in reasons[b"senior"]
     assert "tenure" in reasons[b"missing"] and "over the limit" in reasons[b"nearly-1mb"]
-
-
-# --------------------------------------------------------------------- crashes
-
-
-KILL_DELAYS_S = (0.03, 0.09, 0.2)  # after a progress line: early, middle and late in later batches
-
-
-@pytest.mark.parametrize("guarantee", ["exactly-once", "at-least-once"])
-def test_kill_9_mid_run_then_restart_loses_nothing(
-    pipeline_env: dict[str, str], real_data_path: Path, tmp_path: Path, guarantee: str
-) -> None:
-    settings = settings_from(pipeline_env)
-    create_raw_topic(settings)
-    events = real_events(real_data_path, "kill-a") + real_events(real_data_path, "kill-b")
-    produce(settings, as_records(events))
-    max_batch = 500
-
-    common = ["--guarantee", guarantee, "--max-batch", str(max_batch), "--log-interval", "0.05"]
-    for attempt, delay in enumerate(KILL_DELAYS_S):
-        log = tmp_path / f"killed-{attempt}.log"
-        process = start_consumer(pipeline_env, ["--mode", "streaming", *common], log)
-        try:
-            wait_for_consumed(log, max_batch, process)
-            time.sleep(delay)
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
-        finally:
-            stop(process, signal.SIGKILL)
-        assert process.returncode == -signal.SIGKILL
-
-    summary_file = tmp_path / "restart.json"
-    started = time.monotonic()
-    args = ["--mode", "batch", *common, "--summary-json", str(summary_file)]
-    result = run_script("consumer.py", args, env=pipeline_env, timeout=150)
-    restart_s = time.monotonic() - started
-    assert result.returncode == 0, result.stderr
-    restarted = summary_of(summary_file)
-    assert 0 < restarted["consumed"] < len(events), "the killed consumers finished everything: make it longer"
-
-    committed = Counter(p.event_id for p in predictions(settings))
-    assert set(committed) == {event["event_id"] for event in events}  # nothing lost
-    duplicates = sum(committed.values()) - len(events)
-    written = len(read_all(settings, settings.topic_predictions, committed=False))
-    print(  # shown with -s: the evidence for KAFKA_README.md
-        f"\n{guarantee}: {len(KILL_DELAYS_S)} kill -9s; the final run took {restart_s:.1f} s and scored "
-        f"{restarted['consumed']}; read_committed sees {sum(committed.values())} predictions for {len(events)} "
-        f"events ({duplicates} duplicates); {written} were written in all (aborted transactions included)"
-    )
-    if guarantee == "exactly-once":
-        assert duplicates == 0  # every event_id exactly once
-    else:
-        assert duplicates <= len(KILL_DELAYS_S) * max_batch  # at most the batch in flight at each kill
 
 
 # --------------------------------------------------------------------- scale-out
