@@ -43,15 +43,21 @@ def _example(name: str) -> ModuleType:
 make_data, train_elsewhere = _example("make_data"), _example("train_elsewhere")
 
 
+def train_in_a_notebook(folder: Path, subscribers: int, trained_on: int, seed: int) -> tuple[Path, Path]:
+    """(the pickle, the holdout CSV): the example notebook's pipeline fitted on the first ``trained_on``
+    made-up subscribers; the rest are the holdout it never saw."""
+    rows = make_data.subscribers(subscribers, seed=seed)
+    train_csv = make_data.write(folder / "train.csv", rows[:trained_on])
+    holdout = make_data.write(folder / "holdout.csv", rows[trained_on:])
+    pickle_path = folder / "gb.pkl"
+    assert train_elsewhere.main(["--data", str(train_csv), "--out", str(pickle_path)]) == 0
+    return pickle_path, holdout
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Any]:
     """(the pickle, the holdout CSV, the pipeline): trained on other rows, by scikit-learn alone."""
-    folder = tmp_path_factory.mktemp("mobile")
-    rows = make_data.subscribers(1600, seed=3)
-    train_csv = make_data.write(folder / "train.csv", rows[:1000])
-    holdout = make_data.write(folder / "holdout.csv", rows[1000:])
-    pickle_path = folder / "gb.pkl"
-    assert train_elsewhere.main(["--data", str(train_csv), "--out", str(pickle_path)]) == 0
+    pickle_path, holdout = train_in_a_notebook(tmp_path_factory.mktemp("mobile"), 1600, 1000, seed=3)
     return pickle_path, holdout, joblib.load(pickle_path)
 
 

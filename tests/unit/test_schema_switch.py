@@ -21,18 +21,14 @@ from churnstream.ml.importing import import_model
 from churnstream.ml.model import load_model
 from churnstream.ml.store import ModelStore
 from tests.helpers import current_card_path, current_model_path, make_rows, telco_event
-from tests.unit.test_importing import SCHEMA, make_data, train_elsewhere
+from tests.unit.test_importing import SCHEMA, make_data, train_in_a_notebook
 
 
 @pytest.fixture(scope="module")
 def two_schemas(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelStore, str, str]:
     """A store with the Telco model (current) and a mobile operator's model of another schema."""
     folder = tmp_path_factory.mktemp("switch")
-    rows = make_data.subscribers(800, seed=4)
-    train_csv = make_data.write(folder / "train.csv", rows[:500])
-    holdout = make_data.write(folder / "holdout.csv", rows[500:])
-    pickle_path = folder / "gb.pkl"
-    assert train_elsewhere.main(["--data", str(train_csv), "--out", str(pickle_path)]) == 0
+    pickle_path, holdout = train_in_a_notebook(folder, 800, 500, seed=4)
     store = ModelStore(folder / "models")
     telco = store.add(current_model_path().read_bytes(), orjson.loads(current_card_path().read_bytes()))
     store.promote(telco)
